@@ -1,0 +1,9 @@
+/* cmd_eval.c: placeholder until the sim module lands. */
+#include "cli/commands.h"
+#include "core/log.h"
+
+int sp_cmd_eval(int argc, char **argv) {
+  (void)argc; (void)argv;
+  sp_log(SP_LOG_ERROR, "eval: not built yet");
+  return 2;
+}

@@ -1,0 +1,12 @@
+/* commands.h: the sp subcommands; each lives in its own cmd_<name>.c and returns the exit status. */
+#ifndef SP_CLI_COMMANDS_H
+#define SP_CLI_COMMANDS_H
+
+int sp_cmd_tasks(int argc, char **argv);
+int sp_cmd_render(int argc, char **argv);
+int sp_cmd_eval(int argc, char **argv);
+int sp_cmd_collect(int argc, char **argv);
+int sp_cmd_plan(int argc, char **argv);
+int sp_cmd_match(int argc, char **argv);
+
+#endif
