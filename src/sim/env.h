@@ -1,0 +1,106 @@
+/* env.h: the 11 Meta-World v2 tasks on MuJoCo 2.2.2, with AVDC's seeding and success protocol.
+ *
+ * Model vs data (STYLE.md): sp_env_model is the compiled scene of one task (never modified after
+ * load; share it between threads). sp_env is one rollout: its own copy of the mjModel (task resets
+ * edit body_pos, as Meta-World does), the mjData, the seeded RNG and the step counter.
+ *
+ * Observation (39): hand(3) grip(1) obj(14) prev_frame(18) goal(3); see docs/environment.md.
+ * Action (4): a[0:3] clipped to [-1,1], mocap += 0.01*a clipped to the hand bounds; a[3] gripper
+ * effort (+1 closes). One step = 5 mj_step of 0.0025 s. */
+#ifndef SP_SIM_ENV_H
+#define SP_SIM_ENV_H
+
+#include <mujoco/mujoco.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+
+#define SP_OBS_DIM 39
+#define SP_ACT_DIM 4
+#define SP_MAX_PATH 500  // AVDC: an episode succeeds iff it produced <= 500 frames
+
+typedef enum {
+  SP_TASK_DOOR_OPEN = 0,
+  SP_TASK_DOOR_CLOSE,
+  SP_TASK_BASKETBALL,
+  SP_TASK_SHELF_PLACE,
+  SP_TASK_BUTTON_PRESS,
+  SP_TASK_BUTTON_PRESS_TOPDOWN,
+  SP_TASK_FAUCET_CLOSE,
+  SP_TASK_FAUCET_OPEN,
+  SP_TASK_HANDLE_PRESS,
+  SP_TASK_HAMMER,
+  SP_TASK_ASSEMBLY,
+  SP_NTASK
+} sp_task;
+
+typedef enum { SP_SCENES_BUILTIN = 0, SP_SCENES_METAWORLD } sp_scene_source;
+
+const char *sp_task_name(int task);     // "door-open", ...
+int sp_task_find(const char *name);     // -1 if unknown
+const char *sp_task_scene_file(int task);  // top-level MJCF name, e.g. "sawyer_door_pull.xml"
+const char *sp_scene_source_name(sp_scene_source s);
+
+/* the benchmark cameras (corner, corner2, corner3) and the others every scene has */
+#define SP_NCAMERA 6
+const char *sp_camera_name(int cam);    // index in the scene's camera list
+int sp_camera_find(const char *name);   // -1 if unknown
+
+/* the compiled scene of one task: constant after load */
+typedef struct {
+  int task;
+  sp_scene_source source;
+  char assets_dir[1024];   // for SP_SCENES_METAWORLD
+  mjModel *m0;             // compiled scene, never modified
+  uint64_t scene_hash;     // hash of the scene files' bytes
+  double hand_low[3], hand_high[3];
+  int cam_id[SP_NCAMERA];  // MuJoCo camera ids, by sp camera index
+  /* ids the task code uses (-1 when a task does not use them) */
+  int body_hand, site_right_pad, site_left_pad, mocap_id;
+  int qpos_obj, qvel_obj;  // free joint / task joint addresses (after the arm)
+  int aux[8];              // task-specific ids (bodies, sites, joints), see env.c
+} sp_env_model;
+
+/* load a task's scene. source BUILTIN uses the scenes compiled into sp; METAWORLD reads
+ * <assets_dir>/sawyer_xyz/<scene file>. Returns NULL with a one-line message in err. */
+sp_env_model *sp_env_model_load(int task, sp_scene_source source, const char *assets_dir,
+                                char *err);
+void sp_env_model_free(sp_env_model *em);
+
+/* one rollout */
+typedef struct {
+  const sp_env_model *em;
+  mjModel *m;                 // per-rollout copy (task resets edit body_pos)
+  mjData *d;
+  sp_mt19937 rng;             // NumPy-compatible, seeded by the episode seed
+  long seed;
+  int t;                      // env steps since reset
+  double hand_init[3];        // AVDC's noisy hand start (may lie outside the bounds)
+  double rand_vec[6];         // task reset vector (rand_vec_len values used)
+  int rand_vec_len;
+  double target[3];           // _target_pos = obs[36:39]
+  double obj_init[3];         // object position at reset (task's obj_init_pos)
+  double prev_obs[18];        // previous frame's first 18 numbers (Meta-World's _prev_obs)
+  double obs[SP_OBS_DIM];     // last observation
+  int success;                // success of the last step (the task's info['success'])
+  int nan_count;              // steps whose state became non-finite (state is then reset)
+  int warn_count;             // MuJoCo warnings raised during the episode
+} sp_env;
+
+sp_env *sp_env_create(const sp_env_model *em, char *err);
+void sp_env_free(sp_env *e);
+
+/* AVDC's construct-then-reset for a seed: hand noise and the task's random vector from
+ * MT19937(seed), two resets with the same vector. Writes the reset observation. */
+void sp_env_reset(sp_env *e, long seed, double obs[SP_OBS_DIM]);
+
+/* one env step; returns the task's success flag for the new state */
+int sp_env_step(sp_env *e, const double action[SP_ACT_DIM], double obs[SP_OBS_DIM]);
+
+/* tcp_center: midpoint of the two finger pads */
+void sp_env_tcp(const sp_env *e, double tcp[3]);
+
+/* scripted expert (Meta-World's Sawyer<Task>V2Policy with AVDC's changes): obs -> action */
+void sp_expert_act(int task, const double obs[SP_OBS_DIM], double action[SP_ACT_DIM]);
+
+#endif
