@@ -1,9 +1,83 @@
-/* cmd_eval.c: placeholder until the sim module lands. */
+/* cmd_eval.c: sp eval: the benchmark harness (and --merge of shard directories). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/scene_args.h"
 #include "core/log.h"
+#include "eval/eval.h"
 
 int sp_cmd_eval(int argc, char **argv) {
-  (void)argc; (void)argv;
-  sp_log(SP_LOG_ERROR, "eval: not built yet");
-  return 2;
+  sp_eval_config cfg;
+  sp_eval_config_default(&cfg);
+  const char *tasks = "all", *cameras = "corner,corner2,corner3", *seeds = "0-24", *shard = NULL;
+  const char *scenes = NULL, *assets = NULL;
+  int merge = 0;
+  sp_arg rows[] = {
+      {"agent", SP_ARG_STR, &cfg.agent, "agent to evaluate (expert)"},
+      {"checkpoint", SP_ARG_STR, &cfg.checkpoint, "agent checkpoint (safetensors)"},
+      {"tasks", SP_ARG_STR, &tasks, "all or a comma list of task names"},
+      {"cameras", SP_ARG_STR, &cameras, "comma list of cameras"},
+      {"seeds", SP_ARG_STR, &seeds, "seed list, e.g. 0-24 or 0,3,5-9"},
+      {"out", SP_ARG_STR, &cfg.out_dir, "output directory (results.json, results.md, episodes.jsonl)"},
+      {"gif", SP_ARG_FLAG, &cfg.gif, "write one GIF per episode under DIR/gifs"},
+      {"jobs", SP_ARG_INT, &cfg.jobs, "worker threads"},
+      {"resume", SP_ARG_FLAG, &cfg.resume, "continue an interrupted run in --out"},
+      {"shard", SP_ARG_STR, &shard, "run the slice I/N of the episode list"},
+      {"merge", SP_ARG_FLAG, &merge, "merge the shard directories given as arguments into --out"},
+      {"width", SP_ARG_INT, &cfg.width, "render width"},
+      {"height", SP_ARG_INT, &cfg.height, "render height"},
+      {"render-timeout", SP_ARG_DOUBLE, &cfg.render_timeout, "seconds before a stuck render stops the run"},
+      {"scenes", SP_ARG_STR, &scenes, "builtin or metaworld (default: builtin unless --assets)"},
+      {"assets", SP_ARG_STR, &assets, "Meta-World assets_v2 directory (or SP_METAWORLD_ASSETS)"},
+      {0}};
+  const char *pos[256];
+  int npos = 0;
+  int rc = sp_args_parse("eval", "--agent A --tasks all --cameras C1,C2 --seeds 0-24 --out DIR [options]\n"
+                         "       sp eval --merge DIR1 DIR2 ... --out DIR",
+                         rows, argc, argv, pos, 256, &npos);
+  if (rc) return rc < 0 ? 2 : 0;
+  if (!cfg.out_dir) { sp_log(SP_LOG_ERROR, "eval: --out DIR is required"); return 2; }
+  char err[SP_ERRLEN];
+  if (merge) {
+    if (sp_eval_merge(pos, npos, cfg.out_dir, err)) { sp_log(SP_LOG_ERROR, "eval: %s", err); return 1; }
+    return 0;
+  }
+  if (npos) { sp_log(SP_LOG_ERROR, "eval: unexpected argument '%s'", pos[0]); return 2; }
+  if (!sp_agent_find(cfg.agent)) {
+    sp_log(SP_LOG_ERROR, "eval: unknown agent '%s' (known: %s)", cfg.agent, sp_agent_names());
+    return 2;
+  }
+  if (sp_cli_parse_tasks("eval", tasks, cfg.tasks, &cfg.ntask)) return 2;
+  if (sp_cli_parse_cameras("eval", cameras, cfg.cams, &cfg.ncam)) return 2;
+  long *sv;
+  cfg.nseed = sp_parse_seeds(seeds, &sv, err);
+  if (cfg.nseed < 0) { sp_log(SP_LOG_ERROR, "eval: %s", err); return 2; }
+  cfg.seeds = sv;
+  if (shard) {
+    char tail;
+    if (sscanf(shard, "%d/%d%c", &cfg.shard_i, &cfg.shard_n, &tail) != 2 || cfg.shard_n < 1 ||
+        cfg.shard_i < 0 || cfg.shard_i >= cfg.shard_n) {
+      sp_log(SP_LOG_ERROR, "eval: bad --shard '%s' (expected I/N with 0 <= I < N)", shard);
+      free(sv);
+      return 2;
+    }
+  }
+  if (sp_cli_scene_source("eval", scenes, &assets, &cfg.source)) { free(sv); return 2; }
+  cfg.assets = assets;
+  rc = sp_eval_run(&cfg, err);
+  free(sv);
+  if (rc) { sp_log(SP_LOG_ERROR, "eval: %s", err); return 1; }
+  char path[4096];
+  snprintf(path, sizeof path, "%s/results.md", cfg.out_dir);
+  FILE *f = fopen(path, "r");
+  if (f) {
+    char buf[4096];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, f)) > 0) fwrite(buf, 1, k, stdout);
+    fclose(f);
+  }
+  return 0;
 }

@@ -1,0 +1,541 @@
+/* eval.c: the evaluation runner: episode list, worker threads, AVDC's loop, resume and merge. */
+#include "eval/eval.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/fileio.h"
+#include "core/image.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "eval/eval_internal.h"
+#include "sim/render.h"
+
+#define SUCCESS_RULE                                                                          \
+  "AVDC: after the first success step, run until 10 successful steps or the first later "     \
+  "failure; success iff the episode produced <= 500 frames (1 at reset + 1 per step)"
+
+void sp_eval_config_default(sp_eval_config *c) {
+  memset(c, 0, sizeof *c);
+  c->agent = "expert";
+  c->width = 320;
+  c->height = 240;
+  c->jobs = 1;
+  c->shard_n = 1;
+  c->render_timeout = 120;
+}
+
+int sp_parse_seeds(const char *spec, long **out, char *err) {
+  *out = NULL;
+  if (!spec || !*spec) return sp_errf(err, "empty seed list");
+  long *v = NULL;
+  int n = 0, cap = 0;
+  const char *p = spec;
+  while (*p) {
+    char *end;
+    errno = 0;
+    long a = strtol(p, &end, 10), b;
+    if (end == p || errno || a < 0 || a > 0xffffffffL) goto bad;
+    p = end;
+    b = a;
+    if (*p == '-') {
+      p++;
+      b = strtol(p, &end, 10);
+      if (end == p || errno || b < a || b > 0xffffffffL) goto bad;
+      p = end;
+    }
+    if (b - a + 1 + n > SP_EVAL_MAX_SEEDS) {
+      free(v);
+      return sp_errf(err, "seed list '%s' is longer than %d", spec, SP_EVAL_MAX_SEEDS);
+    }
+    for (long s = a; s <= b; s++) {
+      for (int i = 0; i < n; i++)
+        if (v[i] == s) { free(v); return sp_errf(err, "seed %ld listed twice in '%s'", s, spec); }
+      if (n == cap) { cap = cap ? 2 * cap : 64; v = realloc(v, sizeof *v * (size_t)cap); }
+      v[n++] = s;
+    }
+    if (*p == ',') { p++; if (!*p) goto bad; continue; }
+    if (*p) goto bad;
+  }
+  *out = v;
+  return n;
+bad:
+  free(v);
+  return sp_errf(err, "bad seed list '%s' (expected e.g. 0-24 or 0,3,5-9; seeds are 0..2^32-1)", spec);
+}
+
+/* ---- shared run state ---- */
+
+typedef struct {
+  int task, cam;
+  long seed;
+} job;
+
+typedef struct {
+  const sp_eval_config *cfg;
+  const sp_agent_api *agent;
+  sp_env_model *models[SP_NTASK];
+  job *jobs;
+  int njobs;
+  atomic_int next;
+  pthread_mutex_t io_lock;
+  char jsonl_path[4096];
+  sp_progress progress;
+  char gl_name[256];
+  atomic_int failed;           // a worker hit an error that stops the run
+  char fail_msg[SP_ERRLEN];
+  /* watchdog: per worker, the monotonic time a render started (0 when idle) */
+  double *render_started;
+  job *render_job;
+  atomic_int done;
+} run_state;
+
+typedef struct {
+  run_state *rs;
+  int id;
+} worker_arg;
+
+static void fail_run(run_state *rs, const char *msg) {
+  pthread_mutex_lock(&rs->io_lock);
+  if (!atomic_load(&rs->failed)) snprintf(rs->fail_msg, sizeof rs->fail_msg, "%s", msg);
+  atomic_store(&rs->failed, 1);
+  pthread_mutex_unlock(&rs->io_lock);
+}
+
+/* one episode with AVDC's loop. Returns 0, or -1 when the run must stop (err set). */
+static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, void *agent_state,
+                       const job *jb, sp_episode *ep, uint8_t *rgb, char *err) {
+  const sp_eval_config *cfg = rs->cfg;
+  const sp_agent_api *ag = rs->agent;
+  memset(ep, 0, sizeof *ep);
+  ep->task = jb->task;
+  ep->cam = jb->cam;
+  ep->seed = jb->seed;
+  double t_start = sp_time_now(), t0;
+  double obs[SP_OBS_DIM], act[SP_ACT_DIM];
+  t0 = sp_time_now();
+  sp_env_reset(env, jb->seed, obs);
+  ep->time.physics += sp_time_now() - t0;
+  memcpy(ep->hand_init, obs, sizeof ep->hand_init);
+  memcpy(ep->obj_init, obs + 4, sizeof ep->obj_init);
+  memcpy(ep->goal, obs + 36, sizeof ep->goal);
+  ep->rand_vec_len = env->rand_vec_len;
+  memcpy(ep->rand_vec, env->rand_vec, sizeof ep->rand_vec);
+
+  int need_frames = cfg->gif || ag->needs_rgb;
+  const int w = cfg->width, h = cfg->height;
+  if (need_frames && !*rend) {
+    *rend = sp_renderer_create(env->em, w, h, err);
+    if (!*rend) return -1;
+    pthread_mutex_lock(&rs->io_lock);
+    if (!rs->gl_name[0]) {
+      snprintf(rs->gl_name, sizeof rs->gl_name, "%s", sp_renderer_gl_name(*rend));
+      sp_log(SP_LOG_INFO, "rendering with %s", rs->gl_name);
+    }
+    pthread_mutex_unlock(&rs->io_lock);
+  }
+  sp_gif *gif = NULL;
+  char gif_path[4096];
+  if (cfg->gif) {
+    snprintf(gif_path, sizeof gif_path, "%s/gifs/%s_%s_%ld.gif", cfg->out_dir,
+             sp_task_name(jb->task), sp_camera_name(jb->cam), jb->seed);
+    gif = sp_gif_open(gif_path, w, h, 4, err);
+    if (!gif) return -1;
+  }
+  uint32_t aseed = sp_seed_derive(sp_task_name(jb->task), sp_camera_name(jb->cam), jb->seed, "agent");
+  char aerr[SP_ERRLEN] = "";
+  if (ag->begin(agent_state, env, jb->cam, aseed, aerr))
+    snprintf(ep->error, sizeof ep->error, "agent: %s", aerr);
+
+#define RENDER_FRAME()                                                                      \
+  do {                                                                                      \
+    if (need_frames) {                                                                      \
+      t0 = sp_time_now();                                                                   \
+      rs->render_job[wid] = *jb;                                                            \
+      rs->render_started[wid] = t0;                                                         \
+      int rrc = sp_render(*rend, env, jb->cam, w, h, rgb, NULL, NULL, err);                \
+      rs->render_started[wid] = 0;                                                          \
+      ep->time.render += sp_time_now() - t0;                                                \
+      if (rrc) { if (gif) { char e2[SP_ERRLEN]; sp_gif_close(gif, e2); } return -1; }        \
+      if (gif && sp_gif_add(gif, rgb, err)) { char e2[SP_ERRLEN]; sp_gif_close(gif, e2); return -1; } \
+    }                                                                                       \
+  } while (0)
+
+  RENDER_FRAME();
+  int frames = 1, steps = 0, dd = 10;
+  while (!ep->error[0]) {
+    if (frames > SP_MAX_PATH) break;  /* already a failure: AVDC would run on to its step-502 error */
+    sp_eval_timing tm = {0};
+    t0 = sp_time_now();
+    if (ag->act(agent_state, env, obs, need_frames ? rgb : NULL, w, h, act, &tm, aerr)) {
+      snprintf(ep->error, sizeof ep->error, "agent: %s", aerr);
+      break;
+    }
+    double t_act = sp_time_now() - t0;
+    double accounted = tm.planning + tm.video + tm.policy + tm.matching + tm.render;
+    ep->time.planning += tm.planning; ep->time.video += tm.video; ep->time.policy += tm.policy;
+    ep->time.matching += tm.matching; ep->time.render += tm.render;
+    ep->time.policy += t_act > accounted ? t_act - accounted : 0;
+    t0 = sp_time_now();
+    int done = sp_env_step(env, act, obs);
+    ep->time.physics += sp_time_now() - t0;
+    steps++;
+    dd -= done;
+    if (dd != 10 && !done) break;
+    RENDER_FRAME();
+    frames++;
+    if (dd == 0) break;
+  }
+#undef RENDER_FRAME
+  ep->steps = steps;
+  ep->frames = frames;
+  ep->success = !ep->error[0] && frames <= SP_MAX_PATH && dd < 10;
+  ep->nan_count = env->nan_count;
+  ep->warn_count = env->warn_count;
+  if (gif && sp_gif_close(gif, err)) return -1;
+  ep->time.total = sp_time_now() - t_start;
+  double acc = ep->time.physics + ep->time.render + ep->time.planning + ep->time.video +
+               ep->time.policy + ep->time.matching;
+  ep->time.other = ep->time.total > acc ? ep->time.total - acc : 0;
+  return 0;
+}
+
+static void *worker_main(void *p) {
+  worker_arg *wa = p;
+  run_state *rs = wa->rs;
+  const sp_eval_config *cfg = rs->cfg;
+  char err[SP_ERRLEN] = "";
+  sp_env *envs[SP_NTASK] = {0};
+  sp_renderer *rends[SP_NTASK] = {0};
+  uint8_t *rgb = malloc((size_t)cfg->width * cfg->height * 3);
+  void *ast = rs->agent->create(cfg->checkpoint, err);
+  if (!ast || !rgb) {
+    fail_run(rs, ast ? "out of memory" : err);
+    free(rgb);
+    return NULL;
+  }
+  for (;;) {
+    if (atomic_load(&rs->failed)) break;
+    int k = atomic_fetch_add(&rs->next, 1);
+    if (k >= rs->njobs) break;
+    const job *jb = &rs->jobs[k];
+    if (!envs[jb->task]) {
+      envs[jb->task] = sp_env_create(rs->models[jb->task], err);
+      if (!envs[jb->task]) { fail_run(rs, err); break; }
+    }
+    sp_episode ep;
+    if (run_episode(rs, wa->id, envs[jb->task], &rends[jb->task], ast, jb, &ep, rgb, err)) {
+      char msg[SP_ERRLEN];
+      snprintf(msg, sizeof msg, "%s %s seed %ld: %s", sp_task_name(jb->task),
+               sp_camera_name(jb->cam), jb->seed, err);
+      fail_run(rs, msg);
+      break;
+    }
+    char *line = sp_episode_to_json(&ep, rs->agent->name, rs->models[jb->task],
+                                    cfg->checkpoint ? cfg->checkpoint : NULL);
+    size_t ll = strlen(line);
+    line = realloc(line, ll + 2);
+    line[ll] = '\n'; line[ll + 1] = 0;
+    pthread_mutex_lock(&rs->io_lock);
+    int rc = sp_file_append(rs->jsonl_path, line, ll + 1, err);
+    pthread_mutex_unlock(&rs->io_lock);
+    free(line);
+    if (rc) { fail_run(rs, err); break; }
+    sp_progress_add(&rs->progress, 1);
+  }
+  for (int t = 0; t < SP_NTASK; t++) {
+    sp_renderer_free(rends[t]);
+    sp_env_free(envs[t]);
+  }
+  rs->agent->destroy(ast);
+  free(rgb);
+  return NULL;
+}
+
+/* the watchdog: a render stuck past the timeout ends the run with a clear message (the
+ * finished records stay; --resume continues). GL calls cannot be cancelled safely. */
+static void *watchdog_main(void *p) {
+  run_state *rs = p;
+  while (!atomic_load(&rs->done)) {
+    usleep(200000);
+    double now = sp_time_now();
+    for (int i = 0; i < rs->cfg->jobs; i++) {
+      double st = rs->render_started[i];
+      if (st > 0 && now - st > rs->cfg->render_timeout) {
+        const job *jb = &rs->render_job[i];
+        sp_log(SP_LOG_ERROR, "render of %s %s seed %ld stuck for %.0f s (renderer %s); stopping. "
+               "Finished episodes are kept in %s; rerun with --resume",
+               sp_task_name(jb->task), sp_camera_name(jb->cam), jb->seed, now - st,
+               rs->gl_name[0] ? rs->gl_name : "?", rs->jsonl_path);
+        _exit(3);
+      }
+    }
+  }
+  return NULL;
+}
+
+static cJSON *config_json(const sp_eval_config *cfg, const sp_agent_api *ag, sp_env_model **models) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "format", "sp-eval-1");
+  cJSON_AddStringToObject(o, "agent", ag->name);
+  cJSON_AddStringToObject(o, "checkpoint", cfg->checkpoint ? cfg->checkpoint : "none");
+  cJSON *t = cJSON_AddArrayToObject(o, "tasks");
+  for (int i = 0; i < cfg->ntask; i++) cJSON_AddItemToArray(t, cJSON_CreateString(sp_task_name(cfg->tasks[i])));
+  cJSON *c = cJSON_AddArrayToObject(o, "cameras");
+  for (int i = 0; i < cfg->ncam; i++) cJSON_AddItemToArray(c, cJSON_CreateString(sp_camera_name(cfg->cams[i])));
+  cJSON *s = cJSON_AddArrayToObject(o, "seeds");
+  for (int i = 0; i < cfg->nseed; i++) cJSON_AddItemToArray(s, cJSON_CreateNumber((double)cfg->seeds[i]));
+  cJSON_AddStringToObject(o, "scenes", sp_scene_source_name(cfg->source));
+  cJSON *h = cJSON_AddObjectToObject(o, "scene_hash");
+  for (int i = 0; i < cfg->ntask; i++) {
+    char b[32];
+    snprintf(b, sizeof b, "%016llx", (unsigned long long)models[cfg->tasks[i]]->scene_hash);
+    cJSON_AddStringToObject(h, sp_task_name(cfg->tasks[i]), b);
+  }
+  cJSON_AddNumberToObject(o, "width", cfg->width);
+  cJSON_AddNumberToObject(o, "height", cfg->height);
+  cJSON_AddNumberToObject(o, "horizon", SP_MAX_PATH);
+  cJSON_AddStringToObject(o, "success_rule", SUCCESS_RULE);
+  cJSON_AddNumberToObject(o, "replan_budget", ag->replan_budget);
+  return o;
+}
+
+static int write_config(const char *dir, const cJSON *conf, int shard_i, int shard_n, char *err) {
+  cJSON *c = cJSON_Duplicate(conf, 1);
+  cJSON *sh = cJSON_AddObjectToObject(c, "shard");
+  cJSON_AddNumberToObject(sh, "index", shard_i);
+  cJSON_AddNumberToObject(sh, "count", shard_n);
+  char *s = cJSON_Print(c);
+  cJSON_Delete(c);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  size_t n = strlen(s);
+  s = realloc(s, n + 2);
+  s[n] = '\n'; s[n + 1] = 0;
+  int rc = sp_file_write_atomic(path, s, n + 1, err);
+  free(s);
+  return rc;
+}
+
+/* read DIR/config.json; returns the config without its shard part, and the shard */
+static cJSON *read_config(const char *dir, int *shard_i, int *shard_n, char *err) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  char *s = sp_file_read(path, NULL, err);
+  if (!s) return NULL;
+  cJSON *c = cJSON_Parse(s);
+  free(s);
+  if (!c || !cJSON_IsObject(c)) {
+    cJSON_Delete(c);
+    sp_errf(err, "%s: not a valid sp eval config (corrupt JSON)", path);
+    return NULL;
+  }
+  const cJSON *sh = cJSON_GetObjectItemCaseSensitive(c, "shard");
+  const cJSON *si = sh ? cJSON_GetObjectItemCaseSensitive(sh, "index") : NULL;
+  const cJSON *sn = sh ? cJSON_GetObjectItemCaseSensitive(sh, "count") : NULL;
+  if (!cJSON_IsNumber(si) || !cJSON_IsNumber(sn)) {
+    cJSON_Delete(c);
+    sp_errf(err, "%s: no shard in config", path);
+    return NULL;
+  }
+  *shard_i = si->valueint;
+  *shard_n = sn->valueint;
+  cJSON_DeleteItemFromObjectCaseSensitive(c, "shard");
+  return c;
+}
+
+int sp_eval_run(const sp_eval_config *cfg, char *err) {
+  const sp_agent_api *ag = sp_agent_find(cfg->agent);
+  if (!ag) return sp_errf(err, "unknown agent '%s' (known: %s)", cfg->agent, sp_agent_names());
+  if (cfg->jobs < 1 || cfg->jobs > 64) return sp_errf(err, "--jobs %d outside 1..64", cfg->jobs);
+  if (cfg->shard_n < 1 || cfg->shard_i < 0 || cfg->shard_i >= cfg->shard_n)
+    return sp_errf(err, "bad shard %d/%d (expected I/N with 0 <= I < N)", cfg->shard_i, cfg->shard_n);
+  if (sp_mkdir_p(cfg->out_dir, err)) return -1;
+  if (cfg->gif) {
+    char g[4096];
+    snprintf(g, sizeof g, "%s/gifs", cfg->out_dir);
+    if (sp_mkdir_p(g, err)) return -1;
+  }
+  run_state *rs = calloc(1, sizeof *rs);
+  rs->cfg = cfg;
+  rs->agent = ag;
+  pthread_mutex_init(&rs->io_lock, NULL);
+  int rc = -1;
+  cJSON *conf = NULL;
+  sp_episode *done_eps = NULL;
+  int ndone = 0;
+  for (int i = 0; i < cfg->ntask; i++) {
+    int t = cfg->tasks[i];
+    if (rs->models[t]) continue;
+    rs->models[t] = sp_env_model_load(t, cfg->source, cfg->assets, err);
+    if (!rs->models[t]) goto out;
+  }
+  conf = config_json(cfg, ag, rs->models);
+  snprintf(rs->jsonl_path, sizeof rs->jsonl_path, "%s/episodes.jsonl", cfg->out_dir);
+
+  /* an existing run in DIR: resume it (same config) or refuse to mix */
+  if (sp_file_exists(rs->jsonl_path)) {
+    if (!cfg->resume) {
+      sp_errf(err, "%s already holds episodes; pass --resume to continue that run, or use a new --out",
+              cfg->out_dir);
+      goto out;
+    }
+    int si, sn;
+    cJSON *old = read_config(cfg->out_dir, &si, &sn, err);
+    if (!old) goto out;
+    int same = cJSON_Compare(old, conf, 1) && si == cfg->shard_i && sn == cfg->shard_n;
+    cJSON_Delete(old);
+    if (!same) {
+      sp_errf(err, "%s was run with a different configuration (see its config.json); --resume "
+              "needs the same agent, tasks, cameras, seeds, scenes and shard", cfg->out_dir);
+      goto out;
+    }
+    ndone = sp_episodes_load(rs->jsonl_path, &done_eps, 1, err);
+    if (ndone < 0) goto out;
+  }
+  if (write_config(cfg->out_dir, conf, cfg->shard_i, cfg->shard_n, err)) goto out;
+
+  /* the episode list, in canonical order, this shard's slice, minus finished episodes */
+  long total = (long)cfg->ntask * cfg->ncam * cfg->nseed;
+  rs->jobs = malloc(sizeof *rs->jobs * (size_t)(total ? total : 1));
+  long idx = 0;
+  for (int i = 0; i < cfg->ntask; i++)
+    for (int c = 0; c < cfg->ncam; c++)
+      for (int s = 0; s < cfg->nseed; s++, idx++) {
+        if (idx % cfg->shard_n != cfg->shard_i) continue;
+        job jb = {cfg->tasks[i], cfg->cams[c], cfg->seeds[s]};
+        int have = 0;
+        for (int k = 0; k < ndone && !have; k++)
+          have = done_eps[k].task == jb.task && done_eps[k].cam == jb.cam && done_eps[k].seed == jb.seed;
+        if (!have) rs->jobs[rs->njobs++] = jb;
+      }
+  if (ndone) sp_log(SP_LOG_INFO, "resuming: %d episodes done, %d to run", ndone, rs->njobs);
+  free(done_eps);
+  done_eps = NULL;
+
+  int nw = cfg->jobs < rs->njobs ? cfg->jobs : (rs->njobs ? rs->njobs : 1);
+  rs->render_started = calloc((size_t)cfg->jobs, sizeof(double));
+  rs->render_job = calloc((size_t)cfg->jobs, sizeof(job));
+  sp_progress_start(&rs->progress, "eval", rs->njobs);
+  pthread_t wd;
+  pthread_create(&wd, NULL, watchdog_main, rs);
+  pthread_t th[64];
+  worker_arg wa[64];
+  for (int i = 0; i < nw; i++) {
+    wa[i].rs = rs;
+    wa[i].id = i;
+    pthread_create(&th[i], NULL, worker_main, &wa[i]);
+  }
+  for (int i = 0; i < nw; i++) pthread_join(th[i], NULL);
+  atomic_store(&rs->done, 1);
+  pthread_join(wd, NULL);
+  sp_progress_finish(&rs->progress);
+  if (atomic_load(&rs->failed)) {
+    sp_errf(err, "%s", rs->fail_msg);
+    goto out;
+  }
+  /* results from every record of this run */
+  sp_episode *eps;
+  int n = sp_episodes_load(rs->jsonl_path, &eps, 0, err);
+  if (n < 0) goto out;
+  rc = sp_eval_write_results(cfg->out_dir, conf, eps, n, rs->gl_name[0] ? rs->gl_name : NULL, err);
+  free(eps);
+out:
+  free(done_eps);
+  cJSON_Delete(conf);
+  for (int t = 0; t < SP_NTASK; t++) sp_env_model_free(rs->models[t]);
+  free(rs->jobs);
+  free(rs->render_started);
+  free(rs->render_job);
+  pthread_mutex_destroy(&rs->io_lock);
+  free(rs);
+  return rc;
+}
+
+int sp_eval_merge(const char **dirs, int ndir, const char *out_dir, char *err) {
+  if (ndir < 1) return sp_errf(err, "--merge needs at least one directory");
+  cJSON *conf = NULL;
+  sp_episode *all = NULL;
+  int nall = 0, rc = -1, shard_n = 0;
+  unsigned char seen[64] = {0};
+  for (int i = 0; i < ndir; i++) {
+    int si, sn;
+    cJSON *c = read_config(dirs[i], &si, &sn, err);
+    if (!c) goto out;
+    if (!conf) {
+      conf = c;
+      shard_n = sn;
+    } else {
+      int same = cJSON_Compare(conf, c, 1);
+      cJSON_Delete(c);
+      if (!same || sn != shard_n) {
+        sp_errf(err, "%s: a different configuration from %s (agent, tasks, cameras, seeds, scenes "
+                "or shard count differ); refusing to merge", dirs[i], dirs[0]);
+        goto out;
+      }
+    }
+    if (si >= 0 && si < 64) {
+      if (seen[si]) { sp_errf(err, "%s: shard %d/%d given twice", dirs[i], si, sn); goto out; }
+      seen[si] = 1;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/episodes.jsonl", dirs[i]);
+    sp_episode *eps;
+    int n = sp_episodes_load(path, &eps, 0, err);
+    if (n < 0) goto out;
+    all = realloc(all, sizeof *all * (size_t)(nall + n + 1));
+    memcpy(all + nall, eps, sizeof *eps * (size_t)n);
+    nall += n;
+    free(eps);
+  }
+  for (int i = 0; i < shard_n && i < 64; i++)
+    if (!seen[i]) sp_log(SP_LOG_WARN, "merge: shard %d/%d is missing; the table covers fewer episodes", i, shard_n);
+  qsort(all, (size_t)nall, sizeof *all, sp_episode_cmp);
+  for (int i = 1; i < nall; i++)
+    if (!sp_episode_cmp(&all[i - 1], &all[i])) {
+      sp_errf(err, "merge: episode %s %s seed %ld appears twice", sp_task_name(all[i].task),
+              sp_camera_name(all[i].cam), all[i].seed);
+      goto out;
+    }
+  if (sp_mkdir_p(out_dir, err) || write_config(out_dir, conf, 0, 1, err)) goto out;
+  /* the merged records, in canonical order */
+  {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/episodes.jsonl", out_dir);
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    for (int i = 0; i < nall; i++) {
+      const cJSON *ag = cJSON_GetObjectItemCaseSensitive(conf, "agent");
+      /* merged records keep their fields; the scene hash comes from the config */
+      sp_env_model fake = {0};
+      const cJSON *sc = cJSON_GetObjectItemCaseSensitive(conf, "scenes");
+      fake.source = sc && !strcmp(sc->valuestring, "metaworld") ? SP_SCENES_METAWORLD : SP_SCENES_BUILTIN;
+      const cJSON *hs = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(conf, "scene_hash"),
+                                                         sp_task_name(all[i].task));
+      if (hs) fake.scene_hash = strtoull(hs->valuestring, NULL, 16);
+      const cJSON *ck = cJSON_GetObjectItemCaseSensitive(conf, "checkpoint");
+      char *line = sp_episode_to_json(&all[i], ag->valuestring, &fake,
+                                      ck && strcmp(ck->valuestring, "none") ? ck->valuestring : NULL);
+      size_t ll = strlen(line);
+      while (len + ll + 2 > cap) { cap *= 2; buf = realloc(buf, cap); }
+      memcpy(buf + len, line, ll);
+      len += ll;
+      buf[len++] = '\n';
+      free(line);
+    }
+    int wrc = sp_file_write_atomic(path, buf, len, err);
+    free(buf);
+    if (wrc) goto out;
+  }
+  rc = sp_eval_write_results(out_dir, conf, all, nall, NULL, err);
+out:
+  cJSON_Delete(conf);
+  free(all);
+  return rc;
+}

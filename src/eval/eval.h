@@ -1,0 +1,80 @@
+/* eval.h: the benchmark harness: run an agent over tasks x cameras x seeds with AVDC's protocol.
+ *
+ * Protocol (AVDC, experiment/benchmark_mw.py): a frame is rendered at reset and after every step;
+ * once the task reports success the loop continues until 10 successful steps or the first later
+ * non-success step; an episode succeeds iff it produced <= 500 frames.
+ *
+ * Trust (docs/evaluation.md): every random draw of an episode comes from generators seeded from
+ * (task, camera, seed, purpose); records are appended to DIR/episodes.jsonl as episodes finish, so
+ * a run can be resumed (--resume), sharded (--shard I/N) and merged (sp eval --merge). */
+#ifndef SP_EVAL_EVAL_H
+#define SP_EVAL_EVAL_H
+
+#include <stdint.h>
+
+#include "sim/env.h"
+
+#define SP_EVAL_MAX_SEEDS 100000
+
+/* where an episode's wall time went (seconds) */
+typedef struct {
+  double physics, render, planning, video, policy, matching, other, total;
+} sp_eval_timing;
+
+/* an agent plugs into the harness through this table; state is per worker thread */
+typedef struct {
+  const char *name;
+  int needs_rgb;  // consumes the camera frame each step
+  void *(*create)(const char *checkpoint, char *err);
+  void (*destroy)(void *state);
+  int (*begin)(void *state, const sp_env *e, int cam, uint32_t seed, char *err);
+  int (*act)(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w,
+             int h, double action[SP_ACT_DIM], sp_eval_timing *tm, char *err);
+  int replan_budget;  // reported in the results (0 for agents that never replan)
+} sp_agent_api;
+
+const sp_agent_api *sp_agent_find(const char *name);  // NULL if unknown
+const char *sp_agent_names(void);                     // "expert, ..." for messages
+
+typedef struct {
+  const char *agent;
+  const char *checkpoint;       // NULL: none
+  int tasks[SP_NTASK], ntask;
+  int cams[SP_NCAMERA], ncam;
+  long *seeds;                  // (nseed)
+  int nseed;
+  const char *out_dir;
+  sp_scene_source source;
+  const char *assets;
+  int width, height;            // render size (320 x 240)
+  int gif;                      // write DIR/gifs/<task>_<camera>_<seed>.gif
+  int jobs;
+  int resume;
+  int shard_i, shard_n;         // run episodes with index % n == i
+  double render_timeout;        // seconds; a render that takes longer fails the episode
+} sp_eval_config;
+
+void sp_eval_config_default(sp_eval_config *c);
+
+/* one finished episode */
+typedef struct {
+  int task, cam;
+  long seed;
+  int success, steps, frames;
+  double hand_init[3], obj_init[3], goal[3];
+  double rand_vec[6];
+  int rand_vec_len;
+  int nan_count, warn_count;
+  char error[256];              // empty when the episode ran to its end
+  sp_eval_timing time;
+} sp_episode;
+
+/* run the evaluation into cfg->out_dir; returns 0, or -1 with err */
+int sp_eval_run(const sp_eval_config *cfg, char *err);
+/* merge shard directories into out_dir; refuses shards of different configurations */
+int sp_eval_merge(const char **dirs, int ndir, const char *out_dir, char *err);
+
+/* parse "0-24", "3", "0-4,10,12-13" into seeds (malloc'd); returns count or -1 */
+int sp_parse_seeds(const char *spec, long **out, char *err);
+
+#endif

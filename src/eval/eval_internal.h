@@ -1,0 +1,22 @@
+/* eval_internal.h: shared between the files of src/eval. */
+#ifndef SP_EVAL_INTERNAL_H
+#define SP_EVAL_INTERNAL_H
+
+#include <cjson/cJSON.h>
+#include <unistd.h>
+
+#include "eval/eval.h"
+
+char *sp_episode_to_json(const sp_episode *ep, const char *agent, const sp_env_model *em,
+                         const char *checkpoint_hash);
+int sp_episode_from_json(const char *line, sp_episode *ep);
+int sp_episodes_load(const char *path, sp_episode **out, int repair, char *err);
+
+/* canonical order: task index, camera index, seed (as listed in the config) */
+int sp_episode_cmp(const void *a, const void *b);
+
+/* results.json + results.md from a config object (owned by caller) and the episodes */
+int sp_eval_write_results(const char *dir, const cJSON *config, sp_episode *eps, int n,
+                          const char *gl_renderer, char *err);
+
+#endif

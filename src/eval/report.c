@@ -1,0 +1,187 @@
+/* report.c: results.json and results.md (the paper's Table 1 layout, with Wilson intervals). */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fileio.h"
+#include "core/log.h"
+#include "eval/eval_internal.h"
+
+int sp_episode_cmp(const void *a, const void *b) {
+  const sp_episode *x = a, *y = b;
+  if (x->task != y->task) return x->task - y->task;
+  if (x->cam != y->cam) return x->cam - y->cam;
+  return (x->seed > y->seed) - (x->seed < y->seed);
+}
+
+/* Wilson score interval for k successes in n trials at 95% */
+static void wilson(int k, int n, double *lo, double *hi) {
+  if (n == 0) { *lo = 0; *hi = 1; return; }
+  const double z = 1.959963984540054;
+  double p = (double)k / n, z2 = z * z;
+  double c = (p + z2 / (2 * n)) / (1 + z2 / n);
+  double h = z * sqrt(p * (1 - p) / n + z2 / (4.0 * n * n)) / (1 + z2 / n);
+  *lo = c - h < 0 ? 0 : c - h;
+  *hi = c + h > 1 ? 1 : c + h;
+}
+
+typedef struct { int k, n; } tally;
+
+
+static void sb_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...) {
+  va_list ap;
+  for (;;) {
+    va_start(ap, fmt);
+    int k = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
+    va_end(ap);
+    if ((size_t)k < *cap - *len) { *len += (size_t)k; return; }
+    *cap = *cap * 2 + (size_t)k;
+    *buf = realloc(*buf, *cap);
+  }
+}
+
+int sp_eval_write_results(const char *dir, const cJSON *config, sp_episode *eps, int n,
+                          const char *gl_renderer, char *err) {
+  qsort(eps, (size_t)n, sizeof *eps, sp_episode_cmp);
+  tally per_task[SP_NTASK] = {{0, 0}}, per_cam[SP_NCAMERA] = {{0, 0}}, all = {0, 0};
+  sp_eval_timing sum = {0};
+  long nan_total = 0, warn_total = 0, errors = 0;
+  for (int i = 0; i < n; i++) {
+    const sp_episode *e = &eps[i];
+    per_task[e->task].n++; per_task[e->task].k += e->success;
+    per_cam[e->cam].n++; per_cam[e->cam].k += e->success;
+    all.n++; all.k += e->success;
+    nan_total += e->nan_count; warn_total += e->warn_count; errors += e->error[0] != 0;
+    sum.physics += e->time.physics; sum.render += e->time.render; sum.planning += e->time.planning;
+    sum.video += e->time.video; sum.policy += e->time.policy; sum.matching += e->time.matching;
+    sum.other += e->time.other; sum.total += e->time.total;
+  }
+  const cJSON *agent = cJSON_GetObjectItemCaseSensitive(config, "agent");
+  const cJSON *rule = cJSON_GetObjectItemCaseSensitive(config, "success_rule");
+  const cJSON *ckpt = cJSON_GetObjectItemCaseSensitive(config, "checkpoint");
+  const cJSON *budget = cJSON_GetObjectItemCaseSensitive(config, "replan_budget");
+  const cJSON *horizon = cJSON_GetObjectItemCaseSensitive(config, "horizon");
+  const cJSON *scenes = cJSON_GetObjectItemCaseSensitive(config, "scenes");
+
+  /* results.json */
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "agent", agent ? agent->valuestring : "?");
+  cJSON_AddItemToObject(o, "config", cJSON_Duplicate(config, 1));
+  cJSON_AddNumberToObject(o, "episode_count", n);
+  cJSON_AddNumberToObject(o, "successes", all.k);
+  cJSON *pt = cJSON_AddObjectToObject(o, "per_task");
+  cJSON *ci = cJSON_AddObjectToObject(o, "per_task_wilson95");
+  for (int t = 0; t < SP_NTASK; t++) {
+    if (!per_task[t].n) continue;
+    cJSON_AddNumberToObject(pt, sp_task_name(t), (double)per_task[t].k / per_task[t].n);
+    double lo, hi;
+    wilson(per_task[t].k, per_task[t].n, &lo, &hi);
+    double v[2] = {lo, hi};
+    cJSON_AddItemToObject(ci, sp_task_name(t), cJSON_CreateDoubleArray(v, 2));
+  }
+  cJSON *pc = cJSON_AddObjectToObject(o, "per_camera");
+  for (int c = 0; c < SP_NCAMERA; c++)
+    if (per_cam[c].n) cJSON_AddNumberToObject(pc, sp_camera_name(c), (double)per_cam[c].k / per_cam[c].n);
+  cJSON_AddNumberToObject(o, "overall", all.n ? (double)all.k / all.n : 0);
+  {
+    double lo, hi;
+    wilson(all.k, all.n, &lo, &hi);
+    double v[2] = {lo, hi};
+    cJSON_AddItemToObject(o, "overall_wilson95", cJSON_CreateDoubleArray(v, 2));
+  }
+  cJSON_AddNumberToObject(o, "nan_count", (double)nan_total);
+  cJSON_AddNumberToObject(o, "mujoco_warnings", (double)warn_total);
+  cJSON_AddNumberToObject(o, "episode_errors", (double)errors);
+  cJSON *ea = cJSON_AddArrayToObject(o, "episodes");
+  for (int i = 0; i < n; i++) {
+    cJSON *r = cJSON_CreateObject();
+    const sp_episode *e = &eps[i];
+    cJSON_AddStringToObject(r, "task", sp_task_name(e->task));
+    cJSON_AddStringToObject(r, "camera", sp_camera_name(e->cam));
+    cJSON_AddNumberToObject(r, "seed", (double)e->seed);
+    cJSON_AddBoolToObject(r, "success", e->success);
+    cJSON_AddNumberToObject(r, "steps", e->steps);
+    cJSON_AddNumberToObject(r, "frames", e->frames);
+    cJSON_AddItemToObject(r, "hand_init", cJSON_CreateDoubleArray(e->hand_init, 3));
+    cJSON_AddItemToObject(r, "obj_init", cJSON_CreateDoubleArray(e->obj_init, 3));
+    cJSON_AddItemToObject(r, "goal", cJSON_CreateDoubleArray(e->goal, 3));
+    cJSON_AddNumberToObject(r, "nan_count", e->nan_count);
+    cJSON_AddNumberToObject(r, "mujoco_warnings", e->warn_count);
+    if (e->error[0]) cJSON_AddStringToObject(r, "error", e->error);
+    else cJSON_AddNullToObject(r, "error");
+    cJSON_AddItemToArray(ea, r);
+  }
+  /* the timing summary is the only part that differs between identical runs; it goes last */
+  cJSON *ts = cJSON_AddObjectToObject(o, "timing_seconds");
+  cJSON_AddStringToObject(ts, "gl_renderer", gl_renderer ? gl_renderer : "none (no frames rendered)");
+  cJSON_AddNumberToObject(ts, "physics", sum.physics);
+  cJSON_AddNumberToObject(ts, "render", sum.render);
+  cJSON_AddNumberToObject(ts, "planning", sum.planning);
+  cJSON_AddNumberToObject(ts, "video", sum.video);
+  cJSON_AddNumberToObject(ts, "policy", sum.policy);
+  cJSON_AddNumberToObject(ts, "matching", sum.matching);
+  cJSON_AddNumberToObject(ts, "other", sum.other);
+  cJSON_AddNumberToObject(ts, "total", sum.total);
+  char *js = cJSON_Print(o);
+  cJSON_Delete(o);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/results.json", dir);
+  size_t jl = strlen(js);
+  js = realloc(js, jl + 2);
+  js[jl] = '\n'; js[jl + 1] = 0;
+  int rc = sp_file_write_atomic(path, js, jl + 1, err);
+  free(js);
+  if (rc) return rc;
+
+  /* results.md */
+  size_t cap = 8192, len = 0;
+  char *md = malloc(cap);
+  md[0] = 0;
+  const char *an = agent ? agent->valuestring : "?";
+  sb_printf(&md, &len, &cap, "# Success rates: agent `%s`\n\n", an);
+  sb_printf(&md, &len, &cap,
+            "Metric: %s. Horizon %d steps. %d episodes. Replan budget %d. Checkpoint: %s. "
+            "Scenes: %s. Brackets: 95%% Wilson interval.\n\n",
+            rule ? rule->valuestring : "?", horizon ? horizon->valueint : SP_MAX_PATH, n,
+            budget ? budget->valueint : 0, ckpt && cJSON_IsString(ckpt) ? ckpt->valuestring : "none",
+            scenes && cJSON_IsString(scenes) ? scenes->valuestring : "?");
+  int cols[SP_NTASK], nc = 0;
+  for (int t = 0; t < SP_NTASK; t++) if (per_task[t].n) cols[nc++] = t;
+  for (int half = 0; half < 2; half++) {
+    int a = half == 0 ? 0 : (nc + 1) / 2, b = half == 0 ? (nc + 1) / 2 : nc;
+    if (nc <= 6) { if (half) break; a = 0; b = nc; }
+    int last = (b == nc);
+    sb_printf(&md, &len, &cap, "| Method |");
+    for (int i = a; i < b; i++) sb_printf(&md, &len, &cap, " %s |", sp_task_name(cols[i]));
+    if (last) sb_printf(&md, &len, &cap, " Overall |");
+    sb_printf(&md, &len, &cap, "\n|---|");
+    for (int i = a; i < b + last; i++) sb_printf(&md, &len, &cap, "---|");
+    sb_printf(&md, &len, &cap, "\n| %s |", an);
+    for (int i = a; i < b; i++) {
+      const tally *tl = &per_task[cols[i]];
+      double lo, hi;
+      wilson(tl->k, tl->n, &lo, &hi);
+      sb_printf(&md, &len, &cap, " %.1f%% [%.0f, %.0f] |", 100.0 * tl->k / tl->n, 100 * lo, 100 * hi);
+    }
+    if (last) {
+      double lo, hi;
+      wilson(all.k, all.n, &lo, &hi);
+      sb_printf(&md, &len, &cap, " %.1f%% [%.0f, %.0f] |", all.n ? 100.0 * all.k / all.n : 0.0,
+                100 * lo, 100 * hi);
+    }
+    sb_printf(&md, &len, &cap, "\n\n");
+  }
+  sb_printf(&md, &len, &cap, "Per camera:");
+  for (int c = 0; c < SP_NCAMERA; c++)
+    if (per_cam[c].n)
+      sb_printf(&md, &len, &cap, " %s %.1f%% (%d/%d);", sp_camera_name(c),
+                100.0 * per_cam[c].k / per_cam[c].n, per_cam[c].k, per_cam[c].n);
+  sb_printf(&md, &len, &cap, "\n\nNaN steps: %ld. MuJoCo warnings: %ld. Episodes with errors: %ld.\n",
+            nan_total, warn_total, errors);
+  snprintf(path, sizeof path, "%s/results.md", dir);
+  rc = sp_file_write_atomic(path, md, len, err);
+  free(md);
+  return rc;
+}
