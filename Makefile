@@ -6,7 +6,7 @@ PKGS      = egl libpng hdf5 libcjson libcurl openblas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -fopenmp -Isrc $(PKG_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS   += -lmujoco $(PKG_LIBS) -lgif -fopenmp -lpthread -lm $(EXTRA_LDLIBS)
+LDLIBS   += -lmujoco $(PKG_LIBS) -lgif -lvl -fopenmp -lpthread -lm $(EXTRA_LDLIBS)
 
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
 LIB_SRC  := $(filter-out src/cli/%,$(LIB_SRC))

@@ -12,6 +12,7 @@ PKGS=(
   libcjson-dev             # JSON (results, safetensors metadata, VLM replies)
   libcurl4-openssl-dev     # VLM client
   libcriterion-dev         # unit tests
+  libvlfeat-dev            # SIFT keypoints and descriptors (match: shape similarity)
 )
 
 missing=()
