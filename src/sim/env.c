@@ -375,6 +375,10 @@ static int evaluate_success(const sp_env *e, const double *obs) {
   return 0;
 }
 
+int sp_env_evaluate(const sp_env *e, const double obs[SP_OBS_DIM]) {
+  return evaluate_success(e, obs);
+}
+
 /* overwrite the target sites' world positions (affects rendering only), as Meta-World's step */
 static void set_target_sites(sp_env *e) {
   const sp_task_spec *ts = &sp_task_specs[e->em->task];

@@ -97,6 +97,10 @@ void sp_env_reset(sp_env *e, long seed, double obs[SP_OBS_DIM]);
 /* one env step; returns the task's success flag for the new state */
 int sp_env_step(sp_env *e, const double action[SP_ACT_DIM], double obs[SP_OBS_DIM]);
 
+/* the task's success test on an observation of this rollout (uses the rollout's target and,
+ * for hammer and assembly, its current state) */
+int sp_env_evaluate(const sp_env *e, const double obs[SP_OBS_DIM]);
+
 /* tcp_center: midpoint of the two finger pads */
 void sp_env_tcp(const sp_env *e, double tcp[3]);
 
