@@ -1,0 +1,581 @@
+/* conv.c: 2D, 1D, transposed 1D and temporal convolutions (im2col + sgemm), with naive
+ * references. Layouts: conv2d in (B, Cin, H, W), weight (Cout, Cin, KH, KW); the column matrix of
+ * one sample is (Cin*KH*KW, Ho*Wo), rows ordered (c, kh, kw) as the weight's inner dims. */
+#include <omp.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "nn/nn.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * conv2d */
+
+nn_conv2d_dims nn_conv2d_make(int B, int Cin, int H, int W, int Cout, int K, int stride, int pad) {
+  nn_conv2d_dims d = {B, Cin, H, W, Cout, K, K, stride, pad, 0, 0};
+  d.Ho = (H + 2 * pad - K) / stride + 1;
+  d.Wo = (W + 2 * pad - K) / stride + 1;
+  return d;
+}
+
+static int conv2d_is_pointwise(const nn_conv2d_dims *d) {
+  return d->KH == 1 && d->KW == 1 && d->stride == 1 && d->pad == 0;
+}
+
+size_t nn_conv2d_scratch(const nn_conv2d_dims *d) {
+  size_t K = (size_t)d->Cin * d->KH * d->KW, N = (size_t)d->Ho * d->Wo;
+  size_t col = conv2d_is_pointwise(d) ? 0 : K * N;
+  /* per thread: column matrix + private dW + private db */
+  return (size_t)nn_threads() * (col + (size_t)d->Cout * K + d->Cout + 16);
+}
+
+/* col (K, Ho*Wo) from one sample in (Cin, H, W) */
+static void im2col(float *col, const float *in, const nn_conv2d_dims *d) {
+  const int H = d->H, W = d->W, Ho = d->Ho, Wo = d->Wo, s = d->stride, p = d->pad;
+  for (int c = 0; c < d->Cin; c++) {
+    const float *ic = in + (size_t)c * H * W;
+    for (int kh = 0; kh < d->KH; kh++) {
+      for (int kw = 0; kw < d->KW; kw++) {
+        float *row = col + ((size_t)(c * d->KH + kh) * d->KW + kw) * Ho * Wo;
+        /* valid ow range: 0 <= ow*s - p + kw < W */
+        int ow0 = p - kw > 0 ? (p - kw + s - 1) / s : 0;
+        int ow1 = (W - 1 + p - kw) >= 0 ? (W - 1 + p - kw) / s + 1 : 0;
+        if (ow1 > Wo) ow1 = Wo;
+        if (ow0 > ow1) ow0 = ow1;
+        for (int oh = 0; oh < Ho; oh++) {
+          int ih = oh * s - p + kh;
+          float *r = row + (size_t)oh * Wo;
+          if (ih < 0 || ih >= H) {
+            memset(r, 0, sizeof(float) * Wo);
+            continue;
+          }
+          const float *ir = ic + (size_t)ih * W;
+          for (int ow = 0; ow < ow0; ow++) r[ow] = 0.f;
+          if (s == 1) {
+            memcpy(r + ow0, ir + ow0 - p + kw, sizeof(float) * (ow1 - ow0));
+          } else {
+            for (int ow = ow0; ow < ow1; ow++) r[ow] = ir[ow * s - p + kw];
+          }
+          for (int ow = ow1; ow < Wo; ow++) r[ow] = 0.f;
+        }
+      }
+    }
+  }
+}
+
+/* din (Cin, H, W) += col2im(col) */
+static void col2im_add(float *in, const float *col, const nn_conv2d_dims *d) {
+  const int H = d->H, W = d->W, Ho = d->Ho, Wo = d->Wo, s = d->stride, p = d->pad;
+  for (int c = 0; c < d->Cin; c++) {
+    float *ic = in + (size_t)c * H * W;
+    for (int kh = 0; kh < d->KH; kh++) {
+      for (int kw = 0; kw < d->KW; kw++) {
+        const float *row = col + ((size_t)(c * d->KH + kh) * d->KW + kw) * Ho * Wo;
+        int ow0 = p - kw > 0 ? (p - kw + s - 1) / s : 0;
+        int ow1 = (W - 1 + p - kw) >= 0 ? (W - 1 + p - kw) / s + 1 : 0;
+        if (ow1 > Wo) ow1 = Wo;
+        for (int oh = 0; oh < Ho; oh++) {
+          int ih = oh * s - p + kh;
+          if (ih < 0 || ih >= H) continue;
+          float *ir = ic + (size_t)ih * W;
+          const float *r = row + (size_t)oh * Wo;
+          if (s == 1) {
+            float *o = ir - p + kw;
+            for (int ow = ow0; ow < ow1; ow++) o[ow] += r[ow];
+          } else {
+            for (int ow = ow0; ow < ow1; ow++) ir[ow * s - p + kw] += r[ow];
+          }
+        }
+      }
+    }
+  }
+}
+
+/* one sample: out_b (Cout, N) = W (Cout, K) col (K, N) + bias */
+static void conv2d_fwd_sample(float *out, const float *in, const float *w, const float *b,
+                              const nn_conv2d_dims *d, float *col) {
+  int K = d->Cin * d->KH * d->KW, N = d->Ho * d->Wo;
+  const float *c = in;
+  if (!conv2d_is_pointwise(d)) {
+    im2col(col, in, d);
+    c = col;
+  }
+  nn_sgemm(0, 0, d->Cout, N, K, 1.f, w, K, c, N, 0.f, out, N);
+  if (b)
+    for (int o = 0; o < d->Cout; o++) {
+      float *r = out + (size_t)o * N, bo = b[o];
+      for (int i = 0; i < N; i++) r[i] += bo;
+    }
+}
+
+void nn_conv2d_forward(float *out, const float *in, const float *w, const float *b,
+                       const nn_conv2d_dims *d, float *scratch) {
+  size_t K = (size_t)d->Cin * d->KH * d->KW, N = (size_t)d->Ho * d->Wo;
+  size_t per = nn_conv2d_scratch(d) / nn_threads();
+  size_t isz = (size_t)d->Cin * d->H * d->W, osz = (size_t)d->Cout * N;
+  int nt = nn_threads();
+  (void)K;
+  if (d->B >= nt && nt > 1) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int bi = 0; bi < d->B; bi++)
+      conv2d_fwd_sample(out + bi * osz, in + bi * isz, w, b, d,
+                        scratch + per * omp_get_thread_num());
+  } else {
+    for (int bi = 0; bi < d->B; bi++)
+      conv2d_fwd_sample(out + bi * osz, in + bi * isz, w, b, d, scratch);
+  }
+}
+
+/* one sample: dW += dout col^T, db += rowsum dout, din += col2im(W^T dout) */
+static void conv2d_bwd_sample(float *din, float *dw, float *db, const float *dout,
+                              const float *in, const float *w, const nn_conv2d_dims *d,
+                              float *col) {
+  int K = d->Cin * d->KH * d->KW, N = d->Ho * d->Wo;
+  int pw = conv2d_is_pointwise(d);
+  if (dw) {
+    const float *c = in;
+    if (!pw) {
+      im2col(col, in, d);
+      c = col;
+    }
+    nn_sgemm(0, 1, d->Cout, K, N, 1.f, dout, N, c, N, 1.f, dw, K);
+  }
+  if (db)
+    for (int o = 0; o < d->Cout; o++) {
+      const float *r = dout + (size_t)o * N;
+      float s = 0.f;
+      for (int i = 0; i < N; i++) s += r[i];
+      db[o] += s;
+    }
+  if (din) {
+    if (pw) {
+      nn_sgemm(1, 0, K, N, d->Cout, 1.f, w, K, dout, N, 1.f, din, N);
+    } else {
+      nn_sgemm(1, 0, K, N, d->Cout, 1.f, w, K, dout, N, 0.f, col, N);
+      col2im_add(din, col, d);
+    }
+  }
+}
+
+void nn_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                        const float *w, const nn_conv2d_dims *d, float *scratch) {
+  size_t K = (size_t)d->Cin * d->KH * d->KW, N = (size_t)d->Ho * d->Wo;
+  size_t col = conv2d_is_pointwise(d) ? 0 : K * N;
+  size_t per = nn_conv2d_scratch(d) / nn_threads();
+  size_t isz = (size_t)d->Cin * d->H * d->W, osz = (size_t)d->Cout * N;
+  size_t wsz = (size_t)d->Cout * K;
+  int nt = nn_threads();
+  if (d->B >= nt && nt > 1) {
+#pragma omp parallel num_threads(nt)
+    {
+      int t = omp_get_thread_num();
+      float *my = scratch + per * t;
+      /* thread 0 accumulates into the caller's gradients, the others into private copies */
+      float *mdw = dw, *mdb = db;
+      if (t > 0) {
+        mdw = dw ? my + col : NULL;
+        mdb = db ? my + col + wsz : NULL;
+        if (mdw) memset(mdw, 0, sizeof(float) * wsz);
+        if (mdb) memset(mdb, 0, sizeof(float) * d->Cout);
+      }
+#pragma omp for schedule(static)
+      for (int bi = 0; bi < d->B; bi++)
+        conv2d_bwd_sample(din ? din + bi * isz : NULL, mdw, mdb, dout + bi * osz, in + bi * isz,
+                          w, d, my);
+      /* implicit barrier, then reduce the private copies */
+      if (dw) {
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < wsz; i++) {
+          float s = 0.f;
+          for (int u = 1; u < nt; u++) s += scratch[per * u + col + i];
+          dw[i] += s;
+        }
+      }
+      if (db) {
+#pragma omp for schedule(static)
+        for (int o = 0; o < d->Cout; o++) {
+          float s = 0.f;
+          for (int u = 1; u < nt; u++) s += scratch[per * u + col + wsz + o];
+          db[o] += s;
+        }
+      }
+    }
+  } else {
+    for (int bi = 0; bi < d->B; bi++)
+      conv2d_bwd_sample(din ? din + bi * isz : NULL, dw, db, dout + bi * osz, in + bi * isz, w, d,
+                        scratch);
+  }
+}
+
+void nn_conv2d_forward_ref(float *out, const float *in, const float *w, const float *b,
+                           const nn_conv2d_dims *d) {
+  for (int bi = 0; bi < d->B; bi++)
+    for (int o = 0; o < d->Cout; o++)
+      for (int oh = 0; oh < d->Ho; oh++)
+        for (int ow = 0; ow < d->Wo; ow++) {
+          double s = b ? b[o] : 0.0;
+          for (int c = 0; c < d->Cin; c++)
+            for (int kh = 0; kh < d->KH; kh++)
+              for (int kw = 0; kw < d->KW; kw++) {
+                int ih = oh * d->stride - d->pad + kh, iw = ow * d->stride - d->pad + kw;
+                if (ih < 0 || ih >= d->H || iw < 0 || iw >= d->W) continue;
+                s += (double)in[(((size_t)bi * d->Cin + c) * d->H + ih) * d->W + iw] *
+                     w[(((size_t)o * d->Cin + c) * d->KH + kh) * d->KW + kw];
+              }
+          out[(((size_t)bi * d->Cout + o) * d->Ho + oh) * d->Wo + ow] = (float)s;
+        }
+}
+
+void nn_conv2d_backward_ref(float *din, float *dw, float *db, const float *dout, const float *in,
+                            const float *w, const nn_conv2d_dims *d) {
+  for (int bi = 0; bi < d->B; bi++)
+    for (int o = 0; o < d->Cout; o++)
+      for (int oh = 0; oh < d->Ho; oh++)
+        for (int ow = 0; ow < d->Wo; ow++) {
+          float g = dout[(((size_t)bi * d->Cout + o) * d->Ho + oh) * d->Wo + ow];
+          if (db) db[o] += g;
+          for (int c = 0; c < d->Cin; c++)
+            for (int kh = 0; kh < d->KH; kh++)
+              for (int kw = 0; kw < d->KW; kw++) {
+                int ih = oh * d->stride - d->pad + kh, iw = ow * d->stride - d->pad + kw;
+                if (ih < 0 || ih >= d->H || iw < 0 || iw >= d->W) continue;
+                size_t ii = (((size_t)bi * d->Cin + c) * d->H + ih) * d->W + iw;
+                size_t wi = (((size_t)o * d->Cin + c) * d->KH + kh) * d->KW + kw;
+                if (dw) dw[wi] += g * in[ii];
+                if (din) din[ii] += g * w[wi];
+              }
+        }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * conv1d over the whole batch: col (Cin*K, B*To), column j = b*To + t, so one GEMM covers the
+ * batch (the time axes of the Diffusion Policy U-Net are short: 16, 8, 4). */
+
+nn_conv1d_dims nn_conv1d_make(int B, int Cin, int T, int Cout, int K, int stride, int pad) {
+  nn_conv1d_dims d = {B, Cin, T, Cout, K, stride, pad, 0};
+  d.To = (T + 2 * pad - K) / stride + 1;
+  return d;
+}
+
+nn_conv1d_dims nn_convt1d_make(int B, int Cin, int T, int Cout, int K, int stride, int pad) {
+  nn_conv1d_dims d = {B, Cin, T, Cout, K, stride, pad, 0};
+  d.To = (T - 1) * stride - 2 * pad + K;
+  return d;
+}
+
+size_t nn_conv1d_scratch(const nn_conv1d_dims *d) {
+  size_t cols = (size_t)d->B * d->To;
+  return (size_t)d->Cin * d->K * cols + (size_t)d->Cout * cols + 16;
+}
+
+/* col[(c*K + k), b*To + t] = in[b, c, t*s - p + k] */
+static void im2col_1d(float *col, const float *in, int B, int C, int T, int K, int s, int p,
+                      int To) {
+  size_t ld = (size_t)B * To;
+#pragma omp parallel for schedule(static) num_threads(nn_threads()) if (C * K * ld > 65536)
+  for (int ck = 0; ck < C * K; ck++) {
+    int c = ck / K, k = ck % K;
+    float *row = col + (size_t)ck * ld;
+    for (int b = 0; b < B; b++) {
+      const float *x = in + ((size_t)b * C + c) * T;
+      float *r = row + (size_t)b * To;
+      for (int t = 0; t < To; t++) {
+        int i = t * s - p + k;
+        r[t] = (i >= 0 && i < T) ? x[i] : 0.f;
+      }
+    }
+  }
+}
+
+static void col2im_1d_add(float *in, const float *col, int B, int C, int T, int K, int s, int p,
+                          int To) {
+  size_t ld = (size_t)B * To;
+#pragma omp parallel for schedule(static) num_threads(nn_threads()) if (C * K * ld > 65536)
+  for (int c = 0; c < C; c++)
+    for (int k = 0; k < K; k++) {
+      const float *row = col + ((size_t)c * K + k) * ld;
+      for (int b = 0; b < B; b++) {
+        float *x = in + ((size_t)b * C + c) * T;
+        const float *r = row + (size_t)b * To;
+        for (int t = 0; t < To; t++) {
+          int i = t * s - p + k;
+          if (i >= 0 && i < T) x[i] += r[t];
+        }
+      }
+    }
+}
+
+/* (C, B*T) <-> (B, C, T) */
+static void cbt_to_bct(float *out, const float *y, const float *bias, int B, int C, int T,
+                       int accumulate) {
+  size_t ld = (size_t)B * T;
+#pragma omp parallel for schedule(static) num_threads(nn_threads()) if (C * ld > 65536)
+  for (int c = 0; c < C; c++)
+    for (int b = 0; b < B; b++) {
+      float *o = out + ((size_t)b * C + c) * T;
+      const float *r = y + (size_t)c * ld + (size_t)b * T;
+      float bc = bias ? bias[c] : 0.f;
+      if (accumulate)
+        for (int t = 0; t < T; t++) o[t] += r[t];
+      else
+        for (int t = 0; t < T; t++) o[t] = r[t] + bc;
+    }
+}
+
+static void bct_to_cbt(float *y, const float *in, int B, int C, int T) {
+  size_t ld = (size_t)B * T;
+#pragma omp parallel for schedule(static) num_threads(nn_threads()) if (C * ld > 65536)
+  for (int c = 0; c < C; c++)
+    for (int b = 0; b < B; b++) memcpy(y + (size_t)c * ld + (size_t)b * T, in + ((size_t)b * C + c) * T, sizeof(float) * T);
+}
+
+static void rowsum_add(float *db, const float *y, int C, size_t n) {
+  for (int c = 0; c < C; c++) {
+    const float *r = y + (size_t)c * n;
+    float s = 0.f;
+    for (size_t i = 0; i < n; i++) s += r[i];
+    db[c] += s;
+  }
+}
+
+void nn_conv1d_forward(float *out, const float *in, const float *w, const float *b,
+                       const nn_conv1d_dims *d, float *scratch) {
+  int KC = d->Cin * d->K, N = d->B * d->To;
+  float *col = scratch, *y = scratch + (size_t)KC * N;
+  im2col_1d(col, in, d->B, d->Cin, d->T, d->K, d->stride, d->pad, d->To);
+  nn_sgemm(0, 0, d->Cout, N, KC, 1.f, w, KC, col, N, 0.f, y, N);
+  cbt_to_bct(out, y, b, d->B, d->Cout, d->To, 0);
+}
+
+void nn_conv1d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                        const float *w, const nn_conv1d_dims *d, float *scratch) {
+  int KC = d->Cin * d->K, N = d->B * d->To;
+  float *col = scratch, *y = scratch + (size_t)KC * N;
+  bct_to_cbt(y, dout, d->B, d->Cout, d->To);  // dY (Cout, N)
+  if (db) rowsum_add(db, y, d->Cout, N);
+  if (dw) {
+    im2col_1d(col, in, d->B, d->Cin, d->T, d->K, d->stride, d->pad, d->To);
+    nn_sgemm(0, 1, d->Cout, KC, N, 1.f, y, N, col, N, 1.f, dw, KC);
+  }
+  if (din) {
+    nn_sgemm(1, 0, KC, N, d->Cout, 1.f, w, KC, y, N, 0.f, col, N);
+    col2im_1d_add(din, col, d->B, d->Cin, d->T, d->K, d->stride, d->pad, d->To);
+  }
+}
+
+void nn_conv1d_forward_ref(float *out, const float *in, const float *w, const float *b,
+                           const nn_conv1d_dims *d) {
+  for (int bi = 0; bi < d->B; bi++)
+    for (int o = 0; o < d->Cout; o++)
+      for (int t = 0; t < d->To; t++) {
+        double s = b ? b[o] : 0.0;
+        for (int c = 0; c < d->Cin; c++)
+          for (int k = 0; k < d->K; k++) {
+            int i = t * d->stride - d->pad + k;
+            if (i < 0 || i >= d->T) continue;
+            s += (double)in[((size_t)bi * d->Cin + c) * d->T + i] * w[((size_t)o * d->Cin + c) * d->K + k];
+          }
+        out[((size_t)bi * d->Cout + o) * d->To + t] = (float)s;
+      }
+}
+
+void nn_conv1d_backward_ref(float *din, float *dw, float *db, const float *dout, const float *in,
+                            const float *w, const nn_conv1d_dims *d) {
+  for (int bi = 0; bi < d->B; bi++)
+    for (int o = 0; o < d->Cout; o++)
+      for (int t = 0; t < d->To; t++) {
+        float g = dout[((size_t)bi * d->Cout + o) * d->To + t];
+        if (db) db[o] += g;
+        for (int c = 0; c < d->Cin; c++)
+          for (int k = 0; k < d->K; k++) {
+            int i = t * d->stride - d->pad + k;
+            if (i < 0 || i >= d->T) continue;
+            size_t ii = ((size_t)bi * d->Cin + c) * d->T + i, wi = ((size_t)o * d->Cin + c) * d->K + k;
+            if (dw) dw[wi] += g * in[ii];
+            if (din) din[ii] += g * w[wi];
+          }
+      }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * transposed conv1d: the adjoint of conv1d(Cout -> Cin). out[b, o, t*s - p + k] += in[b, c, t] W[c, o, k].
+ * colT (Cout*K, B*T) = W^T (Cout*K, Cin) X (Cin, B*T), then col2im into out (B, Cout, To). */
+
+size_t nn_convt1d_scratch(const nn_conv1d_dims *d) {
+  size_t cols = (size_t)d->B * d->T;
+  return (size_t)d->Cout * d->K * cols + (size_t)d->Cin * cols + 16;
+}
+
+void nn_convt1d_forward(float *out, const float *in, const float *w, const float *b,
+                        const nn_conv1d_dims *d, float *scratch) {
+  int KO = d->Cout * d->K, N = d->B * d->T;
+  float *col = scratch, *x = scratch + (size_t)KO * N;
+  bct_to_cbt(x, in, d->B, d->Cin, d->T);
+  nn_sgemm(1, 0, KO, N, d->Cin, 1.f, w, KO, x, N, 0.f, col, N);
+  for (int bi = 0; bi < d->B; bi++)
+    for (int o = 0; o < d->Cout; o++) {
+      float *r = out + ((size_t)bi * d->Cout + o) * d->To;
+      float bo = b ? b[o] : 0.f;
+      for (int t = 0; t < d->To; t++) r[t] = bo;
+    }
+  /* out (B, Cout, To) plays the role of the conv1d input: col2im with the same geometry */
+  col2im_1d_add(out, col, d->B, d->Cout, d->To, d->K, d->stride, d->pad, d->T);
+}
+
+void nn_convt1d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                         const float *w, const nn_conv1d_dims *d, float *scratch) {
+  int KO = d->Cout * d->K, N = d->B * d->T;
+  float *col = scratch, *x = scratch + (size_t)KO * N;
+  if (db)
+    for (int bi = 0; bi < d->B; bi++)
+      for (int o = 0; o < d->Cout; o++) {
+        const float *r = dout + ((size_t)bi * d->Cout + o) * d->To;
+        float s = 0.f;
+        for (int t = 0; t < d->To; t++) s += r[t];
+        db[o] += s;
+      }
+  im2col_1d(col, dout, d->B, d->Cout, d->To, d->K, d->stride, d->pad, d->T);  // (Cout*K, N)
+  if (dw) {
+    bct_to_cbt(x, in, d->B, d->Cin, d->T);
+    nn_sgemm(0, 1, d->Cin, KO, N, 1.f, x, N, col, N, 1.f, dw, KO);
+  }
+  if (din) {
+    nn_sgemm(0, 0, d->Cin, N, KO, 1.f, w, KO, col, N, 0.f, x, N);
+    cbt_to_bct(din, x, NULL, d->B, d->Cin, d->T, 1);
+  }
+}
+
+void nn_convt1d_forward_ref(float *out, const float *in, const float *w, const float *b,
+                            const nn_conv1d_dims *d) {
+  for (int bi = 0; bi < d->B; bi++)
+    for (int o = 0; o < d->Cout; o++)
+      for (int t = 0; t < d->To; t++) out[((size_t)bi * d->Cout + o) * d->To + t] = b ? b[o] : 0.f;
+  for (int bi = 0; bi < d->B; bi++)
+    for (int c = 0; c < d->Cin; c++)
+      for (int t = 0; t < d->T; t++)
+        for (int o = 0; o < d->Cout; o++)
+          for (int k = 0; k < d->K; k++) {
+            int j = t * d->stride - d->pad + k;
+            if (j < 0 || j >= d->To) continue;
+            out[((size_t)bi * d->Cout + o) * d->To + j] +=
+                in[((size_t)bi * d->Cin + c) * d->T + t] * w[((size_t)c * d->Cout + o) * d->K + k];
+          }
+}
+
+void nn_convt1d_backward_ref(float *din, float *dw, float *db, const float *dout,
+                             const float *in, const float *w, const nn_conv1d_dims *d) {
+  for (int bi = 0; bi < d->B; bi++)
+    for (int o = 0; o < d->Cout; o++)
+      for (int j = 0; j < d->To; j++)
+        if (db) db[o] += dout[((size_t)bi * d->Cout + o) * d->To + j];
+  for (int bi = 0; bi < d->B; bi++)
+    for (int c = 0; c < d->Cin; c++)
+      for (int t = 0; t < d->T; t++)
+        for (int o = 0; o < d->Cout; o++)
+          for (int k = 0; k < d->K; k++) {
+            int j = t * d->stride - d->pad + k;
+            if (j < 0 || j >= d->To) continue;
+            float g = dout[((size_t)bi * d->Cout + o) * d->To + j];
+            size_t ii = ((size_t)bi * d->Cin + c) * d->T + t, wi = ((size_t)c * d->Cout + o) * d->K + k;
+            if (dw) dw[wi] += g * in[ii];
+            if (din) din[ii] += g * w[wi];
+          }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * temporal conv (Conv3d kernel (K,1,1), padding K/2): per sample and tap k,
+ * out[:, t, :] += W_k (Cout, Cin) in[:, t + k - K/2, :] over the valid range of t, i.e. one GEMM
+ * per tap on a contiguous column range of the (C, T*HW) matrix. scratch: W repacked (K, Cout, Cin). */
+
+size_t nn_tconv_scratch(int Cin, int Cout, int K) { return (size_t)K * Cout * Cin + 16; }
+
+static void tconv_pack(float *wk, const float *w, int Cin, int Cout, int K) {
+  for (int o = 0; o < Cout; o++)
+    for (int c = 0; c < Cin; c++)
+      for (int k = 0; k < K; k++) wk[((size_t)k * Cout + o) * Cin + c] = w[((size_t)o * Cin + c) * K + k];
+}
+
+void nn_tconv_forward(float *out, const float *in, const float *w, const float *b, int B, int Cin,
+                      int T, int HW, int Cout, int K, float *scratch) {
+  float *wk = scratch;
+  tconv_pack(wk, w, Cin, Cout, K);
+  int p = K / 2, ld = T * HW;
+  for (int bi = 0; bi < B; bi++) {
+    float *o = out + (size_t)bi * Cout * ld;
+    const float *x = in + (size_t)bi * Cin * ld;
+    for (int c = 0; c < Cout; c++)
+      for (int i = 0; i < ld; i++) o[(size_t)c * ld + i] = b ? b[c] : 0.f;
+    for (int k = 0; k < K; k++) {
+      int t0 = p - k > 0 ? p - k : 0, t1 = T + p - k < T ? T + p - k : T;  // t + k - p in [0, T)
+      if (t1 <= t0) continue;
+      nn_sgemm(0, 0, Cout, (t1 - t0) * HW, Cin, 1.f, wk + (size_t)k * Cout * Cin, Cin,
+               x + (size_t)(t0 + k - p) * HW, ld, 1.f, o + (size_t)t0 * HW, ld);
+    }
+  }
+}
+
+void nn_tconv_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                       const float *w, int B, int Cin, int T, int HW, int Cout, int K,
+                       float *scratch) {
+  float *wk = scratch;
+  int p = K / 2, ld = T * HW;
+  tconv_pack(wk, w, Cin, Cout, K);
+  for (int bi = 0; bi < B; bi++) {
+    const float *g = dout + (size_t)bi * Cout * ld;
+    const float *x = in + (size_t)bi * Cin * ld;
+    if (db) rowsum_add(db, g, Cout, ld);
+    for (int k = 0; k < K; k++) {
+      int t0 = p - k > 0 ? p - k : 0, t1 = T + p - k < T ? T + p - k : T;
+      if (t1 <= t0) continue;
+      int n = (t1 - t0) * HW;
+      const float *gk = g + (size_t)t0 * HW, *xk = x + (size_t)(t0 + k - p) * HW;
+      if (dw) {
+        /* dW[o, c, k] += sum_j g[o, j] x[c, j]: write a (Cout, Cin) product into the repack
+         * buffer's tap and scatter it back */
+        float *tmp = wk + (size_t)k * Cout * Cin;
+        nn_sgemm(0, 1, Cout, Cin, n, 1.f, gk, ld, xk, ld, 0.f, tmp, Cin);
+        for (int o = 0; o < Cout; o++)
+          for (int c = 0; c < Cin; c++) dw[((size_t)o * Cin + c) * K + k] += tmp[(size_t)o * Cin + c];
+        /* restore the packed weights for the din product below */
+        for (int o = 0; o < Cout; o++)
+          for (int c = 0; c < Cin; c++) tmp[(size_t)o * Cin + c] = w[((size_t)o * Cin + c) * K + k];
+      }
+      if (din)
+        nn_sgemm(1, 0, Cin, n, Cout, 1.f, wk + (size_t)k * Cout * Cin, Cin, gk, ld, 1.f,
+                 din + (size_t)bi * Cin * ld + (size_t)(t0 + k - p) * HW, ld);
+    }
+  }
+}
+
+void nn_frames_to_batch(float *out, const float *in, int B, int C, int T, int HW) {
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < C; c++)
+      for (int t = 0; t < T; t++)
+        memcpy(out + (((size_t)b * T + t) * C + c) * HW, in + (((size_t)b * C + c) * T + t) * HW, sizeof(float) * HW);
+}
+
+void nn_batch_to_frames(float *out, const float *in, int B, int C, int T, int HW) {
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < C; c++)
+      for (int t = 0; t < T; t++)
+        memcpy(out + (((size_t)b * C + c) * T + t) * HW, in + (((size_t)b * T + t) * C + c) * HW, sizeof(float) * HW);
+}
+
+void nn_frames_to_batch_acc(float *out, const float *in, int B, int C, int T, int HW) {
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < C; c++)
+      for (int t = 0; t < T; t++) {
+        float *o = out + (((size_t)b * T + t) * C + c) * HW;
+        const float *i = in + (((size_t)b * C + c) * T + t) * HW;
+        for (int j = 0; j < HW; j++) o[j] += i[j];
+      }
+}
+
+void nn_batch_to_frames_acc(float *out, const float *in, int B, int C, int T, int HW) {
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < C; c++)
+      for (int t = 0; t < T; t++) {
+        float *o = out + (((size_t)b * C + c) * T + t) * HW;
+        const float *i = in + (((size_t)b * T + t) * C + c) * HW;
+        for (int j = 0; j < HW; j++) o[j] += i[j];
+      }
+}

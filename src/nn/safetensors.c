@@ -1,0 +1,279 @@
+/* safetensors.c: reading and validating safetensors files; atomic checkpoint writes. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/fileio.h"
+#include "core/log.h"
+#include "nn/nn_train.h"
+
+static size_t dtype_size(const char *dt) {
+  if (!strcmp(dt, "F32") || !strcmp(dt, "I32") || !strcmp(dt, "U32")) return 4;
+  if (!strcmp(dt, "F64") || !strcmp(dt, "I64") || !strcmp(dt, "U64")) return 8;
+  if (!strcmp(dt, "F16") || !strcmp(dt, "BF16") || !strcmp(dt, "I16")) return 2;
+  if (!strcmp(dt, "U8") || !strcmp(dt, "I8") || !strcmp(dt, "BOOL")) return 1;
+  return 0;
+}
+
+void nn_st_close(nn_safetensors *st) {
+  if (st->json) cJSON_Delete((cJSON *)st->json);
+  free(st->buf);
+  free(st->t);
+  memset(st, 0, sizeof(*st));
+}
+
+int nn_st_open(nn_safetensors *st, const char *path, char *err) {
+  memset(st, 0, sizeof(*st));
+  char e2[SP_ERRLEN];
+  st->buf = sp_file_read(path, &st->len, e2);
+  if (!st->buf) return sp_errf(err, "cannot read safetensors file %s: %s", path, e2);
+  if (st->len < 8) {
+    nn_st_close(st);
+    return sp_errf(err, "%s is not a safetensors file (only %zu bytes)", path, st->len);
+  }
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; i--) n = (n << 8) | (unsigned char)st->buf[i];
+  if (n < 2 || n > st->len - 8 || n > (100u << 20)) {
+    size_t len = st->len;
+    nn_st_close(st);
+    return sp_errf(err, "%s is not a safetensors file or is truncated: header length %llu, file %zu bytes",
+                   path, (unsigned long long)n, len);
+  }
+  st->data_off = 8 + n;
+  size_t dlen = st->len - st->data_off;
+  cJSON *root = cJSON_ParseWithLength(st->buf + 8, n);
+  if (!root || !cJSON_IsObject(root)) {
+    if (root) cJSON_Delete(root);
+    nn_st_close(st);
+    return sp_errf(err, "%s: safetensors header is not valid JSON (corrupt file?)", path);
+  }
+  st->json = root;
+  int cnt = cJSON_GetArraySize(root);
+  st->t = calloc(cnt ? cnt : 1, sizeof(nn_st_tensor));
+  SP_ASSERT(st->t);
+  for (cJSON *it = root->child; it; it = it->next) {
+    if (!strcmp(it->string, "__metadata__")) {
+      if (!cJSON_IsObject(it)) goto bad_meta;
+      st->meta = it;
+      continue;
+    }
+    nn_st_tensor *t = &st->t[st->n];
+    if (strlen(it->string) >= NN_NAME_MAX) {
+      nn_st_close(st);
+      return sp_errf(err, "%s: tensor name too long: %.40s...", path, it->string);
+    }
+    strcpy(t->name, it->string);
+    cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
+    cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
+    cJSON *off = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
+    if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off) ||
+        cJSON_GetArraySize(off) != 2 || cJSON_GetArraySize(sh) > NN_MAX_DIMS ||
+        strlen(dt->valuestring) >= sizeof(t->dtype)) {
+      nn_st_close(st);
+      return sp_errf(err, "%s: malformed entry for tensor '%s'", path, t->name);
+    }
+    strcpy(t->dtype, dt->valuestring);
+    size_t numel = 1;
+    t->ndim = 0;
+    for (cJSON *d = sh->child; d; d = d->next) {
+      if (!cJSON_IsNumber(d) || d->valuedouble < 0) {
+        nn_st_close(st);
+        return sp_errf(err, "%s: bad shape for tensor '%s'", path, t->name);
+      }
+      t->shape[t->ndim++] = (int64_t)d->valuedouble;
+      numel *= (size_t)d->valuedouble;
+    }
+    double b = cJSON_GetArrayItem(off, 0)->valuedouble, e = cJSON_GetArrayItem(off, 1)->valuedouble;
+    size_t es = dtype_size(t->dtype);
+    if (b < 0 || e < b || e > (double)dlen || (es && (size_t)(e - b) != numel * es)) {
+      nn_st_close(st);
+      return sp_errf(err, "%s: tensor '%s' has data offsets [%.0f, %.0f] inconsistent with its shape or the "
+                     "file size (%zu data bytes): truncated or corrupt file", path, it->string, b, e, dlen);
+    }
+    t->begin = (size_t)b;
+    t->end = (size_t)e;
+    st->n++;
+  }
+  return 0;
+bad_meta:
+  nn_st_close(st);
+  return sp_errf(err, "%s: __metadata__ is not an object", path);
+}
+
+const nn_st_tensor *nn_st_find(const nn_safetensors *st, const char *name) {
+  for (int i = 0; i < st->n; i++)
+    if (!strcmp(st->t[i].name, name)) return &st->t[i];
+  return NULL;
+}
+
+static const void *st_data(const nn_safetensors *st, const char *name, const char *dtype,
+                           size_t *numel) {
+  const nn_st_tensor *t = nn_st_find(st, name);
+  if (!t || strcmp(t->dtype, dtype)) return NULL;
+  const char *p = st->buf + st->data_off + t->begin;
+  if ((uintptr_t)p % 4) return NULL;  // writers pad the header to 8 bytes
+  if (numel) *numel = (t->end - t->begin) / dtype_size(dtype);
+  return p;
+}
+
+const float *nn_st_f32(const nn_safetensors *st, const char *name, size_t *numel) {
+  return st_data(st, name, "F32", numel);
+}
+
+const int32_t *nn_st_i32(const nn_safetensors *st, const char *name, size_t *numel) {
+  return st_data(st, name, "I32", numel);
+}
+
+const char *nn_st_meta(const nn_safetensors *st, const char *key) {
+  if (!st->meta) return NULL;
+  cJSON *v = cJSON_GetObjectItemCaseSensitive((cJSON *)st->meta, key);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * checkpoints */
+
+typedef struct {
+  const char *prefix;
+  const float *buf;
+} ckpt_part;
+
+static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
+
+int nn_checkpoint_save(const char *path, const nn_params *ps, const char *config_json, long step,
+                       int with_optim, char *err) {
+  ckpt_part parts[4];
+  int np = 0;
+  parts[np++] = (ckpt_part){"", ps->data};
+  if (with_optim && ps->m && ps->v) {
+    parts[np++] = (ckpt_part){"optim.exp_avg.", ps->m};
+    parts[np++] = (ckpt_part){"optim.exp_avg_sq.", ps->v};
+  }
+  if (with_optim && ps->ema) parts[np++] = (ckpt_part){"ema.", ps->ema};
+
+  cJSON *root = cJSON_CreateObject();
+  cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
+  char sbuf[32];
+  snprintf(sbuf, sizeof sbuf, "%ld", step);
+  cJSON_AddStringToObject(meta, "format", NN_CKPT_FORMAT);
+  cJSON_AddStringToObject(meta, "version", NN_CKPT_VERSION);
+  cJSON_AddStringToObject(meta, "step", sbuf);
+  cJSON_AddStringToObject(meta, "config", config_json ? config_json : "{}");
+  cJSON_AddStringToObject(meta, "optim", np > 1 ? "adamw" : "none");
+  size_t off = 0;
+  char name[NN_NAME_MAX + 32];
+  for (int k = 0; k < np; k++)
+    for (int i = 0; i < ps->n; i++) {
+      const nn_param *p = &ps->p[i];
+      snprintf(name, sizeof name, "%s%s", parts[k].prefix, p->name);
+      cJSON *t = cJSON_AddObjectToObject(root, name);
+      cJSON_AddStringToObject(t, "dtype", "F32");
+      cJSON *sh = cJSON_AddArrayToObject(t, "shape");
+      for (int d = 0; d < p->ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)p->shape[d]));
+      cJSON *o = cJSON_AddArrayToObject(t, "data_offsets");
+      cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
+      cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + p->numel * 4)));
+      off += p->numel * 4;
+    }
+  char *hdr = cJSON_PrintUnformatted(root);
+  cJSON_Delete(root);
+  SP_ASSERT(hdr);
+  size_t hl = strlen(hdr), padded = (hl + 7) / 8 * 8;
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+    free(hdr);
+    return sp_errf(err, "checkpoint path too long: %s", path);
+  }
+  FILE *f = fopen(tmp, "wb");
+  if (!f) {
+    free(hdr);
+    return sp_errf(err, "cannot create %s: %s", tmp, strerror(errno));
+  }
+  unsigned char len8[8];
+  for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+  int rc = write_all(f, len8, 8) || write_all(f, hdr, hl);
+  for (size_t i = hl; i < padded && !rc; i++) rc = write_all(f, " ", 1);
+  free(hdr);
+  for (int k = 0; k < np && !rc; k++)
+    for (int i = 0; i < ps->n && !rc; i++)
+      rc = write_all(f, parts[k].buf + ps->p[i].offset, ps->p[i].numel * 4);
+  if (!rc) rc = fflush(f) || fsync(fileno(f));
+  if (fclose(f)) rc = -1;
+  if (rc) {
+    int e = errno;
+    unlink(tmp);
+    return sp_errf(err, "writing checkpoint %s failed: %s (old file left untouched)", tmp, strerror(e));
+  }
+  if (rename(tmp, path)) {
+    int e = errno;
+    unlink(tmp);
+    return sp_errf(err, "cannot rename %s to %s: %s", tmp, path, strerror(e));
+  }
+  return 0;
+}
+
+int nn_checkpoint_load(const char *path, nn_params *ps, long *step, char **config, char *err) {
+  nn_safetensors st;
+  if (nn_st_open(&st, path, err)) return -1;
+  const char *fmt = nn_st_meta(&st, "format"), *ver = nn_st_meta(&st, "version");
+  if (!fmt || strcmp(fmt, NN_CKPT_FORMAT)) {
+    nn_st_close(&st);
+    return sp_errf(err, "%s is a safetensors file but not an sp checkpoint (metadata format '%s', want '%s')",
+                   path, fmt ? fmt : "(none)", NN_CKPT_FORMAT);
+  }
+  if (!ver || strcmp(ver, NN_CKPT_VERSION)) {
+    nn_st_close(&st);
+    return sp_errf(err, "%s: checkpoint version '%s' not supported (this build reads version %s)", path,
+                   ver ? ver : "(none)", NN_CKPT_VERSION);
+  }
+  /* validate everything before touching the caller's buffers */
+  const char *prefixes[4] = {"", "optim.exp_avg.", "optim.exp_avg_sq.", "ema."};
+  float *bufs[4] = {ps->data, ps->m, ps->v, ps->ema};
+  char name[NN_NAME_MAX + 32];
+  for (int i = 0; i < ps->n; i++) {
+    const nn_param *p = &ps->p[i];
+    const nn_st_tensor *t = nn_st_find(&st, p->name);
+    if (!t) {
+      nn_st_close(&st);
+      return sp_errf(err, "%s: parameter '%s' missing (checkpoint of a different model?)", path, p->name);
+    }
+    int same = t->ndim == p->ndim && !strcmp(t->dtype, "F32");
+    for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+    if (!same) {
+      nn_st_close(&st);
+      return sp_errf(err, "%s: parameter '%s' has dtype %s and %d dims in the file, the model wants F32 with %d "
+                     "dims (first dim %lld vs %lld): config mismatch", path, p->name, t->dtype, t->ndim, p->ndim,
+                     (long long)(t->ndim ? t->shape[0] : 0), (long long)(p->ndim ? p->shape[0] : 0));
+    }
+  }
+  for (int k = 0; k < 4; k++) {
+    if (!bufs[k]) continue;
+    for (int i = 0; i < ps->n; i++) {
+      const nn_param *p = &ps->p[i];
+      snprintf(name, sizeof name, "%s%s", prefixes[k], p->name);
+      const nn_st_tensor *t = nn_st_find(&st, name);
+      if (!t) {
+        if (k == 0) SP_ASSERT(0);
+        break;  // moments/EMA absent: keep the caller's (zeros)
+      }
+      if (t->end - t->begin != p->numel * 4 || strcmp(t->dtype, "F32")) {
+        nn_st_close(&st);
+        return sp_errf(err, "%s: tensor '%s' has the wrong size", path, name);
+      }
+      memcpy(bufs[k] + p->offset, st.buf + st.data_off + t->begin, p->numel * 4);
+    }
+  }
+  if (step) {
+    const char *s = nn_st_meta(&st, "step");
+    *step = s ? atol(s) : 0;
+  }
+  if (config) {
+    const char *c = nn_st_meta(&st, "config");
+    *config = strdup(c ? c : "{}");
+  }
+  nn_st_close(&st);
+  return 0;
+}
