@@ -478,6 +478,9 @@ void sp_flow_farneback(const sp_flow_cfg *cfg, sp_flow_ws *ws, const uint8_t *pr
 
 double sp_flow_mean_mag(const float *flow, int w, int h) {
   double s = 0;
-  for (int i = 0; i < w * h; i++) s += hypot(flow[2 * i], flow[2 * i + 1]);
-  return w * h ? s / ((double)w * h) : 0;
+  for (int i = 0; i < w * h; i++) {
+    double u = flow[2 * i], v = flow[2 * i + 1];
+    s += sqrt(u * u + v * v);
+  }
+  return w > 0 && h > 0 ? s / ((double)w * h) : 0;
 }

@@ -133,7 +133,8 @@ typedef struct {
   int nfeat_a, nfeat_b, nmatch;     // SIFT features and matches
 } sp_match_result;
 
-/* per-component wall time of the last sp_match_pair call, seconds (for the benchmark) */
+/* per-component CPU time (this thread) of the last sp_match_pair call, seconds: the cost on one
+ * core, unaffected by other processes competing for the CPU (for the benchmark) */
 typedef struct {
   double shape, block, ssim, flow;
 } sp_match_timing;
