@@ -91,3 +91,165 @@ case("mse", wmse, {"a": r(3, 2, 4), "t": r(3, 2, 4)}); T["mse.w"] = wts
 
 nn_st.save(os.path.join(OUT, "ops.safetensors"), T, {"generator": "tools/nn_fixtures.py", "torch": torch.__version__})
 print("ops:", len(T), "tensors")
+
+# ------------------------------------------------------------------------------------------------
+# blocks (same module structure and state-dict names as ../shared/bench/torch_baseline.py)
+class ResBlock(nn.Module):
+    def __init__(s, cin, cout, tdim, g=8):
+        super().__init__()
+        s.n1 = nn.GroupNorm(g, cin); s.c1 = nn.Conv2d(cin, cout, 3, padding=1)
+        s.t = nn.Linear(tdim, cout)
+        s.n2 = nn.GroupNorm(g, cout); s.c2 = nn.Conv2d(cout, cout, 3, padding=1)
+        s.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+    def forward(s, x, te):
+        h = s.c1(F.silu(s.n1(x))) + s.t(te)[:, :, None, None]
+        h = s.c2(F.silu(s.n2(h)))
+        return h + s.skip(x)
+
+class Attn(nn.Module):
+    def __init__(s, c, heads=4):
+        super().__init__(); s.h = heads; s.n = nn.GroupNorm(8, c)
+        s.qkv = nn.Conv2d(c, 3 * c, 1); s.o = nn.Conv2d(c, c, 1)
+    def forward(s, x):
+        B, C, H, W = x.shape
+        q, k, v = s.qkv(s.n(x)).reshape(B, 3, s.h, C // s.h, H * W).unbind(1)
+        a = torch.softmax(torch.einsum("bhdn,bhdm->bhnm", q, k) / math.sqrt(C // s.h), -1)
+        y = torch.einsum("bhnm,bhdm->bhdn", a, v).reshape(B, C, H, W)
+        return x + s.o(y)
+
+class Conv1dBlock(nn.Module):
+    def __init__(s, i, o, k, g=8):
+        super().__init__(); s.b = nn.Sequential(nn.Conv1d(i, o, k, padding=k // 2), nn.GroupNorm(g, o), nn.Mish())
+    def forward(s, x): return s.b(x)
+
+class CRB1D(nn.Module):
+    def __init__(s, i, o, cdim, k=5, g=8):
+        super().__init__(); s.o = o
+        s.b0 = Conv1dBlock(i, o, k, g); s.b1 = Conv1dBlock(o, o, k, g)
+        s.cond = nn.Sequential(nn.Mish(), nn.Linear(cdim, 2 * o))
+        s.res = nn.Conv1d(i, o, 1) if i != o else nn.Identity()
+    def forward(s, x, c):
+        h = s.b0(x); e = s.cond(c).reshape(-1, 2, s.o, 1)
+        h = e[:, 0] * h + e[:, 1]
+        return s.b1(h) + s.res(x)
+
+class BasicBlock(nn.Module):
+    def __init__(s, cin, cout, stride):
+        super().__init__()
+        s.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); s.b1 = nn.BatchNorm2d(cout)
+        s.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); s.b2 = nn.BatchNorm2d(cout)
+        s.sc = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else nn.Identity()
+    def forward(s, x):
+        return F.relu(s.b2(s.c2(F.relu(s.b1(s.c1(x))))) + s.sc(x))
+
+def randomize(m):
+    """non-trivial norm affine parameters so their gradients are tested"""
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if p.ndim == 1: p.copy_(torch.randn_like(p) * 0.3 + (1.0 if n.endswith("weight") else 0.0))
+
+B_ = {}
+def block_case(name, m, inputs):
+    randomize(m)
+    for k, v in inputs.items(): v.requires_grad_(True)
+    y = m(*inputs.values()); dy = torch.randn_like(y); y.backward(dy)
+    for k, v in inputs.items():
+        B_[f"{name}.{k}"] = v.detach(); B_[f"{name}.d{k}"] = v.grad.detach()
+    B_[f"{name}.y"] = y.detach(); B_[f"{name}.dy"] = dy
+    for n, p in m.named_parameters():
+        B_[f"{name}.param.{n}"] = p.detach(); B_[f"{name}.grad.{n}"] = p.grad.detach()
+
+block_case("res", ResBlock(8, 16, 12), {"x": torch.randn(2, 8, 5, 5), "te": torch.randn(2, 12)})
+block_case("res_id", ResBlock(16, 16, 12), {"x": torch.randn(2, 16, 4, 4), "te": torch.randn(2, 12)})
+block_case("attn", Attn(16, 4), {"x": torch.randn(2, 16, 3, 4)})
+block_case("crb", CRB1D(4, 16, 10, 5, 8), {"x": torch.randn(3, 4, 8), "c": torch.randn(3, 10)})
+block_case("crb_id", CRB1D(16, 16, 10, 5, 8), {"x": torch.randn(3, 16, 4), "c": torch.randn(3, 10)})
+block_case("basic", BasicBlock(8, 16, 2), {"x": torch.randn(3, 8, 8, 8)})
+block_case("basic_id", BasicBlock(8, 8, 1), {"x": torch.randn(3, 8, 6, 6)})
+nn_st.save(os.path.join(OUT, "blocks.safetensors"), B_, {"generator": "tools/nn_fixtures.py"})
+print("blocks:", len(B_), "tensors")
+
+# ------------------------------------------------------------------------------------------------
+# 10 AdamW steps of a tiny diffusion-style model: temb MLP -> conv_in -> ResBlock -> Attn -> GN+SiLU
+# -> conv_out; weighted MSE; grad-norm clip 1.0; cosine LR with warm-up; DP power EMA.
+def sinemb_dp(t, dim):
+    half = dim // 2
+    f = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / (half - 1))
+    a = t.float()[:, None] * f[None]
+    return torch.cat([a.sin(), a.cos()], -1)
+
+class Tiny(nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.temb = nn.Sequential(nn.Linear(8, 16), nn.SiLU(), nn.Linear(16, 16))
+        s.inc = nn.Conv2d(3, 8, 3, padding=1)
+        s.res = ResBlock(8, 16, 16)
+        s.attn = Attn(16, 2)
+        s.outn = nn.GroupNorm(8, 16); s.outc = nn.Conv2d(16, 3, 3, padding=1)
+    def forward(s, x, t):
+        te = s.temb(sinemb_dp(t, 8))
+        h = s.attn(s.res(s.inc(x), te))
+        return s.outc(F.silu(s.outn(h)))
+
+def lr_at(step, base=3e-3, warm=3, total=10):
+    if step < warm: return base * step / max(1, warm)
+    p = (step - warm) / max(1, total - warm)
+    return base * max(0.0, 0.5 * (1 + math.cos(math.pi * p)))
+
+torch.manual_seed(7)
+tiny = Tiny()
+R = {f"init.{n}": p.detach().clone() for n, p in tiny.named_parameters()}
+opt = torch.optim.AdamW(tiny.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
+ema = {n: p.detach().clone() for n, p in tiny.named_parameters()}
+NSTEP = 10; losses = []; norms = []
+xs = torch.randn(NSTEP, 2, 3, 6, 6); ys = torch.randn(NSTEP, 2, 3, 6, 6)
+ts = torch.randint(0, 100, (NSTEP, 2)); ws = torch.rand(NSTEP, 2) + 0.5
+for step in range(1, NSTEP + 1):
+    for g in opt.param_groups: g["lr"] = lr_at(step)
+    opt.zero_grad()
+    out = tiny(xs[step - 1], ts[step - 1])
+    loss = ((out - ys[step - 1]) ** 2).mean((1, 2, 3)).mul(ws[step - 1]).mean()
+    loss.backward()
+    norms.append(float(torch.nn.utils.clip_grad_norm_(tiny.parameters(), 1.0)))
+    opt.step(); losses.append(float(loss))
+    s = max(0, step - 0 - 1); d = 0.0 if s <= 0 else min(0.9999, max(0.0, 1 - (1 + s) ** -0.75))
+    with torch.no_grad():
+        for n, p in tiny.named_parameters(): ema[n].mul_(d).add_(p.detach(), alpha=1 - d)
+R.update({f"final.{n}": p.detach() for n, p in tiny.named_parameters()})
+R.update({f"ema.{n}": v for n, v in ema.items()})
+R.update({"x": xs, "target": ys, "t": ts.float(), "w": ws, "loss": torch.tensor(losses), "gnorm": torch.tensor(norms)})
+nn_st.save(os.path.join(OUT, "train.safetensors"), R, {"generator": "tools/nn_fixtures.py", "steps": NSTEP})
+print("train losses:", ["%.6f" % l for l in losses])
+
+# ------------------------------------------------------------------------------------------------
+# diffusion schedules and steps (float64 formulas of AVDC / diffusers, float32 data)
+D = {}
+def lin(T=1000): return torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
+def cosine(T=100, s=0.008):
+    x = torch.linspace(0, T, T + 1, dtype=torch.float64)
+    ac = torch.cos(((x / T) + s) / (1 + s) * math.pi * 0.5) ** 2; ac = ac / ac[0]
+    return torch.clip(1 - (ac[1:] / ac[:-1]), 0, 0.999)
+def sqcos(T=100):
+    f = lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+    return torch.tensor([min(1 - f((i + 1) / T) / f(i / T), 0.999) for i in range(T)], dtype=torch.float64)
+for nm, b in {"linear": lin(), "cosine": cosine(), "sqcos": sqcos()}.items():
+    D[f"{nm}.betas"] = b.float(); D[f"{nm}.ac"] = torch.cumprod(1 - b, 0).float()
+b = cosine(); ac = torch.cumprod(1 - b, 0); acp = F.pad(ac[:-1], (1, 0), value=1.0)
+x0 = torch.randn(2, 12).clamp(-1.2, 1.2); eps = torch.randn(2, 12); tt = torch.tensor([3, 71])
+a_ = ac[tt][:, None]
+xt = (a_.sqrt() * x0 + (1 - a_).sqrt() * eps).float()
+D["x0"] = x0; D["eps"] = eps; D["t"] = tt.int(); D["xt"] = xt
+D["target_v"] = (a_.sqrt() * eps - (1 - a_).sqrt() * x0).float()
+snr = ac / (1 - ac); D["minsnr_v"] = (snr.clamp(max=5) / (snr + 1)).float(); D["minsnr_eps"] = (snr.clamp(max=5) / snr).float()
+# one DDPM step (v-prediction, clip) at t = 71 for sample 1, with a model output and noise
+mo = torch.randn(12).double(); nz = torch.randn(12).double(); t1 = 71; x = xt[1].double()
+x0p = (ac[t1].sqrt() * x - (1 - ac[t1]).sqrt() * mo).clamp(-1, 1)
+c1 = b[t1] * acp[t1].sqrt() / (1 - ac[t1]); c2 = (1 - acp[t1]) * (1 - b[t1]).sqrt() / (1 - ac[t1])
+var = b[t1] * (1 - acp[t1]) / (1 - ac[t1])
+D["model_out"] = mo.float(); D["noise"] = nz.float(); D["ddpm"] = (c1 * x0p + c2 * x + var.sqrt() * nz).float()
+# one DDIM step 71 -> 40, eta 0, v-prediction, clip (noise re-derived from the clipped x0)
+epsp = ((1 / ac[t1]).sqrt() * x - x0p) / (1 / ac[t1] - 1).sqrt()
+an = ac[40]; D["ddim"] = (an.sqrt() * x0p + (1 - an).sqrt() * epsp).float()
+D["ddim_ts"] = torch.tensor(list(reversed(torch.linspace(-1, 99, 21).int().tolist())), dtype=torch.int32)
+nn_st.save(os.path.join(OUT, "diffusion.safetensors"), D, {"generator": "tools/nn_fixtures.py"})
+print("diffusion:", len(D), "tensors")

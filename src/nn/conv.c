@@ -92,14 +92,14 @@ static void col2im_add(float *in, const float *col, const nn_conv2d_dims *d) {
 
 /* one sample: out_b (Cout, N) = W (Cout, K) col (K, N) + bias */
 static void conv2d_fwd_sample(float *out, const float *in, const float *w, const float *b,
-                              const nn_conv2d_dims *d, float *col) {
+                              const nn_conv2d_dims *d, float *col, float beta) {
   int K = d->Cin * d->KH * d->KW, N = d->Ho * d->Wo;
   const float *c = in;
   if (!conv2d_is_pointwise(d)) {
     im2col(col, in, d);
     c = col;
   }
-  nn_sgemm(0, 0, d->Cout, N, K, 1.f, w, K, c, N, 0.f, out, N);
+  nn_sgemm(0, 0, d->Cout, N, K, 1.f, w, K, c, N, beta, out, N);
   if (b)
     for (int o = 0; o < d->Cout; o++) {
       float *r = out + (size_t)o * N, bo = b[o];
@@ -107,8 +107,8 @@ static void conv2d_fwd_sample(float *out, const float *in, const float *w, const
     }
 }
 
-void nn_conv2d_forward(float *out, const float *in, const float *w, const float *b,
-                       const nn_conv2d_dims *d, float *scratch) {
+static void conv2d_forward(float *out, const float *in, const float *w, const float *b,
+                           const nn_conv2d_dims *d, float *scratch, float beta) {
   size_t K = (size_t)d->Cin * d->KH * d->KW, N = (size_t)d->Ho * d->Wo;
   size_t per = nn_conv2d_scratch(d) / nn_threads();
   size_t isz = (size_t)d->Cin * d->H * d->W, osz = (size_t)d->Cout * N;
@@ -118,11 +118,21 @@ void nn_conv2d_forward(float *out, const float *in, const float *w, const float 
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int bi = 0; bi < d->B; bi++)
       conv2d_fwd_sample(out + bi * osz, in + bi * isz, w, b, d,
-                        scratch + per * omp_get_thread_num());
+                        scratch + per * omp_get_thread_num(), beta);
   } else {
     for (int bi = 0; bi < d->B; bi++)
-      conv2d_fwd_sample(out + bi * osz, in + bi * isz, w, b, d, scratch);
+      conv2d_fwd_sample(out + bi * osz, in + bi * isz, w, b, d, scratch, beta);
   }
+}
+
+void nn_conv2d_forward(float *out, const float *in, const float *w, const float *b,
+                       const nn_conv2d_dims *d, float *scratch) {
+  conv2d_forward(out, in, w, b, d, scratch, 0.f);
+}
+
+void nn_conv2d_forward_acc(float *out, const float *in, const float *w, const float *b,
+                           const nn_conv2d_dims *d, float *scratch) {
+  conv2d_forward(out, in, w, b, d, scratch, 1.f);
 }
 
 /* one sample: dW += dout col^T, db += rowsum dout, din += col2im(W^T dout) */
@@ -337,13 +347,33 @@ static void rowsum_add(float *db, const float *y, int C, size_t n) {
   }
 }
 
-void nn_conv1d_forward(float *out, const float *in, const float *w, const float *b,
-                       const nn_conv1d_dims *d, float *scratch) {
+static void conv1d_forward(float *out, const float *in, const float *w, const float *b,
+                           const nn_conv1d_dims *d, float *scratch, int acc) {
   int KC = d->Cin * d->K, N = d->B * d->To;
   float *col = scratch, *y = scratch + (size_t)KC * N;
-  im2col_1d(col, in, d->B, d->Cin, d->T, d->K, d->stride, d->pad, d->To);
-  nn_sgemm(0, 0, d->Cout, N, KC, 1.f, w, KC, col, N, 0.f, y, N);
-  cbt_to_bct(out, y, b, d->B, d->Cout, d->To, 0);
+  const float *c = in;
+  if (d->K == 1 && d->stride == 1 && d->pad == 0 && d->B == 1) {
+    c = in;  // (Cin, T) is already the column matrix
+  } else {
+    im2col_1d(col, in, d->B, d->Cin, d->T, d->K, d->stride, d->pad, d->To);
+    c = col;
+  }
+  nn_sgemm(0, 0, d->Cout, N, KC, 1.f, w, KC, c, N, 0.f, y, N);
+  if (acc && b) {
+    for (int o = 0; o < d->Cout; o++)
+      for (int j = 0; j < N; j++) y[(size_t)o * N + j] += b[o];
+  }
+  cbt_to_bct(out, y, b, d->B, d->Cout, d->To, acc);
+}
+
+void nn_conv1d_forward(float *out, const float *in, const float *w, const float *b,
+                       const nn_conv1d_dims *d, float *scratch) {
+  conv1d_forward(out, in, w, b, d, scratch, 0);
+}
+
+void nn_conv1d_forward_acc(float *out, const float *in, const float *w, const float *b,
+                           const nn_conv1d_dims *d, float *scratch) {
+  conv1d_forward(out, in, w, b, d, scratch, 1);
 }
 
 void nn_conv1d_backward(float *din, float *dw, float *db, const float *dout, const float *in,

@@ -62,6 +62,9 @@ nn_conv2d_dims nn_conv2d_make(int B, int Cin, int H, int W, int Cout, int K, int
 size_t nn_conv2d_scratch(const nn_conv2d_dims *d);  // floats, forward and backward
 void nn_conv2d_forward(float *out, const float *in, const float *w, const float *b,
                        const nn_conv2d_dims *d, float *scratch);
+/* out += conv2d(in) + b */
+void nn_conv2d_forward_acc(float *out, const float *in, const float *w, const float *b,
+                           const nn_conv2d_dims *d, float *scratch);
 void nn_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                         const float *w, const nn_conv2d_dims *d, float *scratch);
 void nn_conv2d_forward_ref(float *out, const float *in, const float *w, const float *b,
@@ -85,6 +88,8 @@ size_t nn_conv1d_scratch(const nn_conv1d_dims *d);
 size_t nn_convt1d_scratch(const nn_conv1d_dims *d);
 void nn_conv1d_forward(float *out, const float *in, const float *w, const float *b,
                        const nn_conv1d_dims *d, float *scratch);
+void nn_conv1d_forward_acc(float *out, const float *in, const float *w, const float *b,
+                           const nn_conv1d_dims *d, float *scratch);  // out += conv1d(in) + b
 void nn_conv1d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                         const float *w, const nn_conv1d_dims *d, float *scratch);
 void nn_conv1d_forward_ref(float *out, const float *in, const float *w, const float *b,
