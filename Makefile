@@ -9,9 +9,10 @@ CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE
 LDLIBS   += -lmujoco $(PKG_LIBS) -lgif -lvl -fopenmp -lpthread -lm $(EXTRA_LDLIBS)
 
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
-LIB_SRC  := $(filter-out src/cli/%,$(LIB_SRC))
-CLI_SRC  := $(sort $(wildcard src/cli/*.c))
-TEST_SRC := $(sort $(wildcard tests/*.c))
+LIB_SRC  := $(filter-out src/cli/% $(SKIP),$(LIB_SRC))
+# SKIP: patterns of sources to leave out of a private build, e.g. SKIP='src/data/% tests/test_data%'
+CLI_SRC  := $(filter-out $(SKIP),$(sort $(wildcard src/cli/*.c)))
+TEST_SRC := $(filter-out $(SKIP),$(sort $(wildcard tests/*.c)))
 BENCH_SRC:= $(sort $(wildcard bench/*.c))
 GEN_SRC  := $(BUILD)/gen/builtin_scenes.c
 SCENES   := $(sort $(wildcard src/sim/scenes/*.xml))
@@ -46,7 +47,7 @@ $(BUILD)/sp_tests: $(TEST_OBJ) $(BUILD)/libsp.a
 	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libsp.a $(LDLIBS) -lcriterion
 
 test: $(BUILD)/sp_tests $(BUILD)/sp
-	$(BUILD)/sp_tests $(TEST_ARGS)
+	SP_BIN=$(BUILD)/sp $(BUILD)/sp_tests $(TEST_ARGS)
 
 # address + undefined-behaviour sanitizers, separate build tree
 asan:

@@ -94,6 +94,7 @@ typedef struct {
   double *render_started;
   job *render_job;
   atomic_int done;
+  char ckpt_hash[32];          // FNV-1a 64 of the checkpoint file, or "none"
 } run_state;
 
 typedef struct {
@@ -237,8 +238,7 @@ static void *worker_main(void *p) {
       fail_run(rs, msg);
       break;
     }
-    char *line = sp_episode_to_json(&ep, rs->agent->name, rs->models[jb->task],
-                                    cfg->checkpoint ? cfg->checkpoint : NULL);
+    char *line = sp_episode_to_json(&ep, rs->agent->name, rs->models[jb->task], rs->ckpt_hash);
     size_t ll = strlen(line);
     line = realloc(line, ll + 2);
     line[ll] = '\n'; line[ll + 1] = 0;
@@ -280,11 +280,13 @@ static void *watchdog_main(void *p) {
   return NULL;
 }
 
-static cJSON *config_json(const sp_eval_config *cfg, const sp_agent_api *ag, sp_env_model **models) {
+static cJSON *config_json(const sp_eval_config *cfg, const sp_agent_api *ag, sp_env_model **models,
+                          const char *ckpt_hash) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "format", "sp-eval-1");
   cJSON_AddStringToObject(o, "agent", ag->name);
   cJSON_AddStringToObject(o, "checkpoint", cfg->checkpoint ? cfg->checkpoint : "none");
+  cJSON_AddStringToObject(o, "checkpoint_hash", ckpt_hash);
   cJSON *t = cJSON_AddArrayToObject(o, "tasks");
   for (int i = 0; i < cfg->ntask; i++) cJSON_AddItemToArray(t, cJSON_CreateString(sp_task_name(cfg->tasks[i])));
   cJSON *c = cJSON_AddArrayToObject(o, "cameras");
@@ -376,7 +378,15 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
     rs->models[t] = sp_env_model_load(t, cfg->source, cfg->assets, err);
     if (!rs->models[t]) goto out;
   }
-  conf = config_json(cfg, ag, rs->models);
+  snprintf(rs->ckpt_hash, sizeof rs->ckpt_hash, "none");
+  if (cfg->checkpoint) {
+    size_t len;
+    char *bytes = sp_file_read(cfg->checkpoint, &len, err);
+    if (!bytes) goto out;
+    snprintf(rs->ckpt_hash, sizeof rs->ckpt_hash, "%016llx", sp_hash64(0, bytes, len));
+    free(bytes);
+  }
+  conf = config_json(cfg, ag, rs->models, rs->ckpt_hash);
   snprintf(rs->jsonl_path, sizeof rs->jsonl_path, "%s/episodes.jsonl", cfg->out_dir);
 
   /* an existing run in DIR: resume it (same config) or refuse to mix */
@@ -519,9 +529,9 @@ int sp_eval_merge(const char **dirs, int ndir, const char *out_dir, char *err) {
       const cJSON *hs = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(conf, "scene_hash"),
                                                          sp_task_name(all[i].task));
       if (hs) fake.scene_hash = strtoull(hs->valuestring, NULL, 16);
-      const cJSON *ck = cJSON_GetObjectItemCaseSensitive(conf, "checkpoint");
+      const cJSON *ck = cJSON_GetObjectItemCaseSensitive(conf, "checkpoint_hash");
       char *line = sp_episode_to_json(&all[i], ag->valuestring, &fake,
-                                      ck && strcmp(ck->valuestring, "none") ? ck->valuestring : NULL);
+                                      cJSON_IsString(ck) ? ck->valuestring : "none");
       size_t ll = strlen(line);
       while (len + ll + 2 > cap) { cap *= 2; buf = realloc(buf, cap); }
       memcpy(buf + len, line, ll);

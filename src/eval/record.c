@@ -23,7 +23,7 @@ char *sp_episode_to_json(const sp_episode *ep, const char *agent, const sp_env_m
   cJSON_AddItemToObject(o, "goal", vec(ep->goal, 3));
   cJSON_AddItemToObject(o, "rand_vec", vec(ep->rand_vec, ep->rand_vec_len));
   cJSON_AddStringToObject(o, "agent", agent);
-  cJSON_AddStringToObject(o, "checkpoint", checkpoint_hash ? checkpoint_hash : "none");
+  cJSON_AddStringToObject(o, "checkpoint_hash", checkpoint_hash ? checkpoint_hash : "none");
   cJSON_AddStringToObject(o, "scenes", sp_scene_source_name(em->source));
   char h[32];
   snprintf(h, sizeof h, "%016llx", (unsigned long long)em->scene_hash);

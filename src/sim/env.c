@@ -189,6 +189,29 @@ static int bind_ids(sp_env_model *em, char *err) {
   return 0;
 }
 
+/* hash of the compiled scene: sizes, kinematics, geometry, meshes, textures, cameras, timestep.
+ * (mj_saveModel's bytes are not reproducible between loads, so the arrays are hashed one by one) */
+static uint64_t scene_hash(const mjModel *m) {
+  uint64_t h = 0;
+#define H(ptr, n) h = sp_hash64(h, (ptr), sizeof *(ptr) * (size_t)(n))
+  const int sizes[] = {m->nq, m->nv, m->nu, m->nbody, m->njnt, m->ngeom, m->nsite, m->ncam,
+                       m->nmesh, m->nmeshvert, m->ntex, m->ntexdata, m->neq};
+  H(sizes, sizeof sizes / sizeof sizes[0]);
+  H(m->body_parentid, m->nbody); H(m->body_pos, 3 * m->nbody); H(m->body_quat, 4 * m->nbody);
+  H(m->body_mass, m->nbody); H(m->body_inertia, 3 * m->nbody);
+  H(m->jnt_type, m->njnt); H(m->jnt_pos, 3 * m->njnt); H(m->jnt_axis, 3 * m->njnt);
+  H(m->jnt_range, 2 * m->njnt); H(m->dof_damping, m->nv); H(m->dof_armature, m->nv);
+  H(m->geom_type, m->ngeom); H(m->geom_size, 3 * m->ngeom); H(m->geom_pos, 3 * m->ngeom);
+  H(m->geom_quat, 4 * m->ngeom); H(m->geom_friction, 3 * m->ngeom); H(m->geom_rgba, 4 * m->ngeom);
+  H(m->geom_contype, m->ngeom); H(m->geom_conaffinity, m->ngeom);
+  H(m->site_pos, 3 * m->nsite); H(m->cam_pos, 3 * m->ncam); H(m->cam_quat, 4 * m->ncam);
+  H(m->cam_fovy, m->ncam); H(m->mesh_vert, 3 * m->nmeshvert); H(m->tex_rgb, m->ntexdata);
+  H(m->eq_data, mjNEQDATA * m->neq); H(m->actuator_gainprm, mjNGAIN * m->nu);
+  H(&m->opt.timestep, 1);
+#undef H
+  return h;
+}
+
 sp_env_model *sp_env_model_load(int task, sp_scene_source source, const char *assets_dir,
                                 char *err) {
   if (task < 0 || task >= SP_NTASK) {
@@ -223,14 +246,7 @@ sp_env_model *sp_env_model_load(int task, sp_scene_source source, const char *as
   if (em->m0->vis.global.offheight < 480) em->m0->vis.global.offheight = 480;
   memcpy(em->hand_low, ts->hand_low, sizeof em->hand_low);
   memcpy(em->hand_high, ts->hand_high, sizeof em->hand_high);
-  /* hash of the compiled scene (geometry, textures, options) */
-  int sz = mj_sizeModel(em->m0);
-  void *buf = malloc((size_t)sz);
-  if (buf) {
-    mj_saveModel(em->m0, NULL, buf, sz);
-    em->scene_hash = sp_hash64(0, buf, (size_t)sz);
-    free(buf);
-  }
+  em->scene_hash = scene_hash(em->m0);
   return em;
 }
 
