@@ -50,33 +50,49 @@ int main(int argc, char **argv) {
   }
   sp_match_cfg cfg;
   sp_match_cfg_default(&cfg);
-  sp_match_ws *ws = sp_match_ws_new(&cfg, a.w, a.h, err);
-  if (!ws) {
-    sp_log(SP_LOG_ERROR, "%s", err);
-    return 2;
-  }
-  double *ts = malloc(sizeof(double) * reps * 5);
-  double *tsh = ts, *tbl = ts + reps, *tss = ts + 2 * reps, *tfl = ts + 3 * reps, *tall = ts + 4 * reps;
-  sp_match_result r;
-  sp_match_timing t;
-  for (int i = 0; i < 5; i++) sp_match_pair(&cfg, ws, a.px, b.px, &r, NULL, &t);   // warm-up
-  for (int i = 0; i < reps; i++) {
-    double t0 = now_s();
-    sp_match_pair(&cfg, ws, a.px, b.px, &r, NULL, &t);
-    tall[i] = now_s() - t0;
-    tsh[i] = t.shape;
-    tbl[i] = t.block;
-    tss[i] = t.ssim;
-    tfl[i] = t.flow;
-  }
-  printf("bench_match: %s vs %s, %dx%d, %d reps, %s\n", pa, pb, a.w, a.h, reps,
+  printf("bench_match: %s vs %s, %dx%d, %d reps, %s, CPU time of this thread\n", pa, pb, a.w, a.h, reps,
          pinned ? "pinned to cpu 0" : "not pinned");
   sp_match_cfg_print(&cfg, stdout);
-  printf("scores: shape %.4f block %.4f ssim %.4f flow %.4f composite %.4f (%d/%d features, %d matches)\n",
-         r.shape, r.block, r.ssim, r.flow, r.composite, r.nfeat_a, r.nfeat_b, r.nmatch);
-  printf("median ms: shape (2x SIFT + matching) %.3f | block %.3f | ssim %.3f | flow %.3f | composite %.3f\n",
-         1e3 * median(tsh, reps), 1e3 * median(tbl, reps), 1e3 * median(tss, reps), 1e3 * median(tfl, reps),
-         1e3 * median(tall, reps));
+  double *ts = malloc(sizeof(double) * reps * 6);
+  double *tsh = ts, *tbl = ts + reps, *tss = ts + 2 * reps, *tfl = ts + 3 * reps, *tall = ts + 4 * reps,
+         *tobs = ts + 5 * reps;
+  /* the default first SIFT octave, then the other two */
+  const int octaves[3] = {cfg.sift_first_octave, cfg.sift_first_octave == 0 ? 1 : 0, -1};
+  for (int oc = 0; oc < 3; oc++) {
+    cfg.sift_first_octave = octaves[oc];
+    sp_match_ws *ws = sp_match_ws_new(&cfg, a.w, a.h, err);
+    if (!ws) {
+      sp_log(SP_LOG_ERROR, "%s", err);
+      return 2;
+    }
+    sp_match_result r;
+    sp_match_timing t;
+    for (int i = 0; i < 5; i++) sp_match_pair(&cfg, ws, a.px, b.px, &r, NULL, &t);   // warm-up
+    for (int i = 0; i < reps; i++) {
+      double t0 = now_s();
+      sp_match_pair(&cfg, ws, a.px, b.px, &r, NULL, &t);
+      tall[i] = now_s() - t0;
+      tsh[i] = t.shape;
+      tbl[i] = t.block;
+      tss[i] = t.ssim;
+      tfl[i] = t.flow;
+    }
+    sp_match_set_goal(&cfg, ws, b.px, NULL);
+    for (int i = 0; i < reps; i++) {
+      double t0 = now_s();
+      sp_match_obs(&cfg, ws, a.px, &r, NULL, &t);
+      tobs[i] = now_s() - t0;
+    }
+    printf("\nsift first octave %d%s: shape %.4f block %.4f ssim %.4f flow %.4f composite %.4f "
+           "(%d/%d features, %d matches)\n", octaves[oc], oc == 0 ? " (default)" : "", r.shape, r.block, r.ssim,
+           r.flow, r.composite, r.nfeat_a, r.nfeat_b, r.nmatch);
+    printf("  median ms: shape (2x SIFT + matching) %.3f | block %.3f | ssim %.3f | flow %.3f\n",
+           1e3 * median(tsh, reps), 1e3 * median(tbl, reps), 1e3 * median(tss, reps), 1e3 * median(tfl, reps));
+    printf("  median ms: composite, pair %.3f | composite, goal features cached (sp_match_obs) %.3f\n",
+           1e3 * median(tall, reps), 1e3 * median(tobs, reps));
+    sp_match_ws_free(ws);
+  }
+  cfg.sift_first_octave = octaves[0];
   /* the naive references, a few runs */
   int nref = reps < 5 ? reps : 5;
   float *fl = malloc(sizeof(float) * 2 * a.w * a.h);
@@ -90,12 +106,11 @@ int main(int argc, char **argv) {
     tr[i] = t1 - t0;
     tr[nref + i] = now_s() - t1;
   }
-  printf("naive references, median ms: ssim %.3f | flow %.3f\n", 1e3 * median(tr, nref), 1e3 * median(tr + nref, nref));
+  printf("\nnaive references, median ms: ssim %.3f | flow %.3f\n", 1e3 * median(tr, nref), 1e3 * median(tr + nref, nref));
   (void)sink;
   free(tr);
   free(fl);
   free(ts);
-  sp_match_ws_free(ws);
   sp_image_free(&a);
   sp_image_free(&b);
   return 0;

@@ -114,9 +114,9 @@ Test(match_block, identical_is_one_and_com_shift_is_measured) {
       b[y * w + x + 4] = 200;   // the square moved 4 px right
     }
   sp_block_parts p;
-  cr_expect_float_eq(sp_block_score(a, a, w, h, 8, 2.0, &p), 1.0, 1e-12);
+  cr_expect_float_eq(sp_block_score(a, a, w, h, 8, 4.0, 2.0, &p), 1.0, 1e-12);
   cr_expect_float_eq(p.com_shift_px, 0.0, 1e-12);
-  double s = sp_block_score(a, b, w, h, 8, 2.0, &p);
+  double s = sp_block_score(a, b, w, h, 8, 4.0, 2.0, &p);
   cr_expect_float_eq(p.com_shift_px, 4.0, 1e-9, "shift %.6f", p.com_shift_px);
   cr_expect_float_eq(p.com, exp(-2.0), 1e-9);
   cr_expect_lt(p.mean, 1.0);
@@ -126,10 +126,10 @@ Test(match_block, identical_is_one_and_com_shift_is_measured) {
   uint8_t *c = calloc(w * h, 1);
   for (int y = 20; y < 30; y++)
     for (int x = 40; x < 50; x++) c[y * w + x] = 200;
-  cr_expect_lt(sp_block_score(a, c, w, h, 8, 2.0, NULL), s);
+  cr_expect_lt(sp_block_score(a, c, w, h, 8, 4.0, 2.0, NULL), s);
   /* grid that does not divide the size, and black frames */
   memset(c, 0, w * h);
-  cr_expect_float_eq(sp_block_score(c, c, w, h, 7, 2.0, NULL), 1.0, 1e-12);
+  cr_expect_float_eq(sp_block_score(c, c, w, h, 7, 4.0, 2.0, NULL), 1.0, 1e-12);
   free(a);
   free(b);
   free(c);
@@ -141,8 +141,9 @@ Test(match_block, bounds_on_opposites) {
   memset(a, 0, w * h);
   memset(b, 255, w * h);
   sp_block_parts p;
-  double s = sp_block_score(a, b, w, h, 4, 2.0, &p);
-  cr_expect_float_eq(p.mean, 0.0, 1e-12);
+  double s = sp_block_score(a, b, w, h, 4, 4.0, 2.0, &p);
+  cr_expect_float_eq(p.mean_diff, 255.0, 1e-12);
+  cr_expect_float_eq(p.mean, exp(-255.0 / 4), 1e-12);
   cr_expect(s >= 0 && s <= 1);
   free(a);
   free(b);
@@ -155,11 +156,11 @@ typedef struct {
   sp_shape_feats fa, fb;
 } shape_fx;
 
-static void shape_setup(shape_fx *s, int w, int h) {
+static void shape_setup(shape_fx *s, int w, int h, int first_octave) {
   char err[SP_ERRLEN];
   sp_match_cfg c;
   sp_match_cfg_default(&c);
-  s->ws = sp_shape_ws_new(w, h, c.sift_max_feats, c.sift_peak_thresh, c.sift_edge_thresh, err);
+  s->ws = sp_shape_ws_new(w, h, first_octave, c.sift_max_feats, c.sift_peak_thresh, c.sift_edge_thresh, err);
   cr_assert(s->ws, "%s", err);
   cr_assert_eq(sp_shape_feats_alloc(&s->fa, c.sift_max_feats, err), 0);
   cr_assert_eq(sp_shape_feats_alloc(&s->fb, c.sift_max_feats, err), 0);
@@ -177,21 +178,22 @@ static double shape_of(shape_fx *s, const uint8_t *a, const uint8_t *b, int *nm)
   return sp_shape_score(s->ws, &s->fa, &s->fb, 0.8, nm);
 }
 
-Test(match_shape, identical_shifted_and_different) {
+/* full resolution (first octave 0) and the default half resolution (1) */
+static void check_shape(int first_octave, int min_feats) {
   sp_image a, b, c;
   load_gray("scene_a", &a);
   load_gray("scene_b", &b);
   load_gray("shift_a", &c);
   shape_fx s;
-  shape_setup(&s, a.w, a.h);
+  shape_setup(&s, a.w, a.h, first_octave);
   int nm;
   double self = shape_of(&s, a.px, a.px, &nm);
-  cr_log_info("shape: scene self %.3f (%d features, %d matches)", self, s.fa.n, nm);
-  cr_expect_gt(s.fa.n, 10, "the scene should have features, got %d", s.fa.n);
+  cr_log_info("shape (octave %d): scene self %.3f (%d features, %d matches)", first_octave, self, s.fa.n, nm);
+  cr_expect_geq(s.fa.n, min_feats, "the scene should have features, got %d", s.fa.n);
   cr_expect_gt(self, 0.95, "self %.3f", self);
   double moved = shape_of(&s, a.px, b.px, &nm);
   double other = shape_of(&s, a.px, c.px, &nm);
-  cr_log_info("shape: scene moved %.3f, unrelated texture %.3f", moved, other);
+  cr_log_info("shape (octave %d): scene moved %.3f, unrelated texture %.3f", first_octave, moved, other);
   cr_expect_gt(moved, other + 0.3, "moved %.3f vs unrelated %.3f", moved, other);
   cr_expect_lt(other, 0.2, "unrelated frames score %.3f", other);
   shape_teardown(&s);
@@ -199,6 +201,9 @@ Test(match_shape, identical_shifted_and_different) {
   sp_image_free(&b);
   sp_image_free(&c);
 }
+
+Test(match_shape, identical_shifted_and_different_full_res) { check_shape(0, 15); }
+Test(match_shape, identical_shifted_and_different_half_res) { check_shape(1, 4); }
 
 Test(match_shape, flat_frames) {
   int w = 64, h = 64;
@@ -208,7 +213,7 @@ Test(match_shape, flat_frames) {
   load_gray("gauss_a", &t);
   cr_assert(t.w == w && t.h == h);
   shape_fx s;
-  shape_setup(&s, w, h);
+  shape_setup(&s, w, h, 0);
   cr_expect_float_eq(shape_of(&s, flat, flat, NULL), 1.0, 1e-12);
   cr_expect_eq(s.fa.n, 0);
   cr_expect_float_eq(shape_of(&s, flat, t.px, NULL), 0.0, 1e-12);

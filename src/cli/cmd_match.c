@@ -40,7 +40,10 @@ int sp_cmd_match(int argc, char **argv) {
       {"flow-scale", SP_ARG_DOUBLE, &cfg.flow_scale_px, "s_flow = 1 / (1 + mean|flow| / this), px"},
       {"com-scale", SP_ARG_DOUBLE, &cfg.com_scale_px, "s_com = exp(-centre-of-mass shift / this), px"},
       {"block-grid", SP_ARG_INT, &cfg.block_grid, "blocks per side for the block statistics"},
+      {"mean-scale", SP_ARG_DOUBLE, &cfg.block_mean_scale, "s_mean = exp(-mean block-mean difference / this), gray levels"},
       {"sift-ratio", SP_ARG_DOUBLE, &cfg.sift_ratio, "Lowe's ratio test for SIFT matches"},
+      {"sift-octave", SP_ARG_INT, &cfg.sift_first_octave, "first SIFT octave: -1 upsampled, 0 full, 1 half resolution"},
+      {"sift-peak", SP_ARG_DOUBLE, &cfg.sift_peak_thresh, "SIFT DoG peak threshold (0..255 intensities)"},
       {"pyr-scale", SP_ARG_DOUBLE, &cfg.flow.pyr_scale, "Farneback pyramid scale"},
       {"levels", SP_ARG_INT, &cfg.flow.levels, "Farneback pyramid levels above the original"},
       {"winsize", SP_ARG_INT, &cfg.flow.winsize, "Farneback averaging window"},
@@ -95,7 +98,8 @@ int sp_cmd_match(int argc, char **argv) {
   printf("frames     %s vs %s (%dx%d)\n", pos[0], pos[1], a.w, a.h);
   printf("shape      %.4f  (SIFT: %d and %d features, %d mutual ratio-test matches)\n", r.shape, r.nfeat_a,
          r.nfeat_b, r.nmatch);
-  printf("block      %.4f  (centre-of-mass shift %.2f px)\n", r.block, r.com_shift_px);
+  printf("block      %.4f  (means %.4f, spreads %.4f, centre of mass %.4f: shift %.3f px)\n", r.block,
+         r.block_parts.mean, r.block_parts.var, r.block_parts.com, r.com_shift_px);
   printf("ssim       %.4f\n", r.ssim);
   printf("flow       %.4f  (mean |flow| %.3f px)\n", r.flow, r.flow_mean_px);
   printf("composite  %.4f  (%s at threshold %g)\n", r.composite, r.matched ? "match" : "no match", cfg.threshold);

@@ -2,7 +2,7 @@
  *
  * The frame is cut into grid x grid blocks (block edges at floor(i w / grid)). For block i with
  * means mu and standard deviations s (population) in frames a and b:
- *   mean part  1 - (1/N) sum_i |mu_a,i - mu_b,i| / 255
+ *   mean part  exp(-D / mean_scale), D = (1/N) sum_i |mu_a,i - mu_b,i| in gray levels
  *   var part   (1/N) sum_i (2 s_a,i s_b,i + C) / (s_a,i^2 + s_b,i^2 + C),  C = (0.03 * 255)^2
  *              (SSIM's contrast term per block: 1 when the spreads agree)
  *   com part   exp(-d / com_scale_px), d = distance between the intensity-weighted centres of mass
@@ -49,9 +49,9 @@ static void stats(const uint8_t *img, int w, int h, int grid, const int *bxof, b
   }
 }
 
-double sp_block_score(const uint8_t *a, const uint8_t *b, int w, int h, int grid, double com_scale_px,
-                      sp_block_parts *parts) {
-  SP_ASSERT(grid >= 1 && grid <= BLOCK_MAX_GRID && grid <= w && grid <= h && com_scale_px > 0);
+double sp_block_score(const uint8_t *a, const uint8_t *b, int w, int h, int grid, double mean_scale,
+                      double com_scale_px, sp_block_parts *parts) {
+  SP_ASSERT(grid >= 1 && grid <= BLOCK_MAX_GRID && grid <= w && grid <= h && com_scale_px > 0 && mean_scale > 0);
   static _Thread_local block_stats sa, sb;   // 128 KB: kept off the stack, no allocation
   int bxof[4096];
   SP_ASSERT(w <= 4096);
@@ -75,7 +75,8 @@ double sp_block_score(const uint8_t *a, const uint8_t *b, int w, int h, int grid
   }
   double nb = (double)grid * grid;
   sp_block_parts p;
-  p.mean = 1 - dmean / nb / 255;
+  p.mean_diff = dmean / nb;
+  p.mean = exp(-p.mean_diff / mean_scale);
   p.var = svar / nb;
   p.com_shift_px = hypot(sa.cx - sb.cx, sa.cy - sb.cy);
   p.com = exp(-p.com_shift_px / com_scale_px);

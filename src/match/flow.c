@@ -114,22 +114,49 @@ void sp_flow__poly_setup(int n, double sigma, double *g, double *xg, double *xxg
   ig[3] = 1 / b;                               // xy: sum g x^2 g y^2
 }
 
-/* ---- the fast path ---- */
+/* ---- the fast path ----
+ * Planar layouts (one plane per coefficient) so that every inner loop runs over contiguous x and
+ * the compiler can vectorise it; the window sums and the 2x2 solves stay in double like OpenCV's. */
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")   // vectorise the x loops (the project builds at -O2)
+#endif
+
+/* planes of one array are PLANE_SKEW floats apart beyond their size, and the three 5-plane arrays
+ * are offset from each other, so that the 13 streams update_matrices touches at one (x, y) do not
+ * fall into the same cache sets (plane sizes are often powers of two: 128 x 128 x 4 bytes) */
+#define PLANE_SKEW 80
+
+/* 4 floats (SSE2 on x86-64, NEON on arm64) through GCC/Clang vector extensions; unaligned loads */
+typedef float v4f __attribute__((vector_size(16)));
+static inline v4f ld4(const float *p) {
+  v4f v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void st4(float *p, v4f v) { memcpy(p, &v, sizeof v); }
+
+static inline size_t plane_stride(int w, int h) { return (size_t)w * h + PLANE_SKEW; }
 
 struct sp_flow_ws {
   int w, h, nlev;
-  int n;                   // poly_n
+  int n, m;                // poly_n, winsize / 2
   float *img0, *img1;      // (h x w) frames as float
   float *blur, *tmp;       // (h x w) blurred frame, separable-blur scratch
   float *lev;              // (h x w) one level's image
-  float *R0, *R1;          // (h x w x 5) expansions: b_y, b_x, a_yy, a_xx, a_xy
-  float *M;                // (h x w x 5) G_yy, G_xy, G_xx, h_y, h_x
-  float *flowa, *flowb;    // (h x w x 2) flow of the coarser and current level
-  float *rowbuf;           // ((w + 2 n) x 3)
-  double *vsum;            // ((w + 2 m + 2) x 5), m = winsize / 2
-  float *hsum;             // (w x 5)
+  float *R0, *R1;          // (5 x h x w) expansions: b_y, b_x, a_yy, a_xx, a_xy planes
+  float *M;                // (5 x h x w) G_yy, G_xy, G_xx, h_y, h_x planes
+  float *fx, *fy;          // (h x w) flow of the current level
+  float *cx, *cy;          // (h x w) flow of the coarser level
+  float *pad;              // (w + 2 max(n, r) + 8) padded row for the horizontal passes
+  float *vrow;             // (3 x (w + 2 n)) vertical poly sums, padded by n
+  float *brow;             // (6 x w) horizontal poly sums
+  double *vsum;            // (5 x (w + 2 m + 2)) window sums per plane, padded by m + 1
+  double *hsum;            // (5 x w)
   double *bk;              // (max blur ksize) pyramid blur taps
-  int bk_cap;
+  int *rx;                 // (2 x w) resize: left and right source column per output column
+  float *rfx;              // (w) resize: weight of the right column
+  int bk_cap, pad_r;
   double g[32], xg[32], xxg[32], ig[4];
   double wk[64];           // Gaussian window taps (m + 1)
 };
@@ -148,16 +175,21 @@ sp_flow_ws *sp_flow_ws_new(const sp_flow_cfg *cfg, int w, int h, char *err) {
   ws->w = w;
   ws->h = h;
   ws->n = cfg->poly_n;
+  ws->m = cfg->winsize / 2;
   ws->nlev = sp_flow__nlevels(cfg, w, h);
-  int m = cfg->winsize / 2;
+  int m = ws->m, n = ws->n;
   sp_flow_level L;
   sp_flow__level_geom(cfg, w, h, ws->nlev, &L);
   ws->bk_cap = L.ksize;
+  ws->pad_r = L.ksize / 2 > m ? L.ksize / 2 : m;
+  if (ws->pad_r < n) ws->pad_r = n;
   size_t px = (size_t)w * h;
-  float *f = malloc(sizeof(float) * (px * (5 + 5 + 5 + 2 + 2 + 5) + (size_t)(w + 2 * ws->n) * 3 +
-                                     (size_t)w * 5));
-  ws->vsum = malloc(sizeof(double) * ((size_t)(w + 2 * m + 2) * 5 + ws->bk_cap));
-  if (!f || !ws->vsum) {
+  size_t pl = 5 * (px + PLANE_SKEW) + 64;   // one 5-plane array, skewed
+  size_t nf = px * 9 + 3 * pl + (size_t)(w + 2 * ws->pad_r + 8) + 3 * (size_t)(w + 2 * n) + 6 * (size_t)w;
+  float *f = malloc(sizeof(float) * nf);
+  ws->vsum = malloc(sizeof(double) * (5 * (size_t)(w + 2 * m + 2) + 5 * (size_t)w + ws->bk_cap));
+  ws->rx = malloc(sizeof(int) * 2 * (size_t)w + sizeof(float) * (size_t)w);
+  if (!f || !ws->vsum || !ws->rx) {
     free(f);
     sp_flow_ws_free(ws);
     sp_errf(err, "flow: out of memory for %dx%d", w, h);
@@ -168,15 +200,20 @@ sp_flow_ws *sp_flow_ws_new(const sp_flow_cfg *cfg, int w, int h, char *err) {
   ws->blur = f; f += px;
   ws->tmp = f; f += px;
   ws->lev = f; f += px;
-  ws->R0 = f; f += 5 * px;
-  ws->R1 = f; f += 5 * px;
-  ws->M = f; f += 5 * px;
-  ws->flowa = f; f += 2 * px;
-  ws->flowb = f; f += 2 * px;
-  ws->rowbuf = f; f += (size_t)(w + 2 * ws->n) * 3;
-  ws->hsum = f;
-  ws->bk = ws->vsum + (size_t)(w + 2 * m + 2) * 5;
-  sp_flow__poly_setup(ws->n, cfg->poly_sigma, ws->g, ws->xg, ws->xxg, ws->ig);
+  ws->R0 = f; f += pl;
+  ws->R1 = f + 24; f += pl;
+  ws->M = f + 40; f += pl;
+  ws->fx = f; f += px;
+  ws->fy = f; f += px;
+  ws->cx = f; f += px;
+  ws->cy = f; f += px;
+  ws->pad = f; f += w + 2 * ws->pad_r + 8;
+  ws->vrow = f; f += 3 * (size_t)(w + 2 * n);
+  ws->brow = f;
+  ws->hsum = ws->vsum + 5 * (size_t)(w + 2 * m + 2);
+  ws->bk = ws->hsum + 5 * (size_t)w;
+  ws->rfx = (float *)(ws->rx + 2 * (size_t)w);
+  sp_flow__poly_setup(n, cfg->poly_sigma, ws->g, ws->xg, ws->xxg, ws->ig);
   /* Gaussian window: sigma = 0.3 m, taps 0..m normalised over -m..m */
   double sigma = m * 0.3, s = 1;
   ws->wk[0] = 1;
@@ -192,6 +229,7 @@ void sp_flow_ws_free(sp_flow_ws *ws) {
   if (!ws) return;
   free(ws->img0);
   free(ws->vsum);
+  free(ws->rx);
   free(ws);
 }
 
@@ -202,26 +240,30 @@ static inline int reflect101(int i, int n) {
 }
 
 /* separable Gaussian blur (h x w) with reflect-101 borders */
-static void blur_sep(const float *src, float *dst, float *tmp, int w, int h, const double *k, int ks) {
-  int r = ks / 2;
+static void blur_sep(sp_flow_ws *ws, const float *src, float *dst, int w, int h, const double *k, int ks) {
+  const int r = ks / 2;
+  float kf[256];
+  for (int i = 0; i < ks; i++) kf[i] = (float)k[i];
+  float *restrict pad = ws->pad + r;
+  float *restrict tmp = ws->tmp;
   for (int y = 0; y < h; y++) {
     const float *s = src + (size_t)y * w;
-    float *t = tmp + (size_t)y * w;
-    for (int x = 0; x < w; x++) {
-      float acc = 0;
-      if (x >= r && x < w - r)
-        for (int i = 0; i < ks; i++) acc += (float)k[i] * s[x - r + i];
-      else
-        for (int i = 0; i < ks; i++) acc += (float)k[i] * s[reflect101(x - r + i, w)];
-      t[x] = acc;
+    for (int x = -r; x < w + r; x++) pad[x] = s[x >= 0 && x < w ? x : reflect101(x, w)];
+    float *restrict t = tmp + (size_t)y * w;
+    for (int x = 0; x < w; x++) t[x] = kf[0] * pad[x - r];
+    for (int i = 1; i < ks; i++) {
+      const float ki = kf[i];
+      const float *p = pad - r + i;
+      for (int x = 0; x < w; x++) t[x] += ki * p[x];
     }
   }
   for (int y = 0; y < h; y++) {
-    float *d = dst + (size_t)y * w;
-    for (int x = 0; x < w; x++) d[x] = 0;
-    for (int i = 0; i < ks; i++) {
-      const float *t = tmp + (size_t)reflect101(y - r + i, h) * w;
-      float ki = (float)k[i];
+    float *restrict d = dst + (size_t)y * w;
+    const float *t0 = tmp + (size_t)reflect101(y - r, h) * w;
+    for (int x = 0; x < w; x++) d[x] = kf[0] * t0[x];
+    for (int i = 1; i < ks; i++) {
+      const float *restrict t = tmp + (size_t)reflect101(y - r + i, h) * w;
+      const float ki = kf[i];
       for (int x = 0; x < w; x++) d[x] += ki * t[x];
     }
   }
@@ -253,53 +295,113 @@ void sp_flow__resize(const float *src, int sw, int sh, float *dst, int dw, int d
   }
 }
 
-/* polynomial expansion of src (h x w) into R (h x w x 5): separable correlations, replicated borders */
+/* the same resize for one channel, with the column positions and weights tabulated once */
+static void resize1(sp_flow_ws *ws, const float *src, int sw, int sh, float *dst, int dw, int dh) {
+  const double sx_scale = (double)sw / dw, sy_scale = (double)sh / dh;
+  int *restrict x0t = ws->rx, *restrict x1t = ws->rx + dw;
+  float *restrict ft = ws->rfx;
+  for (int x = 0; x < dw; x++) {
+    float fx = (float)((x + 0.5) * sx_scale - 0.5);
+    int x0 = (int)floorf(fx);
+    fx -= x0;
+    if (x0 < 0) x0 = 0, fx = 0;
+    if (x0 >= sw - 1) x0 = sw - 1, fx = 0;
+    x0t[x] = x0;
+    x1t[x] = x0 + 1 < sw ? x0 + 1 : x0;
+    ft[x] = fx;
+  }
+  for (int y = 0; y < dh; y++) {
+    float fy = (float)((y + 0.5) * sy_scale - 0.5);
+    int y0 = (int)floorf(fy);
+    fy -= y0;
+    if (y0 < 0) y0 = 0, fy = 0;
+    if (y0 >= sh - 1) y0 = sh - 1, fy = 0;
+    const float *s0 = src + (size_t)y0 * sw, *s1 = src + (size_t)(y0 + 1 < sh ? y0 + 1 : y0) * sw;
+    float *restrict d = dst + (size_t)y * dw;
+    for (int x = 0; x < dw; x++) {
+      float fx = ft[x];
+      float a = s0[x0t[x]] * (1 - fx) + s0[x1t[x]] * fx;
+      float b = s1[x0t[x]] * (1 - fx) + s1[x1t[x]] * fx;
+      d[x] = a * (1 - fy) + b * fy;
+    }
+  }
+}
+
+/* polynomial expansion of src (h x w) into the five planes of R: separable correlations with g,
+ * x g, x^2 g (vertical into three padded rows, then horizontal), replicated borders */
 static void poly_exp(sp_flow_ws *ws, const float *src, int w, int h, float *R) {
-  const int n = ws->n;
-  const double *g = ws->g + n, *xg = ws->xg + n, *xxg = ws->xxg + n;
-  float *row = ws->rowbuf + 3 * n;
+  const int n = ws->n, W = w + 2 * n;
+  float g[16], xg[16], xxg[16];
+  for (int k = 0; k <= n; k++) {
+    g[k] = (float)ws->g[n + k];
+    xg[k] = (float)ws->xg[n + k];
+    xxg[k] = (float)ws->xxg[n + k];
+  }
+  float *restrict v0 = ws->vrow + n, *restrict v1 = v0 + W, *restrict v2 = v1 + W;
+  float *restrict b1 = ws->brow, *restrict b2 = b1 + w, *restrict b3 = b2 + w, *restrict b4 = b3 + w,
+                  *restrict b5 = b4 + w, *restrict b6 = b5 + w;
   for (int y = 0; y < h; y++) {
     const float *s0 = src + (size_t)y * w;
-    /* vertical: sum g(k) I, sum k g(k) I, sum k^2 g(k) I over rows y +- k */
     for (int x = 0; x < w; x++) {
-      row[3 * x] = s0[x] * (float)g[0];
-      row[3 * x + 1] = row[3 * x + 2] = 0;
+      v0[x] = s0[x] * g[0];
+      v1[x] = v2[x] = 0;
     }
     for (int k = 1; k <= n; k++) {
-      const float *sm = src + (size_t)(y - k < 0 ? 0 : y - k) * w;
-      const float *sp = src + (size_t)(y + k > h - 1 ? h - 1 : y + k) * w;
-      float g0 = (float)g[k], g1 = (float)xg[k], g2 = (float)xxg[k];
+      const float *restrict sm = src + (size_t)(y - k < 0 ? 0 : y - k) * w;
+      const float *restrict sp = src + (size_t)(y + k > h - 1 ? h - 1 : y + k) * w;
+      const float g0 = g[k], g1 = xg[k], g2 = xxg[k];
       for (int x = 0; x < w; x++) {
         float p = sm[x] + sp[x];
-        row[3 * x] += g0 * p;
-        row[3 * x + 1] += g1 * (sp[x] - sm[x]);
-        row[3 * x + 2] += g2 * p;
+        v0[x] += g0 * p;
+        v1[x] += g1 * (sp[x] - sm[x]);
+        v2[x] += g2 * p;
       }
     }
-    for (int x = 0; x < 3 * n; x++) {   // replicate the first and last triples
-      row[-1 - x] = row[2 - x % 3];
-      row[3 * w + x] = row[3 * (w - 1) + x % 3];
+    for (int x = 1; x <= n; x++) {   // replicate the first and last columns
+      v0[-x] = v0[0]; v1[-x] = v1[0]; v2[-x] = v2[0];
+      v0[w - 1 + x] = v0[w - 1]; v1[w - 1 + x] = v1[w - 1]; v2[w - 1 + x] = v2[w - 1];
     }
-    /* horizontal */
-    float *d = R + (size_t)y * w * 5;
     for (int x = 0; x < w; x++) {
-      float b1 = row[3 * x] * (float)g[0], b2 = 0, b3 = row[3 * x + 1] * (float)g[0], b4 = 0,
-            b5 = row[3 * x + 2] * (float)g[0], b6 = 0;
-      for (int k = 1; k <= n; k++) {
-        const float *rp = row + 3 * (x + k), *rm = row + 3 * (x - k);
-        float t = rp[0] + rm[0];
-        b1 += t * (float)g[k];
-        b4 += t * (float)xxg[k];
-        b2 += (rp[0] - rm[0]) * (float)xg[k];
-        b3 += (rp[1] + rm[1]) * (float)g[k];
-        b6 += (rp[1] - rm[1]) * (float)xg[k];
-        b5 += (rp[2] + rm[2]) * (float)g[k];
+      b1[x] = v0[x] * g[0];
+      b2[x] = 0;
+      b3[x] = v1[x] * g[0];
+      b4[x] = 0;
+      b5[x] = v2[x] * g[0];
+      b6[x] = 0;
+    }
+    for (int k = 1; k <= n; k++) {
+      const float gk = g[k], xk = xg[k], xxk = xxg[k];
+      const v4f gk4 = {gk, gk, gk, gk}, xk4 = {xk, xk, xk, xk}, xxk4 = {xxk, xxk, xxk, xxk};
+      int x = 0;
+      for (; x + 4 <= w; x += 4) {
+        v4f a0 = ld4(v0 + x + k), c0 = ld4(v0 + x - k), a1 = ld4(v1 + x + k), c1 = ld4(v1 + x - k),
+            a2 = ld4(v2 + x + k), c2 = ld4(v2 + x - k), t = a0 + c0;
+        st4(b1 + x, ld4(b1 + x) + t * gk4);
+        st4(b4 + x, ld4(b4 + x) + t * xxk4);
+        st4(b2 + x, ld4(b2 + x) + (a0 - c0) * xk4);
+        st4(b3 + x, ld4(b3 + x) + (a1 + c1) * gk4);
+        st4(b6 + x, ld4(b6 + x) + (a1 - c1) * xk4);
+        st4(b5 + x, ld4(b5 + x) + (a2 + c2) * gk4);
       }
-      d[5 * x + 0] = (float)(b3 * ws->ig[0]);                   // b_y
-      d[5 * x + 1] = (float)(b2 * ws->ig[0]);                   // b_x
-      d[5 * x + 2] = (float)(b1 * ws->ig[1] + b5 * ws->ig[2]);  // a_yy
-      d[5 * x + 3] = (float)(b1 * ws->ig[1] + b4 * ws->ig[2]);  // a_xx
-      d[5 * x + 4] = (float)(b6 * ws->ig[3]);                   // a_xy (coefficient of xy)
+      for (; x < w; x++) {
+        float a0 = v0[x + k], c0 = v0[x - k], a1 = v1[x + k], c1 = v1[x - k], a2 = v2[x + k], c2 = v2[x - k];
+        float t = a0 + c0;
+        b1[x] += t * gk;
+        b4[x] += t * xxk;
+        b2[x] += (a0 - c0) * xk;
+        b3[x] += (a1 + c1) * gk;
+        b6[x] += (a1 - c1) * xk;
+        b5[x] += (a2 + c2) * gk;
+      }
+    }
+    const float ig0 = (float)ws->ig[0], ig1 = (float)ws->ig[1], ig2 = (float)ws->ig[2], ig3 = (float)ws->ig[3];
+    float *restrict d = R + (size_t)y * w * 5;   // interleaved: update_matrices gathers all 5 at once
+    for (int x = 0; x < w; x++) {
+      d[5 * x + 0] = b3[x] * ig0;
+      d[5 * x + 1] = b2[x] * ig0;
+      d[5 * x + 2] = b1[x] * ig1 + b5[x] * ig2;
+      d[5 * x + 3] = b1[x] * ig1 + b4[x] * ig2;
+      d[5 * x + 4] = b6[x] * ig3;
     }
   }
 }
@@ -316,163 +418,205 @@ float sp_flow__border_scale(int x, int y, int w, int h) {
   return s;
 }
 
-/* per-pixel G = A^T A and h = A^T db from the two expansions and the current flow */
-static void update_matrices(const float *R0, const float *R1, const float *flow, float *M, int w, int h) {
-  for (int y = 0; y < h; y++)
+/* per-pixel G = A^T A and h = A^T db from the two expansions and the current flow (planar) */
+static void update_matrices(const float *R0, const float *R1, const float *fxp, const float *fyp, float *M,
+                            int w, int h) {
+  const size_t P = plane_stride(w, h);
+  for (int y = 0; y < h; y++) {
+    const float *fxr = fxp + (size_t)y * w, *fyr = fyp + (size_t)y * w;
+    float *m0 = M + (size_t)y * w, *m1 = m0 + P, *m2 = m1 + P, *m3 = m2 + P, *m4 = m3 + P;
     for (int x = 0; x < w; x++) {
       const float *r0 = R0 + ((size_t)y * w + x) * 5;
-      float dx = flow[((size_t)y * w + x) * 2], dy = flow[((size_t)y * w + x) * 2 + 1];
+      float dx = fxr[x], dy = fyr[x];
       float fx = x + dx, fy = y + dy;
       int x1 = (int)floorf(fx), y1 = (int)floorf(fy);
       float r2, r3, r4, r5, r6;
       fx -= x1;
       fy -= y1;
       if ((unsigned)x1 < (unsigned)(w - 1) && (unsigned)y1 < (unsigned)(h - 1)) {
+        /* channels 0-3 of the four neighbours as 4-vectors (interleaved layout), channel 4 apart */
         const float *p = R1 + ((size_t)y1 * w + x1) * 5, *q = p + (size_t)w * 5;
         float a00 = (1 - fx) * (1 - fy), a01 = fx * (1 - fy), a10 = (1 - fx) * fy, a11 = fx * fy;
-        r2 = a00 * p[0] + a01 * p[5] + a10 * q[0] + a11 * q[5];
-        r3 = a00 * p[1] + a01 * p[6] + a10 * q[1] + a11 * q[6];
-        r4 = a00 * p[2] + a01 * p[7] + a10 * q[2] + a11 * q[7];
-        r5 = a00 * p[3] + a01 * p[8] + a10 * q[3] + a11 * q[8];
+        v4f v00 = {a00, a00, a00, a00}, v01 = {a01, a01, a01, a01}, v10 = {a10, a10, a10, a10},
+            v11 = {a11, a11, a11, a11};
+        v4f r1 = v00 * ld4(p) + v01 * ld4(p + 5) + v10 * ld4(q) + v11 * ld4(q + 5);
         r6 = a00 * p[4] + a01 * p[9] + a10 * q[4] + a11 * q[9];
-        r4 = (r0[2] + r4) * 0.5f;
-        r5 = (r0[3] + r5) * 0.5f;
+        const v4f sgn = {-0.5f, -0.5f, 0.5f, 0.5f}, half = {0.5f, 0.5f, 0.5f, 0.5f};
+        v4f v = ld4(r0) * half + r1 * sgn;   // (b0 - b1) / 2 and (A0 + A1) / 2
+        r2 = v[0];
+        r3 = v[1];
+        r4 = v[2];
+        r5 = v[3];
         r6 = (r0[4] + r6) * 0.25f;   // mean, halved: the off-diagonal of A is a_xy / 2
-      } else {                       // x + d outside: no second frame, A from the first only
-        r2 = r3 = 0;
+      } else {                       // x + d outside: A from the first frame only
         r4 = r0[2];
         r5 = r0[3];
         r6 = r0[4] * 0.5f;
+        r2 = r0[0] * 0.5f;
+        r3 = r0[1] * 0.5f;
       }
-      r2 = (r0[0] - r2) * 0.5f;
-      r3 = (r0[1] - r3) * 0.5f;
       r2 += r4 * dy + r6 * dx;
       r3 += r6 * dy + r5 * dx;
       if (x < 5 || y < 5 || x >= w - 5 || y >= h - 5) {
         float s = sp_flow__border_scale(x, y, w, h);
         r2 *= s; r3 *= s; r4 *= s; r5 *= s; r6 *= s;
       }
-      float *m = M + ((size_t)y * w + x) * 5;
-      m[0] = r4 * r4 + r6 * r6;   // G_yy
-      m[1] = (r4 + r5) * r6;      // G_xy
-      m[2] = r5 * r5 + r6 * r6;   // G_xx
-      m[3] = r4 * r2 + r6 * r3;   // h_y
-      m[4] = r6 * r2 + r5 * r3;   // h_x
-    }
-}
-
-static inline void solve(double g11, double g12, double g22, double h1, double h2, float *flow) {
-  double idet = 1.0 / (g11 * g22 - g12 * g12 + 1e-3);
-  flow[0] = (float)((g11 * h2 - g12 * h1) * idet);
-  flow[1] = (float)((g22 * h1 - g12 * h2) * idet);
-}
-
-/* box average of M over winsize x winsize (replicated borders) by running sums, then solve */
-static void update_flow_box(sp_flow_ws *ws, const float *M, float *flow, int w, int h, int bs) {
-  int m = bs / 2;
-  double scale = 1.0 / ((double)bs * bs);
-  double *vsum = ws->vsum + (size_t)(m + 1) * 5;
-  for (int x = 0; x < w * 5; x++) vsum[x] = M[x] * (double)(m + 2);
-  for (int y = 1; y < m; y++) {
-    const float *r = M + (size_t)(y < h - 1 ? y : h - 1) * w * 5;
-    for (int x = 0; x < w * 5; x++) vsum[x] += r[x];
-  }
-  for (int y = 0; y < h; y++) {
-    const float *r0 = M + (size_t)(y - m - 1 > 0 ? y - m - 1 : 0) * w * 5;
-    const float *r1 = M + (size_t)(y + m < h - 1 ? y + m : h - 1) * w * 5;
-    for (int x = 0; x < w * 5; x++) vsum[x] += r1[x] - r0[x];
-    for (int x = 0; x < (m + 1) * 5; x++) {
-      vsum[-1 - x] = vsum[4 - x % 5];
-      vsum[w * 5 + x] = vsum[(w - 1) * 5 + x % 5];
-    }
-    double s[5];
-    for (int c = 0; c < 5; c++) s[c] = vsum[c] * (m + 2);
-    for (int x = 1; x < m; x++)
-      for (int c = 0; c < 5; c++) s[c] += vsum[x * 5 + c];
-    float *f = flow + (size_t)y * w * 2;
-    for (int x = 0; x < w; x++) {
-      for (int c = 0; c < 5; c++) s[c] += vsum[(x + m) * 5 + c] - vsum[(x - m - 1) * 5 + c];
-      solve(s[0] * scale, s[1] * scale, s[2] * scale, s[3] * scale, s[4] * scale, f + 2 * x);
+      m0[x] = r4 * r4 + r6 * r6;   // G_yy
+      m1[x] = (r4 + r5) * r6;      // G_xy
+      m2[x] = r5 * r5 + r6 * r6;   // G_xx
+      m3[x] = r4 * r2 + r6 * r3;   // h_y
+      m4[x] = r6 * r2 + r5 * r3;   // h_x
     }
   }
 }
 
-/* Gaussian average (sigma 0.3 m) of M, separable, replicated borders, then solve */
-static void update_flow_gauss(sp_flow_ws *ws, const float *M, float *flow, int w, int h, int bs) {
-  int m = bs / 2;
-  const double *k = ws->wk;
-  double *vsum = ws->vsum + (size_t)(m + 1) * 5;
-  float *hsum = ws->hsum;
+/* d = G^-1 h per pixel from the window-averaged planes; det gets +1e-3 as in OpenCV */
+static void solve_row(const double *restrict s0, const double *restrict s1, const double *restrict s2,
+                      const double *restrict s3, const double *restrict s4, double scale, float *restrict fx,
+                      float *restrict fy, int w) {
+  for (int x = 0; x < w; x++) {
+    double g11 = s0[x] * scale, g12 = s1[x] * scale, g22 = s2[x] * scale, h1 = s3[x] * scale, h2 = s4[x] * scale;
+    double idet = 1.0 / (g11 * g22 - g12 * g12 + 1e-3);
+    fx[x] = (float)((g11 * h2 - g12 * h1) * idet);
+    fy[x] = (float)((g22 * h1 - g12 * h2) * idet);
+  }
+}
+
+/* box average of the M planes over winsize x winsize (replicated borders): vertical running sums
+ * per plane, horizontal running sums, then the solve */
+static void update_flow_box(sp_flow_ws *ws, const float *M, float *fx, float *fy, int w, int h, int bs) {
+  const int m = bs / 2, W = w + 2 * m + 2;
+  const size_t P = plane_stride(w, h);
+  const double scale = 1.0 / ((double)bs * bs);
+  double *vs[5], *hs[5];
+  for (int c = 0; c < 5; c++) {
+    vs[c] = ws->vsum + (size_t)c * W + m + 1;
+    hs[c] = ws->hsum + (size_t)c * w;
+    const float *M0 = M + c * P;
+    double *restrict v = vs[c];
+    for (int x = 0; x < w; x++) v[x] = M0[x] * (double)(m + 2);
+    for (int y = 1; y < m; y++) {
+      const float *restrict r = M0 + (size_t)(y < h - 1 ? y : h - 1) * w;
+      for (int x = 0; x < w; x++) v[x] += r[x];
+    }
+  }
   for (int y = 0; y < h; y++) {
-    const float *c = M + (size_t)y * w * 5;
-    for (int x = 0; x < w * 5; x++) vsum[x] = c[x] * (float)k[0];
-    for (int i = 1; i <= m; i++) {
-      const float *rm = M + (size_t)(y - i > 0 ? y - i : 0) * w * 5;
-      const float *rp = M + (size_t)(y + i < h - 1 ? y + i : h - 1) * w * 5;
-      float ki = (float)k[i];
-      for (int x = 0; x < w * 5; x++) vsum[x] += (rp[x] + rm[x]) * ki;
+    const size_t o0 = (size_t)(y - m - 1 > 0 ? y - m - 1 : 0) * w, o1 = (size_t)(y + m < h - 1 ? y + m : h - 1) * w;
+    for (int c = 0; c < 5; c++) {
+      double *restrict v = vs[c];
+      const float *restrict r0 = M + c * P + o0, *restrict r1 = M + c * P + o1;
+      for (int x = 0; x < w; x++) v[x] += (double)r1[x] - (double)r0[x];
+      for (int x = 1; x <= m + 1; x++) {
+        v[-x] = v[0];
+        v[w - 1 + x] = v[w - 1];
+      }
+      double s = v[0] * (m + 2);
+      for (int x = 1; x < m; x++) s += v[x];
+      double *restrict hsr = hs[c];
+      for (int x = 0; x < w; x++) {
+        s += v[x + m] - v[x - m - 1];
+        hsr[x] = s;
+      }
     }
-    for (int x = 0; x < m * 5; x++) {
-      vsum[-1 - x] = vsum[4 - x % 5];
-      vsum[w * 5 + x] = vsum[(w - 1) * 5 + x % 5];
+    solve_row(hs[0], hs[1], hs[2], hs[3], hs[4], scale, fx + (size_t)y * w, fy + (size_t)y * w, w);
+  }
+}
+
+/* Gaussian average (sigma 0.3 m) of the M planes, separable, replicated borders, then the solve */
+static void update_flow_gauss(sp_flow_ws *ws, const float *M, float *fx, float *fy, int w, int h, int bs) {
+  const int m = bs / 2, W = w + 2 * m + 2;
+  const size_t P = plane_stride(w, h);
+  float k[64];
+  for (int i = 0; i <= m; i++) k[i] = (float)ws->wk[i];
+  double *hs[5];
+  for (int y = 0; y < h; y++) {
+    for (int c = 0; c < 5; c++) {
+      const float *M0 = M + c * P;
+      double *restrict v = ws->vsum + (size_t)c * W + m + 1;
+      /* vertical in float, as OpenCV does (vsum is float there) */
+      float *restrict vf = ws->pad + ws->pad_r;
+      const float *restrict rc = M0 + (size_t)y * w;
+      for (int x = 0; x < w; x++) vf[x] = rc[x] * k[0];
+      for (int i = 1; i <= m; i++) {
+        const float *restrict rm = M0 + (size_t)(y - i > 0 ? y - i : 0) * w;
+        const float *restrict rp = M0 + (size_t)(y + i < h - 1 ? y + i : h - 1) * w;
+        const float ki = k[i];
+        for (int x = 0; x < w; x++) vf[x] += (rp[x] + rm[x]) * ki;
+      }
+      for (int x = 0; x < w; x++) v[x] = vf[x];
+      for (int x = 1; x <= m; x++) {
+        v[-x] = v[0];
+        v[w - 1 + x] = v[w - 1];
+      }
+      double *restrict hsr = ws->hsum + (size_t)c * w;
+      hs[c] = hsr;
+      for (int x = 0; x < w; x++) hsr[x] = v[x] * k[0];
+      for (int i = 1; i <= m; i++) {
+        const double ki = k[i];
+        const double *restrict vp = v + i, *restrict vm = v - i;
+        for (int x = 0; x < w; x++) hsr[x] += ki * (vp[x] + vm[x]);
+      }
+      for (int x = 0; x < w; x++) hsr[x] = (float)hsr[x];   // OpenCV keeps hsum in float
     }
-    for (int x = 0; x < w * 5; x++) {
-      double s0 = vsum[x] * k[0];
-      for (int i = 1; i <= m; i++) s0 += k[i] * (vsum[x - i * 5] + vsum[x + i * 5]);
-      hsum[x] = (float)s0;
-    }
-    float *f = flow + (size_t)y * w * 2;
-    for (int x = 0; x < w; x++)
-      solve(hsum[5 * x], hsum[5 * x + 1], hsum[5 * x + 2], hsum[5 * x + 3], hsum[5 * x + 4], f + 2 * x);
+    solve_row(hs[0], hs[1], hs[2], hs[3], hs[4], 1.0, fx + (size_t)y * w, fy + (size_t)y * w, w);
   }
 }
 
 static void level_image(sp_flow_ws *ws, const float *img, const sp_flow_level *L) {
   sp_flow__blur_kernel(L->ksize, L->sigma, ws->bk);
-  blur_sep(img, ws->blur, ws->tmp, ws->w, ws->h, ws->bk, L->ksize);
-  sp_flow__resize(ws->blur, ws->w, ws->h, ws->lev, L->w, L->h, 1);
+  blur_sep(ws, img, ws->blur, ws->w, ws->h, ws->bk, L->ksize);
+  resize1(ws, ws->blur, ws->w, ws->h, ws->lev, L->w, L->h);
 }
 
 void sp_flow_farneback(const sp_flow_cfg *cfg, sp_flow_ws *ws, const uint8_t *prev,
                        const uint8_t *next, float *flow) {
-  SP_ASSERT(cfg->poly_n == ws->n);
+  SP_ASSERT(cfg->poly_n == ws->n && cfg->winsize / 2 == ws->m);
   const int w = ws->w, h = ws->h;
   for (int i = 0; i < w * h; i++) {
     ws->img0[i] = prev[i];
     ws->img1[i] = next[i];
   }
-  float *cur = ws->flowa, *coarse = ws->flowb;
   int pw = 0, ph = 0;
   for (int k = ws->nlev; k >= 0; k--) {
     sp_flow_level L;
     sp_flow__level_geom(cfg, w, h, k, &L);
-    float *fl = k == 0 ? flow : cur;
+    const int n = L.w * L.h;
     if (k == ws->nlev) {
-      memset(fl, 0, sizeof(float) * 2 * L.w * L.h);
+      memset(ws->fx, 0, sizeof(float) * n);
+      memset(ws->fy, 0, sizeof(float) * n);
     } else {
-      sp_flow__resize(coarse, pw, ph, fl, L.w, L.h, 2);
-      float up = (float)(1.0 / cfg->pyr_scale);
-      for (int i = 0; i < 2 * L.w * L.h; i++) fl[i] *= up;
+      resize1(ws, ws->cx, pw, ph, ws->fx, L.w, L.h);
+      resize1(ws, ws->cy, pw, ph, ws->fy, L.w, L.h);
+      const float up = (float)(1.0 / cfg->pyr_scale);
+      for (int i = 0; i < n; i++) {
+        ws->fx[i] *= up;
+        ws->fy[i] *= up;
+      }
     }
     level_image(ws, ws->img0, &L);
     poly_exp(ws, ws->lev, L.w, L.h, ws->R0);
     level_image(ws, ws->img1, &L);
     poly_exp(ws, ws->lev, L.w, L.h, ws->R1);
-    update_matrices(ws->R0, ws->R1, fl, ws->M, L.w, L.h);
+    update_matrices(ws->R0, ws->R1, ws->fx, ws->fy, ws->M, L.w, L.h);
     for (int it = 0; it < cfg->iterations; it++) {
       if (cfg->gaussian)
-        update_flow_gauss(ws, ws->M, fl, L.w, L.h, cfg->winsize);
+        update_flow_gauss(ws, ws->M, ws->fx, ws->fy, L.w, L.h, cfg->winsize);
       else
-        update_flow_box(ws, ws->M, fl, L.w, L.h, cfg->winsize);
-      if (it < cfg->iterations - 1) update_matrices(ws->R0, ws->R1, fl, ws->M, L.w, L.h);
+        update_flow_box(ws, ws->M, ws->fx, ws->fy, L.w, L.h, cfg->winsize);
+      if (it < cfg->iterations - 1) update_matrices(ws->R0, ws->R1, ws->fx, ws->fy, ws->M, L.w, L.h);
     }
-    if (k > 0) {   // this level's flow becomes the coarse one
-      float *t = coarse;
-      coarse = fl;
-      cur = t;
-      pw = L.w;
-      ph = L.h;
-    }
+    float *t = ws->cx;   // this level's flow becomes the coarse one
+    ws->cx = ws->fx;
+    ws->fx = t;
+    t = ws->cy;
+    ws->cy = ws->fy;
+    ws->fy = t;
+    pw = L.w;
+    ph = L.h;
+  }
+  for (int i = 0; i < w * h; i++) {   // the finest level's flow, now in cx/cy, interleaved
+    flow[2 * i] = ws->cx[i];
+    flow[2 * i + 1] = ws->cy[i];
   }
 }
 

@@ -81,8 +81,9 @@ typedef struct {
 typedef struct sp_shape_ws sp_shape_ws;
 
 /* workspace for w x h frames and at most max_feats features per frame */
-sp_shape_ws *sp_shape_ws_new(int w, int h, int max_feats, double peak_thresh, double edge_thresh,
-                             char *err);
+/* first_octave: VLFeat's o_min, -1 (upsampled x2), 0 (full resolution) or 1 (half resolution) */
+sp_shape_ws *sp_shape_ws_new(int w, int h, int first_octave, int max_feats, double peak_thresh,
+                             double edge_thresh, char *err);
 void sp_shape_ws_free(sp_shape_ws *ws);
 int sp_shape_feats_alloc(sp_shape_feats *f, int cap, char *err);
 void sp_shape_feats_free(sp_shape_feats *f);
@@ -98,12 +99,15 @@ double sp_shape_score(sp_shape_ws *ws, const sp_shape_feats *a, const sp_shape_f
 
 typedef struct {
   double mean, var, com;  // the three parts, each in [0, 1]
+  double mean_diff;       // mean absolute difference of the block means, gray levels
   double com_shift_px;    // distance between the two intensity centres of mass, pixels
 } sp_block_parts;
 
-/* grid x grid blocks (1..64, at most min(w, h)); com_scale_px > 0. Returns the mean of the parts. */
-double sp_block_score(const uint8_t *a, const uint8_t *b, int w, int h, int grid, double com_scale_px,
-                      sp_block_parts *parts);
+/* grid x grid blocks (1..64, at most min(w, h)); mean_scale (gray levels) and com_scale_px > 0.
+ * mean = exp(-mean_diff / mean_scale), var = SSIM's contrast term per block, averaged,
+ * com = exp(-com_shift_px / com_scale_px). Returns the mean of the three parts. */
+double sp_block_score(const uint8_t *a, const uint8_t *b, int w, int h, int grid, double mean_scale,
+                      double com_scale_px, sp_block_parts *parts);
 
 /* ---- composite score (Appendix F) ---- */
 
@@ -114,10 +118,12 @@ typedef struct {
   sp_flow_cfg flow;
   double flow_scale_px;                      // s_flow = 1 / (1 + mean |flow| / flow_scale_px)
   int block_grid;                            // blocks per side
+  double block_mean_scale;                   // s_mean = exp(-mean |block mean diff| / this), gray levels
   double com_scale_px;                       // s_com = exp(-shift / com_scale_px)
   double sift_ratio;                         // Lowe's ratio test
   double sift_peak_thresh, sift_edge_thresh; // VLFeat detector thresholds (0-255 intensities)
-  int sift_max_feats;                        // strongest features kept per frame
+  int sift_max_feats;                        // features kept per frame (detection order)
+  int sift_first_octave;                     // VLFeat o_min: -1 upsampled, 0 full, 1 half resolution
 } sp_match_cfg;
 
 void sp_match_cfg_default(sp_match_cfg *c);
@@ -130,6 +136,7 @@ typedef struct {
   int matched;                      // composite >= threshold
   double flow_mean_px;              // mean flow magnitude, pixels
   double com_shift_px;              // centre-of-mass shift, pixels
+  sp_block_parts block_parts;       // the three parts of the block score
   int nfeat_a, nfeat_b, nmatch;     // SIFT features and matches
 } sp_match_result;
 
@@ -144,9 +151,17 @@ typedef struct sp_match_ws sp_match_ws;
 sp_match_ws *sp_match_ws_new(const sp_match_cfg *cfg, int w, int h, char *err);
 void sp_match_ws_free(sp_match_ws *ws);
 /* score frame a (the observation) against b (the goal); a and b are (h x w) of the workspace's size.
- * flow (h x w x 2) may be NULL; when given it receives the a -> b flow. timing may be NULL. */
+ * flow (h x w x 2) may be NULL; when given it receives the a -> b flow. timing may be NULL.
+ * Same as sp_match_set_goal(b) followed by sp_match_obs(a). */
 void sp_match_pair(const sp_match_cfg *cfg, sp_match_ws *ws, const uint8_t *a, const uint8_t *b,
                    sp_match_result *out, float *flow, sp_match_timing *timing);
+/* the closed loop compares many observations with one goal frame: set_goal keeps a pointer to goal
+ * (which must stay valid and unchanged until the next set_goal) and its SIFT features; obs then
+ * scores an observation against it, extracting features of the observation only. timing->shape
+ * of set_goal is the goal's extraction time (may be NULL). */
+void sp_match_set_goal(const sp_match_cfg *cfg, sp_match_ws *ws, const uint8_t *goal, sp_match_timing *timing);
+void sp_match_obs(const sp_match_cfg *cfg, sp_match_ws *ws, const uint8_t *obs, sp_match_result *out,
+                  float *flow, sp_match_timing *timing);
 
 /* RGB (h x w x 3) to gray with OpenCV's BT.601 integer weights (cvtColor RGB2GRAY) */
 void sp_match_rgb_to_gray(const uint8_t *rgb, int w, int h, uint8_t *gray);

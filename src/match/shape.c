@@ -1,7 +1,8 @@
 /* shape.c: contour/shape similarity from SIFT features (Lowe 2004), keypoints and descriptors by
  * VLFeat (Debian libvlfeat-dev).
  *
- * Detection: DoG scale space from octave 0 (no upsampling), 3 levels per octave, all octaves,
+ * Detection: DoG scale space from octave first_octave (VLFeat's o_min: -1 upsamples the frame x2,
+ * 0 starts at full resolution, 1 at half resolution), 3 levels per octave, all octaves,
  * peak threshold and edge threshold from the config (intensities 0..255), up to four orientations
  * per keypoint, one 128-d descriptor each (VLFeat's L2 / clamp 0.2 / L2 normalisation). At most
  * `max_feats` features are kept per frame, in detection order (finest octave first).
@@ -26,8 +27,8 @@ struct sp_shape_ws {
   int *arg_b;      // (max_feats) its index in a
 };
 
-sp_shape_ws *sp_shape_ws_new(int w, int h, int max_feats, double peak_thresh, double edge_thresh,
-                             char *err) {
+sp_shape_ws *sp_shape_ws_new(int w, int h, int first_octave, int max_feats, double peak_thresh,
+                             double edge_thresh, char *err) {
   if (w < 16 || h < 16) {
     sp_errf(err, "shape: frame %dx%d is smaller than 16x16", w, h);
     return NULL;
@@ -36,12 +37,16 @@ sp_shape_ws *sp_shape_ws_new(int w, int h, int max_feats, double peak_thresh, do
     sp_errf(err, "shape: max_feats %d must be in 1..100000", max_feats);
     return NULL;
   }
+  if (first_octave < -1 || first_octave > 1) {
+    sp_errf(err, "shape: first octave %d must be -1, 0 or 1", first_octave);
+    return NULL;
+  }
   sp_shape_ws *ws = calloc(1, sizeof *ws);
   if (ws) {
     ws->img = malloc(sizeof(float) * (size_t)w * h);
     ws->best_b = malloc(sizeof(float) * max_feats);
     ws->arg_b = malloc(sizeof(int) * max_feats);
-    ws->sift = vl_sift_new(w, h, -1, 3, 0);
+    ws->sift = vl_sift_new(w, h, -1, 3, first_octave);
   }
   if (!ws || !ws->img || !ws->best_b || !ws->arg_b || !ws->sift) {
     sp_shape_ws_free(ws);

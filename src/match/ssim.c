@@ -11,6 +11,10 @@
 #include "core/log.h"
 #include "match/match.h"
 
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")   // vectorise the x loops (the project builds at -O2)
+#endif
+
 #define SSIM_R 5              // window radius: 11 taps
 #define SSIM_N (2 * SSIM_R + 1)
 #define SSIM_SIGMA 1.5
@@ -20,8 +24,9 @@
 struct sp_ssim_ws {
   int w, h;
   float k[SSIM_N];   // normalised Gaussian taps
-  float *fa, *fb;    // (h x w) frames scaled to [0, 1]
-  float *hs;         // (5 x h x ow) horizontally filtered a, b, aa, bb, ab; ow = w - 10
+  float *in;         // (5 x h x w) a, b, a*a, b*b, a*b with a, b scaled to [0, 1]
+  float *hs;         // (5 x h x ow) the same filtered horizontally; ow = w - 10
+  float *vs;         // (6 x ow) one output row: the five filtered planes and the SSIM map
 };
 
 static void ssim_kernel(double *k) {
@@ -42,15 +47,15 @@ sp_ssim_ws *sp_ssim_ws_new(int w, int h, char *err) {
   sp_ssim_ws *ws = calloc(1, sizeof *ws);
   int ow = w - 2 * SSIM_R;
   if (ws) {
-    ws->fa = malloc(sizeof(float) * (size_t)w * h * 2);
+    ws->in = malloc(sizeof(float) * 5 * (size_t)w * h);
     ws->hs = malloc(sizeof(float) * 5 * (size_t)h * ow);
+    ws->vs = malloc(sizeof(float) * 6 * (size_t)ow);
   }
-  if (!ws || !ws->fa || !ws->hs) {
+  if (!ws || !ws->in || !ws->hs || !ws->vs) {
     sp_ssim_ws_free(ws);
     sp_errf(err, "ssim: out of memory for %dx%d", w, h);
     return NULL;
   }
-  ws->fb = ws->fa + (size_t)w * h;
   ws->w = w;
   ws->h = h;
   double k[SSIM_N];
@@ -61,8 +66,9 @@ sp_ssim_ws *sp_ssim_ws_new(int w, int h, char *err) {
 
 void sp_ssim_ws_free(sp_ssim_ws *ws) {
   if (!ws) return;
-  free(ws->fa);
+  free(ws->in);
   free(ws->hs);
+  free(ws->vs);
   free(ws);
 }
 
@@ -71,53 +77,58 @@ static inline double ssim_pixel(double ma, double mb, double saa, double sbb, do
          ((ma * ma + mb * mb + SSIM_C1) * (saa + sbb + SSIM_C2));
 }
 
-/* separable: horizontal pass of the five products over every row, then a vertical pass that
- * produces one output row at a time and accumulates the SSIM map's sum in double */
+/* separable: the five planes, a horizontal pass over every row, then a vertical pass that produces
+ * one output row at a time; the map's row sums accumulate in double. Every inner loop runs over
+ * contiguous x (vectorised). */
 double sp_ssim_gray(sp_ssim_ws *ws, const uint8_t *a, const uint8_t *b) {
   const int w = ws->w, h = ws->h, ow = w - 2 * SSIM_R, oh = h - 2 * SSIM_R;
+  const size_t P = (size_t)w * h, Q = (size_t)h * ow;
   const float *k = ws->k;
   const float inv = 1.0f / 255.0f;
-  for (int i = 0; i < w * h; i++) {
-    ws->fa[i] = a[i] * inv;
-    ws->fb[i] = b[i] * inv;
+  float *restrict pa = ws->in, *restrict pb = pa + P, *restrict paa = pb + P, *restrict pbb = paa + P,
+                  *restrict pab = pbb + P;
+  for (size_t i = 0; i < P; i++) {
+    float va = a[i] * inv, vb = b[i] * inv;
+    pa[i] = va;
+    pb[i] = vb;
+    paa[i] = va * va;
+    pbb[i] = vb * vb;
+    pab[i] = va * vb;
   }
-  const size_t plane = (size_t)h * ow;
-  float *ha = ws->hs, *hb = ha + plane, *haa = hb + plane, *hbb = haa + plane, *hab = hbb + plane;
-  for (int y = 0; y < h; y++) {
-    const float *ra = ws->fa + (size_t)y * w, *rb = ws->fb + (size_t)y * w;
-    float *oa = ha + (size_t)y * ow, *ob = hb + (size_t)y * ow, *oaa = haa + (size_t)y * ow,
-          *obb = hbb + (size_t)y * ow, *oab = hab + (size_t)y * ow;
-    for (int x = 0; x < ow; x++) {
-      float sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
-      for (int t = 0; t < SSIM_N; t++) {
-        float va = ra[x + t], vb = rb[x + t], kt = k[t];
-        sa += kt * va;
-        sb += kt * vb;
-        saa += kt * va * va;
-        sbb += kt * vb * vb;
-        sab += kt * va * vb;
+  for (int c = 0; c < 5; c++)
+    for (int y = 0; y < h; y++) {
+      const float *restrict r = ws->in + c * P + (size_t)y * w;
+      float *restrict o = ws->hs + c * Q + (size_t)y * ow;
+      for (int x = 0; x < ow; x++) o[x] = k[0] * r[x];
+      for (int t = 1; t < SSIM_N; t++) {
+        const float kt = k[t];
+        const float *restrict rt = r + t;
+        for (int x = 0; x < ow; x++) o[x] += kt * rt[x];
       }
-      oa[x] = sa; ob[x] = sb; oaa[x] = saa; obb[x] = sbb; oab[x] = sab;
     }
-  }
   double total = 0;
+  float *restrict vs = ws->vs, *restrict map = vs + 5 * (size_t)ow;
   for (int y = 0; y < oh; y++) {
-    double row = 0;
-    for (int x = 0; x < ow; x++) {
-      float ma = 0, mb = 0, maa = 0, mbb = 0, mab = 0;
-      for (int t = 0; t < SSIM_N; t++) {
-        size_t o = (size_t)(y + t) * ow + x;
-        float kt = k[t];
-        ma += kt * ha[o];
-        mb += kt * hb[o];
-        maa += kt * haa[o];
-        mbb += kt * hbb[o];
-        mab += kt * hab[o];
+    for (int c = 0; c < 5; c++) {
+      float *restrict v = vs + (size_t)c * ow;
+      const float *restrict hc = ws->hs + c * Q + (size_t)y * ow;
+      for (int x = 0; x < ow; x++) v[x] = k[0] * hc[x];
+      for (int t = 1; t < SSIM_N; t++) {
+        const float kt = k[t];
+        const float *restrict ht = hc + (size_t)t * ow;
+        for (int x = 0; x < ow; x++) v[x] += kt * ht[x];
       }
-      float saa = maa - ma * ma, sbb = mbb - mb * mb, sab = mab - ma * mb;
-      row += (2 * ma * mb + (float)SSIM_C1) * (2 * sab + (float)SSIM_C2) /
-             ((ma * ma + mb * mb + (float)SSIM_C1) * (saa + sbb + (float)SSIM_C2));
     }
+    const float *restrict ma = vs, *restrict mb = vs + ow, *restrict maa = mb + ow, *restrict mbb = maa + ow,
+                          *restrict mab = mbb + ow;
+    const float c1 = (float)SSIM_C1, c2 = (float)SSIM_C2;
+    for (int x = 0; x < ow; x++) {
+      float saa = maa[x] - ma[x] * ma[x], sbb = mbb[x] - mb[x] * mb[x], sab = mab[x] - ma[x] * mb[x];
+      map[x] = (2 * ma[x] * mb[x] + c1) * (2 * sab + c2) /
+               ((ma[x] * ma[x] + mb[x] * mb[x] + c1) * (saa + sbb + c2));
+    }
+    double row = 0;
+    for (int x = 0; x < ow; x++) row += map[x];
     total += row;
   }
   return total / ((double)ow * oh);
