@@ -1,0 +1,110 @@
+/* collect.h: expert (and perturbed) rollouts of the benchmark tasks into an HDF5 dataset.
+ *
+ * Each episode: reset with AVDC's seeding, the scripted expert under AVDC's loop (a frame at reset
+ * and after every step; after the first success, until 10 successful steps or the first later
+ * failure; success iff <= 500 frames), a render of every frame (RGB, metric depth, segmentation)
+ * cropped to the task's window and resized to sz, and the spatial annotations of dataset.h.
+ *
+ * Interruption: finished episodes go to OUT.parts/ as single-episode files (atomic renames); the
+ * dataset OUT is rebuilt from them at checkpoints and at the end (atomic rename), then the parts
+ * are removed. `resume` continues a run from OUT and OUT.parts. Every random draw comes from
+ * generators seeded with sp_seed_derive(task, camera, seed, purpose). */
+#ifndef SP_DATA_COLLECT_H
+#define SP_DATA_COLLECT_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "data/dataset.h"
+#include "data/fine.h"
+#include "sim/env.h"
+
+#define SP_COLLECT_MAX_CROPS 64
+#define SP_EVAL_SEED_LAST 24   // evaluation seeds are 0..24 (AVDC); demonstrations never use them
+
+/* a crop window of the render; task or cam -1 matches any */
+typedef struct {
+  int task, cam;
+  int row, col, h, w;
+} sp_crop;
+
+/* AVDC's centre crop of the 320 x 240 render: rows 56..183, cols 96..223 */
+#define SP_CROP_AVDC_ROW 56
+#define SP_CROP_AVDC_COL 96
+#define SP_CROP_AVDC_SIZE 128
+
+/* the crop window for (task, cam): the last matching override, else the built-in table (AVDC's
+ * centre crop for every task and camera, scaled to the render size) */
+sp_crop sp_crop_lookup(int task, int cam, int render_w, int render_h, const sp_crop *over, int nover);
+/* parse "TASK/CAMERA=ROW,COL,H,W;..." (TASK or CAMERA may be '*'); returns count or -1 with err */
+int sp_crop_parse(const char *spec, sp_crop *out, int cap, char *err);
+
+/* crop (row, col, h, w) of a w0-wide image and resize to sz x sz. rgb: area average; depth and
+ * mask: the source pixel under each target pixel centre (no blending across edges) */
+void sp_crop_resize_rgb(const uint8_t *src, int w0, const sp_crop *c, int sz, uint8_t *dst);
+void sp_crop_resize_f32(const float *src, int w0, const sp_crop *c, int sz, float *dst);
+void sp_crop_resize_u8(const uint8_t *src, int w0, const sp_crop *c, int sz, uint8_t *dst);
+
+/* intrinsics of the stored image from the render's K: crop then scale about pixel centres */
+void sp_crop_intrinsics(const double K[9], const sp_crop *c, int sz, double out[9]);
+
+/* the bodies whose geoms make up a task's mask, e.g. "door_link" (comma list) */
+const char *sp_mask_bodies(int task);
+
+typedef struct {
+  int tasks[SP_NTASK], ntask;
+  int cams[SP_NCAMERA], ncam;
+  const long *seeds;
+  int nseed;
+  const char *out;               // FILE.h5
+  sp_scene_source source;
+  const char *assets;
+  int size;                      // stored image side (128)
+  int render_w, render_h;        // 320 x 240
+  int render_crop;               // 1: render the (centred, square) crop window directly at size
+  int shadow_size;               // > 0: override the scene's shadow map size (4096) for speed
+  int msaa;                      // >= 0: override the scene's offscreen samples (4); -1 keeps it
+  sp_crop crops[SP_COLLECT_MAX_CROPS];
+  int ncrop;
+  int recovery;                  // recovery episodes per (task, camera)
+  int recovery_tries;            // attempts per kept recovery episode before giving up (3)
+  int jobs;
+  int resume;
+  int deflate;                   // 0..9
+  double checkpoint_s;           // rebuild OUT from the parts this often (seconds; 0: only at the end)
+  int max_steps;                 // cap on env steps per episode (0: AVDC's 500-frame rule)
+  int keep_failures;             // keep expert episodes that failed (flagged success 0)
+  int allow_eval_seeds;          // permit seeds 0..24 (with a warning)
+  sp_fine_cfg fine;
+  volatile sig_atomic_t *stop;   // when set (e.g. by SIGINT): finish running episodes, checkpoint, return
+} sp_collect_config;
+
+void sp_collect_config_default(sp_collect_config *c);
+
+/* summary of a run */
+typedef struct {
+  int episodes_done;     // kept this run
+  int episodes_failed;   // expert failures skipped
+  int recovery_kept, recovery_tries;
+  int skipped_resume;    // already present
+  long frames;
+  double seconds, render_s, physics_s, write_s;
+  int interrupted;
+} sp_collect_stats;
+
+/* run the collection; 0, or -1 with err (finished episodes are kept: see above) */
+int sp_collect_run(const sp_collect_config *cfg, sp_collect_stats *st, char *err);
+
+/* roll out one episode into d (allocated for SP_MAX_PATH + 1 frames by the caller); exposed for
+ * tests. rend may be NULL to skip images (they are left zero). attempt < 0: expert demonstration;
+ * else recovery attempt number (perturbed). Returns 0 or -1 with err. */
+struct sp_renderer;
+int sp_collect_episode(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *rend,
+                       const int *mask_geoms, int nmask, int cam, long seed, int attempt,
+                       sp_demo *d, double *t_render, char *err);
+
+/* the geom ids of the task's mask in this scene (returns count or -1 with err); ids[] holds
+ * up to cap */
+int sp_mask_geoms(const sp_env_model *em, int *ids, int cap, char *err);
+
+#endif

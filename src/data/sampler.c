@@ -1,0 +1,166 @@
+/* sampler.c: video clips and policy samples from a dataset (contract in sampler.h). */
+#include "data/sampler.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+void sp_sampler_cfg_default(sp_sampler_cfg *c) {
+  c->clip_frames = 8;
+  c->clip_random_start = 1;
+  c->use_fine = 0;
+  c->goal_min = 1;
+  c->goal_max = 16;
+  c->horizon = 4;
+  c->include_recovery = 1;
+}
+
+struct sp_sampler {
+  sp_dataset *ds;
+  sp_sampler_cfg cfg;
+  sp_mt19937 rng;
+  int *eps;       // usable episode indices
+  int neps;
+  sp_action_norm norm;
+  uint8_t *rgb;   // (SP_CLIP_MAX x sz x sz x 3) scratch
+};
+
+void sp_action_norm_init(sp_action_norm *n, const double amin[SP_ACT_DIM], const double amax[SP_ACT_DIM]) {
+  for (int j = 0; j < SP_ACT_DIM; j++) {
+    double range = amax[j] - amin[j];
+    n->scale[j] = range < 1e-4 ? 1.0 : 2.0 / range;
+    n->offset[j] = -1.0 - n->scale[j] * amin[j];
+  }
+}
+
+void sp_action_normalize(const sp_action_norm *n, const double *a, float *out) {
+  for (int j = 0; j < SP_ACT_DIM; j++) out[j] = (float)(a[j] * n->scale[j] + n->offset[j]);
+}
+
+void sp_action_unnormalize(const sp_action_norm *n, const float *x, double *out) {
+  for (int j = 0; j < SP_ACT_DIM; j++) out[j] = ((double)x[j] - n->offset[j]) / n->scale[j];
+}
+
+sp_sampler *sp_sampler_open(const char *path, const sp_sampler_cfg *cfg, uint32_t seed, char *err) {
+  if (cfg->clip_frames < 2 || cfg->clip_frames > SP_CLIP_MAX) {
+    sp_errf(err, "clip_frames %d outside 2..%d", cfg->clip_frames, SP_CLIP_MAX);
+    return NULL;
+  }
+  if (cfg->horizon < 1 || cfg->horizon > SP_HORIZON_MAX) {
+    sp_errf(err, "horizon %d outside 1..%d", cfg->horizon, SP_HORIZON_MAX);
+    return NULL;
+  }
+  if (cfg->goal_min < 1 || cfg->goal_max < cfg->goal_min) {
+    sp_errf(err, "goal range %d..%d must satisfy 1 <= min <= max", cfg->goal_min, cfg->goal_max);
+    return NULL;
+  }
+  sp_dataset *ds = sp_dataset_open(path, err);
+  if (!ds) return NULL;
+  sp_sampler *s = calloc(1, sizeof *s);
+  s->ds = ds;
+  s->cfg = *cfg;
+  sp_mt_seed(&s->rng, seed);
+  s->eps = malloc(sizeof(int) * (size_t)(sp_dataset_count(ds) + 1));
+  for (int i = 0; i < sp_dataset_count(ds); i++) {
+    const sp_dataset_ep *e = sp_dataset_episode(ds, i);
+    if (e->n < 2) continue;  // a policy sample needs an action
+    if (e->recovery && !cfg->include_recovery) continue;
+    s->eps[s->neps++] = i;
+  }
+  if (!s->neps) {
+    sp_errf(err, "%s: no episode with at least 2 frames to sample from", path);
+    sp_sampler_close(s);
+    return NULL;
+  }
+  double amin[SP_ACT_DIM], amax[SP_ACT_DIM];
+  sp_dataset_action_stats(ds, amin, amax);
+  sp_action_norm_init(&s->norm, amin, amax);
+  int sz = sp_dataset_size(ds);
+  s->rgb = malloc((size_t)SP_CLIP_MAX * sz * sz * 3);
+  return s;
+}
+
+void sp_sampler_close(sp_sampler *s) {
+  if (!s) return;
+  sp_dataset_close(s->ds);
+  free(s->eps);
+  free(s->rgb);
+  free(s);
+}
+
+int sp_sampler_size(const sp_sampler *s) { return sp_dataset_size(s->ds); }
+const sp_dataset *sp_sampler_dataset(const sp_sampler *s) { return s->ds; }
+const sp_action_norm *sp_sampler_norm(const sp_sampler *s) { return &s->norm; }
+
+static int uniform_int(sp_mt19937 *r, int lo, int hi) {  // lo..hi inclusive
+  int v = lo + (int)(sp_mt_double(r) * (hi - lo + 1));
+  return v > hi ? hi : v;
+}
+
+void sp_clip_indices(const int32_t *cand, int len, int start, int k, int *idx) {
+  int last = len - 1;
+  for (int i = 0; i < k; i++) {
+    /* linspace(start, last, k).astype(int): truncation of start + i (last - start) / (k - 1) */
+    int p = start + (int)((double)i * (last - start) / (k - 1));
+    idx[i] = cand ? cand[p] : p;
+  }
+}
+
+/* uint8 (h x w x 3) -> float (3 x [T x] h x w) channel planes with stride */
+static void to_chw(const uint8_t *src, int sz, float *dst, size_t plane_stride) {
+  size_t px = (size_t)sz * sz;
+  for (size_t i = 0; i < px; i++)
+    for (int c = 0; c < 3; c++) dst[c * plane_stride + i] = src[3 * i + c] / 127.5f - 1.0f;
+}
+
+int sp_sampler_clip(sp_sampler *s, float *out, int *episode, int *idx, char *err) {
+  int ei = s->eps[uniform_int(&s->rng, 0, s->neps - 1)];
+  const sp_dataset_ep *e = sp_dataset_episode(s->ds, ei);
+  const int k = s->cfg.clip_frames;
+  const int32_t *cand = NULL;
+  int len = e->n;
+  if (s->cfg.use_fine && e->nfine >= 2) {
+    cand = e->fine_idx;
+    len = e->nfine;
+  }
+  /* a start that leaves k candidates when there are enough (no repeated frames) */
+  int smax = len - k > 0 ? len - k : 0;
+  int start = s->cfg.clip_random_start ? uniform_int(&s->rng, 0, smax) : 0;
+  sp_clip_indices(cand, len, start, k, idx);
+  if (sp_dataset_read_frames(s->ds, ei, idx, k, s->rgb, NULL, NULL, err)) return -1;
+  int sz = sp_dataset_size(s->ds);
+  size_t px = (size_t)sz * sz;
+  for (int t = 0; t < k; t++) to_chw(s->rgb + px * 3 * t, sz, out + px * t, px * k);
+  if (episode) *episode = ei;
+  return 0;
+}
+
+int sp_sampler_policy(sp_sampler *s, sp_policy_sample *o, char *err) {
+  int ei = s->eps[uniform_int(&s->rng, 0, s->neps - 1)];
+  const sp_dataset_ep *e = sp_dataset_episode(s->ds, ei);
+  int t = uniform_int(&s->rng, 0, e->n - 2);
+  int k = uniform_int(&s->rng, s->cfg.goal_min, s->cfg.goal_max);
+  int goal = t + k < e->n - 1 ? t + k : e->n - 1;
+  o->episode = ei;
+  o->t = t;
+  o->goal = goal;
+  for (int j = 0; j < 3; j++) o->ee[j] = (float)e->ee_pos[3 * t + j];
+  int nsteps = e->n - 1;
+  for (int h = 0; h < s->cfg.horizon; h++) {
+    int a = t + h < nsteps ? t + h : nsteps - 1;
+    memcpy(o->raw_actions + SP_ACT_DIM * h, e->actions + SP_ACT_DIM * a, sizeof(double) * SP_ACT_DIM);
+    if (o->actions) sp_action_normalize(&s->norm, e->actions + SP_ACT_DIM * a, o->actions + SP_ACT_DIM * h);
+  }
+  if (o->cur || o->goal_img) {
+    int idx[2] = {t, goal};
+    if (sp_dataset_read_frames(s->ds, ei, idx, 2, s->rgb, NULL, NULL, err)) return -1;
+    int sz = sp_dataset_size(s->ds);
+    size_t px = (size_t)sz * sz;
+    if (o->cur) to_chw(s->rgb, sz, o->cur, px);
+    if (o->goal_img) to_chw(s->rgb + 3 * px, sz, o->goal_img, px);
+  }
+  return 0;
+}

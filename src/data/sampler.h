@@ -1,0 +1,70 @@
+/* sampler.h: training samples drawn from a demonstration dataset (dataset.h).
+ *
+ * - Video clips (AVDC, reference-models.md 2.2): a start frame, then frames evenly spaced from
+ *   it to the episode's last frame, inclusive: idx_i = start + floor(i (last - start) / (k - 1)),
+ *   NumPy's linspace(start, last, k).astype(int). With use_fine the same rule runs over the
+ *   episode's fine-interval indices instead of all frames.
+ * - Policy samples: the frame t, a goal frame min(t + k, n - 1) with k uniform in
+ *   [goal_min, goal_max] (always ahead of t), the end effector at t, and the next H actions
+ *   a[t .. t + H - 1] (past the end: the last action repeated), normalised to [-1, 1] with the
+ *   dataset's per-dimension min/max (Diffusion Policy's "limits" normaliser: dimensions with a
+ *   range below 1e-4 get scale 1 and are only shifted).
+ *
+ * Images are float (C x H x W), or (C x T x H x W) for clips, scaled to [-1, 1] (PyTorch order).
+ * Every draw comes from the sampler's own MT19937 seeded at open: same seed, same samples. */
+#ifndef SP_DATA_SAMPLER_H
+#define SP_DATA_SAMPLER_H
+
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "data/dataset.h"
+
+#define SP_CLIP_MAX 64
+#define SP_HORIZON_MAX 64
+
+typedef struct {
+  int clip_frames;       // frames per clip (8: 1 condition + 7 targets)
+  int clip_random_start; // 1: AVDC's random start frame; 0: always the first frame
+  int use_fine;          // clips follow the fine-interval indices
+  int goal_min, goal_max;  // policy goal offset range in frames (>= 1)
+  int horizon;           // H actions per policy sample (4 in SP's figure)
+  int include_recovery;  // draw from recovery episodes too
+} sp_sampler_cfg;
+
+void sp_sampler_cfg_default(sp_sampler_cfg *c);  // 8 frames, random start, no fine, goal 1..16, H 4, recovery 1
+
+typedef struct sp_sampler sp_sampler;
+
+/* open a dataset for sampling; NULL with err (no usable episode is an error) */
+sp_sampler *sp_sampler_open(const char *path, const sp_sampler_cfg *cfg, uint32_t seed, char *err);
+void sp_sampler_close(sp_sampler *s);
+int sp_sampler_size(const sp_sampler *s);  // image side
+const sp_dataset *sp_sampler_dataset(const sp_sampler *s);
+
+/* clip frame indices over a list of `len` candidate frames (cand NULL: 0..len-1) */
+void sp_clip_indices(const int32_t *cand, int len, int start, int k, int *idx);
+
+/* a clip: out (3 x k x sz x sz); episode and the k frame indices are reported */
+int sp_sampler_clip(sp_sampler *s, float *out, int *episode, int *idx, char *err);
+
+typedef struct {
+  int episode, t, goal;       // frame indices, goal > t
+  float ee[3];                // end effector (tcp) at t, metres
+  float *cur, *goal_img;      // (3 x sz x sz) each, caller's buffers
+  float *actions;             // (H x 4) normalised, caller's buffer
+  double raw_actions[SP_HORIZON_MAX * SP_ACT_DIM];  // the same, unnormalised
+} sp_policy_sample;
+
+int sp_sampler_policy(sp_sampler *s, sp_policy_sample *out, char *err);
+
+/* the limits normaliser */
+typedef struct {
+  double scale[SP_ACT_DIM], offset[SP_ACT_DIM];
+} sp_action_norm;
+void sp_action_norm_init(sp_action_norm *n, const double amin[SP_ACT_DIM], const double amax[SP_ACT_DIM]);
+void sp_action_normalize(const sp_action_norm *n, const double *a, float *out);     // one action
+void sp_action_unnormalize(const sp_action_norm *n, const float *x, double *out);   // inverse
+const sp_action_norm *sp_sampler_norm(const sp_sampler *s);
+
+#endif
