@@ -1,21 +1,24 @@
 /* norm.c: group norm, batch norm (each fused with the activation after it), layer norm, and the
  * pointwise activations. Fused backward recomputes the pre-activation from x, mean and rstd, so
  * a GroupNorm+SiLU pair stores only its input. */
+#pragma GCC optimize("O3", "no-trapping-math")  // before the includes, so inlines share it
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "core/log.h"
 #include "nn/nn.h"
+#include "nn/nn_fast.h"
+
 
 /* ---------------------------------------------------------------------------------------------
  * activations */
 
-static inline float softplusf(float x) { return x > 20.f ? x : log1pf(expf(x)); }
 
 float nn_act_value(float x, nn_act act) {
   switch (act) {
-  case NN_ACT_SILU: return x / (1.f + expf(-x));
-  case NN_ACT_MISH: return x * tanhf(softplusf(x));
+  case NN_ACT_SILU: return nn_fsilu(x);
+  case NN_ACT_MISH: return nn_fmish(x);
   case NN_ACT_RELU: return x > 0.f ? x : 0.f;
   case NN_ACT_GELU: return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
   default: return x;
@@ -24,14 +27,8 @@ float nn_act_value(float x, nn_act act) {
 
 float nn_act_deriv(float x, nn_act act) {
   switch (act) {
-  case NN_ACT_SILU: {
-    float s = 1.f / (1.f + expf(-x));
-    return s * (1.f + x * (1.f - s));
-  }
-  case NN_ACT_MISH: {
-    float tsp = tanhf(softplusf(x)), s = 1.f / (1.f + expf(-x));
-    return tsp + x * s * (1.f - tsp * tsp);
-  }
+  case NN_ACT_SILU: return nn_fsilu_d(x);
+  case NN_ACT_MISH: return nn_fmish_d(x);
   case NN_ACT_RELU: return x > 0.f ? 1.f : 0.f;
   case NN_ACT_GELU: {
     float cdf = 0.5f * (1.f + erff(x * 0.70710678118654752f));
@@ -42,31 +39,186 @@ float nn_act_deriv(float x, nn_act act) {
   }
 }
 
+NN_HOT static void act_fwd_kernel(float *restrict out, const float *restrict x, size_t n, nn_act act) {
+  switch (act) {
+  case NN_ACT_SILU:
+    for (size_t i = 0; i < n; i++) out[i] = nn_fsilu(x[i]);
+    break;
+  case NN_ACT_MISH:
+    for (size_t i = 0; i < n; i++) out[i] = nn_fmish(x[i]);
+    break;
+  case NN_ACT_RELU:
+    for (size_t i = 0; i < n; i++) out[i] = x[i] > 0.f ? x[i] : 0.f;
+    break;
+  default:
+    for (size_t i = 0; i < n; i++) out[i] = nn_act_value(x[i], act);
+  }
+}
+
+NN_HOT static void act_bwd_kernel(float *restrict dx, const float *restrict dout,
+                                  const float *restrict x, size_t n, nn_act act) {
+  switch (act) {
+  case NN_ACT_SILU:
+    for (size_t i = 0; i < n; i++) dx[i] += dout[i] * nn_fsilu_d(x[i]);
+    break;
+  case NN_ACT_MISH:
+    for (size_t i = 0; i < n; i++) dx[i] += dout[i] * nn_fmish_d(x[i]);
+    break;
+  default:
+    for (size_t i = 0; i < n; i++) dx[i] += dout[i] * nn_act_deriv(x[i], act);
+  }
+}
+
 void nn_act_forward(float *out, const float *x, size_t n, nn_act act) {
-#pragma omp parallel for schedule(static) num_threads(nn_threads()) if (n > 32768)
-  for (size_t i = 0; i < n; i++) out[i] = nn_act_value(x[i], act);
+  int nt = n > 32768 ? nn_threads() : 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int t = omp_get_thread_num(), k = omp_get_num_threads();
+    size_t lo = n * t / k, hi = n * (t + 1) / k;
+    act_fwd_kernel(out + lo, x + lo, hi - lo, act);
+  }
 }
 
 void nn_act_backward(float *dx, const float *dout, const float *x, size_t n, nn_act act) {
-#pragma omp parallel for schedule(static) num_threads(nn_threads()) if (n > 32768)
-  for (size_t i = 0; i < n; i++) dx[i] += dout[i] * nn_act_deriv(x[i], act);
+  int nt = n > 32768 ? nn_threads() : 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int t = omp_get_thread_num(), k = omp_get_num_threads();
+    size_t lo = n * t / k, hi = n * (t + 1) / k;
+    act_bwd_kernel(dx + lo, dout + lo, x + lo, hi - lo, act);
+  }
 }
 
 /* ---------------------------------------------------------------------------------------------
  * group norm */
 
-/* mean and rstd of n floats, accumulated in double (one pass of sum and sum of squares is fine
- * in double for the magnitudes of activations) */
-static void moments(const float *x, size_t n, float eps, float *mean, float *rstd) {
-  double s = 0.0, q = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    s += x[i];
-    q += (double)x[i] * x[i];
+/* mean and rstd of n floats: two passes over 8 float lanes (vectorised; the second pass sums
+ * squared deviations, so there is no cancellation) */
+NN_HOT static void moments(const float *restrict x, size_t n, float eps, float *mean, float *rstd) {
+  float s[8] = {0}, q[8] = {0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; l++) s[l] += x[i + l];
+  double tot = 0.0;
+  for (int l = 0; l < 8; l++) tot += s[l];
+  for (; i < n; i++) tot += x[i];
+  float m = (float)(tot / n);
+  for (i = 0; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; l++) {
+      float d = x[i + l] - m;
+      q[l] += d * d;
+    }
+  double v = 0.0;
+  for (int l = 0; l < 8; l++) v += q[l];
+  for (; i < n; i++) v += (double)(x[i] - m) * (x[i] - m);
+  *mean = m;
+  *rstd = (float)(1.0 / sqrt(v / n + eps));
+}
+
+/* out = act(x sc + sh) over one channel */
+NN_HOT static void affine_act(float *restrict o, const float *restrict x, int S, float sc, float sh,
+                              nn_act act) {
+  switch (act) {
+  case NN_ACT_NONE:
+    for (int i = 0; i < S; i++) o[i] = x[i] * sc + sh;
+    break;
+  case NN_ACT_SILU:
+    for (int i = 0; i < S; i++) o[i] = nn_fsilu(x[i] * sc + sh);
+    break;
+  case NN_ACT_MISH:
+    for (int i = 0; i < S; i++) o[i] = nn_fmish(x[i] * sc + sh);
+    break;
+  case NN_ACT_RELU:
+    for (int i = 0; i < S; i++) {
+      float z = x[i] * sc + sh;
+      o[i] = z > 0.f ? z : 0.f;
+    }
+    break;
+  default:
+    for (int i = 0; i < S; i++) o[i] = nn_act_value(x[i] * sc + sh, act);
   }
-  double m = s / n, v = q / n - m * m;
-  if (v < 0) v = 0;
-  *mean = (float)m;
-  *rstd = (float)(1.0 / sqrt(v + eps));
+}
+
+/* backward over one channel of a normalised tensor: with xh = (x - m) r and
+ * dz = dout act'(xh gm + bt): returns sum dz (a1) and sum dz xh (a2) */
+NN_HOT static void norm_bwd_sums(const float *restrict x, const float *restrict d, int S, float m,
+                                 float r, float gm, float bt, nn_act act, float *a1, float *a2) {
+  float s1 = 0.f, s2 = 0.f;
+  switch (act) {
+  case NN_ACT_NONE:
+    for (int i = 0; i < S; i++) {
+      float xh = (x[i] - m) * r;
+      s1 += d[i];
+      s2 += d[i] * xh;
+    }
+    break;
+  case NN_ACT_SILU:
+    for (int i = 0; i < S; i++) {
+      float xh = (x[i] - m) * r, dz = d[i] * nn_fsilu_d(xh * gm + bt);
+      s1 += dz;
+      s2 += dz * xh;
+    }
+    break;
+  case NN_ACT_MISH:
+    for (int i = 0; i < S; i++) {
+      float xh = (x[i] - m) * r, dz = d[i] * nn_fmish_d(xh * gm + bt);
+      s1 += dz;
+      s2 += dz * xh;
+    }
+    break;
+  case NN_ACT_RELU:
+    for (int i = 0; i < S; i++) {
+      float xh = (x[i] - m) * r, dz = xh * gm + bt > 0.f ? d[i] : 0.f;
+      s1 += dz;
+      s2 += dz * xh;
+    }
+    break;
+  default:
+    for (int i = 0; i < S; i++) {
+      float xh = (x[i] - m) * r, dz = d[i] * nn_act_deriv(xh * gm + bt, act);
+      s1 += dz;
+      s2 += dz * xh;
+    }
+  }
+  *a1 = s1;
+  *a2 = s2;
+}
+
+/* dx += r (dz gm - k1 - xh k2) over one channel */
+NN_HOT static void norm_bwd_dx(float *restrict dx, const float *restrict x, const float *restrict d,
+                               int S, float m, float r, float gm, float bt, float k1, float k2,
+                               nn_act act) {
+  switch (act) {
+  case NN_ACT_NONE:
+    for (int i = 0; i < S; i++) {
+      float xh = (x[i] - m) * r;
+      dx[i] += r * (d[i] * gm - k1 - xh * k2);
+    }
+    break;
+  case NN_ACT_SILU:
+    for (int i = 0; i < S; i++) {
+      float xh = (x[i] - m) * r, dz = d[i] * nn_fsilu_d(xh * gm + bt);
+      dx[i] += r * (dz * gm - k1 - xh * k2);
+    }
+    break;
+  case NN_ACT_MISH:
+    for (int i = 0; i < S; i++) {
+      float xh = (x[i] - m) * r, dz = d[i] * nn_fmish_d(xh * gm + bt);
+      dx[i] += r * (dz * gm - k1 - xh * k2);
+    }
+    break;
+  case NN_ACT_RELU:
+    for (int i = 0; i < S; i++) {
+      float xh = (x[i] - m) * r, dz = xh * gm + bt > 0.f ? d[i] : 0.f;
+      dx[i] += r * (dz * gm - k1 - xh * k2);
+    }
+    break;
+  default:
+    for (int i = 0; i < S; i++) {
+      float xh = (x[i] - m) * r, dz = d[i] * nn_act_deriv(xh * gm + bt, act);
+      dx[i] += r * (dz * gm - k1 - xh * k2);
+    }
+  }
 }
 
 void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *x,
@@ -87,21 +239,7 @@ void nn_groupnorm_forward(float *out, float *mean, float *rstd, const float *x,
     for (int cc = 0; cc < Cg; cc++) {
       int c = g * Cg + cc;
       float sc = r * gamma[c], sh = beta[c] - m * sc;
-      const float *xc = xg + (size_t)cc * S;
-      float *oc = og + (size_t)cc * S;
-      switch (act) {
-      case NN_ACT_NONE:
-        for (int i = 0; i < S; i++) oc[i] = xc[i] * sc + sh;
-        break;
-      case NN_ACT_SILU:
-        for (int i = 0; i < S; i++) {
-          float z = xc[i] * sc + sh;
-          oc[i] = z / (1.f + expf(-z));
-        }
-        break;
-      default:
-        for (int i = 0; i < S; i++) oc[i] = nn_act_value(xc[i] * sc + sh, act);
-      }
+      affine_act(og + (size_t)cc * S, xg + (size_t)cc * S, S, sc, sh, act);
     }
   }
 }
@@ -122,35 +260,20 @@ void nn_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
       double s1 = 0.0, s2 = 0.0;  // sum dz*gamma, sum dz*gamma*xhat
       for (int cc = 0; cc < Cg; cc++) {
         int c = g * Cg + cc;
-        const float *xc = xg + (size_t)cc * S, *dc = dg + (size_t)cc * S;
-        float gm = gamma[c], bt = beta[c];
-        float a1 = 0.f, a2 = 0.f;  // sum dz, sum dz*xhat for this channel
-        for (int i = 0; i < S; i++) {
-          float xh = (xc[i] - m) * r;
-          float dz = dc[i];
-          if (act != NN_ACT_NONE) dz *= nn_act_deriv(xh * gm + bt, act);
-          a1 += dz;
-          a2 += dz * xh;
-        }
+        float a1, a2;
+        norm_bwd_sums(xg + (size_t)cc * S, dg + (size_t)cc * S, S, m, r, gamma[c], beta[c], act, &a1, &a2);
         if (dbeta) dbeta[c] += a1;
         if (dgamma) dgamma[c] += a2;
-        s1 += (double)a1 * gm;
-        s2 += (double)a2 * gm;
+        s1 += (double)a1 * gamma[c];
+        s2 += (double)a2 * gamma[c];
       }
       if (!dx) continue;
       float k1 = (float)(s1 / gs), k2 = (float)(s2 / gs);
       float *dxg = dx + (size_t)bg * gs;
       for (int cc = 0; cc < Cg; cc++) {
         int c = g * Cg + cc;
-        const float *xc = xg + (size_t)cc * S, *dc = dg + (size_t)cc * S;
-        float *dxc = dxg + (size_t)cc * S;
-        float gm = gamma[c], bt = beta[c];
-        for (int i = 0; i < S; i++) {
-          float xh = (xc[i] - m) * r;
-          float dz = dc[i];
-          if (act != NN_ACT_NONE) dz *= nn_act_deriv(xh * gm + bt, act);
-          dxc[i] += r * (dz * gm - k1 - xh * k2);
-        }
+        norm_bwd_dx(dxg + (size_t)cc * S, xg + (size_t)cc * S, dg + (size_t)cc * S, S, m, r, gamma[c], beta[c],
+                    k1, k2, act);
       }
     }
   }
@@ -225,37 +348,34 @@ void nn_batchnorm_forward(float *out, float *mean, float *rstd, float *run_mean,
                           int S, float eps, float momentum, nn_act act) {
 #pragma omp parallel for schedule(dynamic) num_threads(nn_threads()) if ((size_t)B * C * S > 16384)
   for (int c = 0; c < C; c++) {
-    double s = 0.0, q = 0.0;
+    /* mean over the batch, then squared deviations (two passes, no cancellation) */
+    double s = 0.0;
     for (int b = 0; b < B; b++) {
-      const float *xc = x + ((size_t)b * C + c) * S;
-      float fs = 0.f, fq = 0.f;
-      for (int i = 0; i < S; i++) {
-        fs += xc[i];
-        fq += xc[i] * xc[i];
-      }
-      s += fs;
-      q += fq;
+      float m1, r1;
+      moments(x + ((size_t)b * C + c) * S, S, 0.f, &m1, &r1);
+      s += m1;
     }
     size_t n = (size_t)B * S;
-    double m = s / n, v = q / n - m * m;
-    if (v < 0) v = 0;
-    float r = (float)(1.0 / sqrt(v + eps));
-    mean[c] = (float)m;
-    rstd[c] = r;
-    if (run_mean) run_mean[c] = (1.f - momentum) * run_mean[c] + momentum * (float)m;
-    if (run_var) run_var[c] = (1.f - momentum) * run_var[c] + momentum * (float)(v * n / (n > 1 ? n - 1 : 1));
-    float sc = r * gamma[c], sh = beta[c] - (float)m * sc;
+    float m = (float)(s / B);
+    double q = 0.0;
     for (int b = 0; b < B; b++) {
       const float *xc = x + ((size_t)b * C + c) * S;
-      float *oc = out + ((size_t)b * C + c) * S;
-      if (act == NN_ACT_RELU)
-        for (int i = 0; i < S; i++) {
-          float z = xc[i] * sc + sh;
-          oc[i] = z > 0.f ? z : 0.f;
-        }
-      else
-        for (int i = 0; i < S; i++) oc[i] = nn_act_value(xc[i] * sc + sh, act);
+      float acc[8] = {0};
+      int i = 0;
+      for (; i + 8 <= S; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (xc[i + l] - m) * (xc[i + l] - m);
+      for (int l = 0; l < 8; l++) q += acc[l];
+      for (; i < S; i++) q += (double)(xc[i] - m) * (xc[i] - m);
     }
+    double v = q / n;
+    float r = (float)(1.0 / sqrt(v + eps));
+    mean[c] = m;
+    rstd[c] = r;
+    if (run_mean) run_mean[c] = (1.f - momentum) * run_mean[c] + momentum * m;
+    if (run_var) run_var[c] = (1.f - momentum) * run_var[c] + momentum * (float)(v * n / (n > 1 ? n - 1 : 1));
+    float sc = r * gamma[c], sh = beta[c] - m * sc;
+    for (int b = 0; b < B; b++)
+      affine_act(out + ((size_t)b * C + c) * S, x + ((size_t)b * C + c) * S, S, sc, sh, act);
   }
 }
 
@@ -268,15 +388,8 @@ void nn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
     float m = mean[c], r = rstd[c], gm = gamma[c], bt = beta[c];
     double a1 = 0.0, a2 = 0.0;
     for (int b = 0; b < B; b++) {
-      const float *xc = x + ((size_t)b * C + c) * S, *dc = dout + ((size_t)b * C + c) * S;
-      float f1 = 0.f, f2 = 0.f;
-      for (int i = 0; i < S; i++) {
-        float xh = (xc[i] - m) * r, dz = dc[i];
-        if (act == NN_ACT_RELU) dz = xh * gm + bt > 0.f ? dz : 0.f;
-        else if (act != NN_ACT_NONE) dz *= nn_act_deriv(xh * gm + bt, act);
-        f1 += dz;
-        f2 += dz * xh;
-      }
+      float f1, f2;
+      norm_bwd_sums(x + ((size_t)b * C + c) * S, dout + ((size_t)b * C + c) * S, S, m, r, gm, bt, act, &f1, &f2);
       a1 += f1;
       a2 += f2;
     }
@@ -285,15 +398,8 @@ void nn_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
     if (!dx) continue;
     size_t n = (size_t)B * S;
     float k1 = (float)(a1 * gm / n), k2 = (float)(a2 * gm / n);
-    for (int b = 0; b < B; b++) {
-      const float *xc = x + ((size_t)b * C + c) * S, *dc = dout + ((size_t)b * C + c) * S;
-      float *dxc = dx + ((size_t)b * C + c) * S;
-      for (int i = 0; i < S; i++) {
-        float xh = (xc[i] - m) * r, dz = dc[i];
-        if (act == NN_ACT_RELU) dz = xh * gm + bt > 0.f ? dz : 0.f;
-        else if (act != NN_ACT_NONE) dz *= nn_act_deriv(xh * gm + bt, act);
-        dxc[i] += r * (dz * gm - k1 - xh * k2);
-      }
-    }
+    for (int b = 0; b < B; b++)
+      norm_bwd_dx(dx + ((size_t)b * C + c) * S, x + ((size_t)b * C + c) * S, dout + ((size_t)b * C + c) * S, S, m,
+                  r, gm, bt, k1, k2, act);
   }
 }

@@ -1,0 +1,52 @@
+/* nn_fast.h (internal): vectorisable exp, sigmoid, SiLU and Mish with derivatives, and the
+ * attribute that compiles a hot kernel twice (x86-64-v3 = AVX2+FMA, and baseline x86-64, chosen at load time
+ * by an ifunc), so the default build stays portable. */
+#ifndef SP_NN_FAST_H
+#define SP_NN_FAST_H
+
+#include <stdint.h>
+
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define NN_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define NN_HOT
+#endif
+
+/* exp(x) to about 1 ulp for x in [-87, 88] (Cephes polynomial, branch-free so loops vectorise) */
+static inline __attribute__((always_inline)) float nn_fexp(float x) {
+  x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+  float t = x * 1.44269504088896341f + 12582912.0f;  // round(x log2 e) in the mantissa
+  union { float f; int32_t i; } u = {t};
+  int32_t n = u.i - 0x4B400000;
+  float fn = t - 12582912.0f;
+  float r = x - fn * 0.693359375f - fn * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  union { float f; int32_t i; } v = {p};
+  v.i += n << 23;
+  return v.f;
+}
+
+static inline __attribute__((always_inline)) float nn_fsigmoid(float x) { return 1.0f / (1.0f + nn_fexp(-x)); }
+static inline __attribute__((always_inline)) float nn_fsilu(float x) { return x * nn_fsigmoid(x); }
+static inline __attribute__((always_inline)) float nn_fsilu_d(float x) {
+  float s = nn_fsigmoid(x);
+  return s * (1.0f + x * (1.0f - s));
+}
+/* mish(x) = x tanh(softplus(x)); with n = e^x: tanh(log(1+n)) = n(n+2) / (n(n+2) + 2) */
+static inline __attribute__((always_inline)) float nn_fmish(float x) {
+  float n = nn_fexp(x < 20.f ? x : 20.f), t = n * (n + 2.0f);
+  return x * (t / (t + 2.0f));
+}
+static inline __attribute__((always_inline)) float nn_fmish_d(float x) {
+  float n = nn_fexp(x < 20.f ? x : 20.f), t = n * (n + 2.0f), tsp = t / (t + 2.0f);
+  float sig = n / (n + 1.0f);
+  return tsp + x * sig * (1.0f - tsp * tsp);
+}
+
+#endif
