@@ -59,6 +59,10 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libsp.a
 
 bench: $(BENCH_SRC:%.c=$(BUILD)/%)
 
+# nn core vs PyTorch, side by side (see docs/nn.md)
+bench-nn: $(BUILD)/bench/bench_nn
+	/usr/bin/python3 bench/bench_nn.py $(BUILD)/bench/bench_nn
+
 clean:
 	rm -rf build build-asan
 
