@@ -63,6 +63,10 @@ bench: $(BENCH_SRC:%.c=$(BUILD)/%)
 bench-nn: $(BUILD)/bench/bench_nn
 	/usr/bin/python3 bench/bench_nn.py $(BUILD)/bench/bench_nn
 
+# tools/X.c: small programs that write fixtures and docs pictures
+$(BUILD)/tools/%: $(BUILD)/tools/%.o $(BUILD)/libsp.a
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libsp.a $(LDLIBS)
+
 clean:
 	rm -rf build build-asan
 

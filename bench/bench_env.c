@@ -17,12 +17,13 @@
 
 int main(int argc, char **argv) {
   const char *assets = NULL;
-  int nsteps = 5000, nframes = 30;
+  int nsteps = 5000, nframes = 30, fast = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--assets") && i + 1 < argc) assets = argv[++i];
     else if (!strcmp(argv[i], "--steps") && i + 1 < argc) nsteps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--frames") && i + 1 < argc) nframes = atoi(argv[++i]);
-    else { fprintf(stderr, "usage: bench_env [--assets DIR] [--steps N] [--frames N]\n"); return 2; }
+    else if (!strcmp(argv[i], "--fast")) fast = 1;
+    else { fprintf(stderr, "usage: bench_env [--assets DIR] [--steps N] [--frames N] [--fast]\n"); return 2; }
   }
   sp_scene_source src = assets ? SP_SCENES_METAWORLD : SP_SCENES_BUILTIN;
   const int w = 320, h = 240;
@@ -30,8 +31,8 @@ int main(int argc, char **argv) {
   float *depth = malloc(sizeof(float) * w * h);
   int32_t *seg = malloc(sizeof(int32_t) * w * h);
   char err[SP_ERRLEN];
-  printf("scenes: %s\n%-22s %12s %12s %14s\n", sp_scene_source_name(src), "task", "steps/s",
-         "rgb fps", "rgb+d+seg fps");
+  printf("scenes: %s, render quality: %s\n%-22s %12s %12s %14s\n", sp_scene_source_name(src),
+         fast ? "fast" : "full", "task", "steps/s", "rgb fps", "rgb+d+seg fps");
   double tot_steps = 0, tot_t = 0, tot_f = 0, tot_ft = 0;
   for (int t = 0; t < SP_NTASK; t++) {
     sp_env_model *em = sp_env_model_load(t, src, assets, err);
@@ -39,6 +40,7 @@ int main(int argc, char **argv) {
     sp_env *e = sp_env_create(em, err);
     sp_renderer *r = sp_renderer_create(em, w, h, err);
     if (!e || !r) { fprintf(stderr, "bench_env: %s\n", err); return 1; }
+    sp_renderer_set_quality(r, fast ? SP_RENDER_FAST : SP_RENDER_FULL);
     double obs[SP_OBS_DIM], a[SP_ACT_DIM], phys = 0;
     for (int k = 0; k < nsteps; k++) {
       if (k % 200 == 0) sp_env_reset(e, k / 200, obs);

@@ -8,6 +8,7 @@
 #include "cli/scene_args.h"
 #include "core/log.h"
 #include "eval/eval.h"
+#include "sim/render.h"
 
 int sp_cmd_eval(int argc, char **argv) {
   sp_eval_config cfg;
@@ -15,6 +16,7 @@ int sp_cmd_eval(int argc, char **argv) {
   const char *tasks = "all", *cameras = "corner,corner2,corner3", *seeds = "0-24", *shard = NULL;
   const char *scenes = NULL, *assets = NULL;
   int merge = 0;
+  const char *render_q = "full";
   sp_arg rows[] = {
       {"agent", SP_ARG_STR, &cfg.agent, "agent to evaluate (expert)"},
       {"checkpoint", SP_ARG_STR, &cfg.checkpoint, "agent checkpoint (safetensors)"},
@@ -29,6 +31,7 @@ int sp_cmd_eval(int argc, char **argv) {
       {"merge", SP_ARG_FLAG, &merge, "merge the shard directories given as arguments into --out"},
       {"width", SP_ARG_INT, &cfg.width, "render width"},
       {"height", SP_ARG_INT, &cfg.height, "render height"},
+      {"render", SP_ARG_STR, &render_q, "render quality: full (shadows, reflections) or fast"},
       {"render-timeout", SP_ARG_DOUBLE, &cfg.render_timeout, "seconds before a stuck render stops the run"},
       {"scenes", SP_ARG_STR, &scenes, "builtin or metaworld (default: builtin unless --assets)"},
       {"assets", SP_ARG_STR, &assets, "Meta-World assets_v2 directory (or SP_METAWORLD_ASSETS)"},
@@ -50,6 +53,12 @@ int sp_cmd_eval(int argc, char **argv) {
     sp_log(SP_LOG_ERROR, "eval: unknown agent '%s' (known: %s)", cfg.agent, sp_agent_names());
     return 2;
   }
+  sp_render_quality rq;
+  if (sp_render_quality_parse(render_q, &rq)) {
+    sp_log(SP_LOG_ERROR, "eval: unknown --render '%s' (full or fast)", render_q);
+    return 2;
+  }
+  cfg.render_fast = rq == SP_RENDER_FAST;
   if (sp_cli_parse_tasks("eval", tasks, cfg.tasks, &cfg.ntask)) return 2;
   if (sp_cli_parse_cameras("eval", cameras, cfg.cams, &cfg.ncam)) return 2;
   long *sv;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <gif_lib.h>
+#include <math.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,32 @@ int sp_png_write(const char *path, const uint8_t *px, int w, int h, int c, char 
 
 int sp_png_write16(const char *path, const uint16_t *px, int w, int h, char *err) {
   return png_write_any(path, px, w, h, PNG_FORMAT_LINEAR_Y, err);
+}
+
+void sp_image_crop_resize(const uint8_t *src, int w, int h, int c, int x0, int y0, int cw, int ch,
+                          uint8_t *dst, int dw, int dh) {
+  const double sx = (double)cw / dw, sy = (double)ch / dh;
+  for (int oy = 0; oy < dh; oy++) {
+    double ya = y0 + oy * sy, yb = ya + sy;
+    for (int ox = 0; ox < dw; ox++) {
+      double xa = x0 + ox * sx, xb = xa + sx;
+      double acc[4] = {0, 0, 0, 0}, wsum = 0;
+      for (int y = (int)ya; y < (int)ceil(yb); y++) {
+        double wy = fmin(yb, y + 1.0) - fmax(ya, (double)y);
+        if (wy <= 0 || y < 0 || y >= h) continue;
+        for (int x = (int)xa; x < (int)ceil(xb); x++) {
+          double wx = fmin(xb, x + 1.0) - fmax(xa, (double)x);
+          if (wx <= 0 || x < 0 || x >= w) continue;
+          const uint8_t *p = src + ((size_t)y * w + x) * c;
+          for (int k = 0; k < c && k < 4; k++) acc[k] += wx * wy * p[k];
+          wsum += wx * wy;
+        }
+      }
+      uint8_t *q = dst + ((size_t)oy * dw + ox) * c;
+      for (int k = 0; k < c && k < 4; k++)
+        q[k] = (uint8_t)(wsum > 0 ? fmin(255.0, acc[k] / wsum + 0.5) : 0);
+    }
+  }
 }
 
 /* ---- GIF ---- */

@@ -22,6 +22,11 @@ int sp_png_write(const char *path, const uint8_t *px, int w, int h, int c, char 
 /* write 16-bit gray (e.g. depth in millimetres) */
 int sp_png_write16(const char *path, const uint16_t *px, int w, int h, char *err);
 
+/* crop the window (x0, y0, cw, ch) of src (w x h x c) and resize it to dst (dw x dh x c) by area
+ * averaging (box filter; exact for integer factors, bilinear-weighted coverage otherwise) */
+void sp_image_crop_resize(const uint8_t *src, int w, int h, int c, int x0, int y0, int cw, int ch,
+                          uint8_t *dst, int dw, int dh);
+
 /* animated GIF with a fixed 6x7x6 colour cube palette; frames are RGB of the size given at open */
 typedef struct sp_gif sp_gif;
 sp_gif *sp_gif_open(const char *path, int w, int h, int delay_cs, char *err);

@@ -134,6 +134,7 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
   if (need_frames && !*rend) {
     *rend = sp_renderer_create(env->em, w, h, err);
     if (!*rend) return -1;
+    sp_renderer_set_quality(*rend, cfg->render_fast ? SP_RENDER_FAST : SP_RENDER_FULL);
     pthread_mutex_lock(&rs->io_lock);
     if (!rs->gl_name[0]) {
       snprintf(rs->gl_name, sizeof rs->gl_name, "%s", sp_renderer_gl_name(*rend));
@@ -302,6 +303,7 @@ static cJSON *config_json(const sp_eval_config *cfg, const sp_agent_api *ag, sp_
   }
   cJSON_AddNumberToObject(o, "width", cfg->width);
   cJSON_AddNumberToObject(o, "height", cfg->height);
+  cJSON_AddStringToObject(o, "render_quality", cfg->render_fast ? "fast" : "full");
   cJSON_AddNumberToObject(o, "horizon", SP_MAX_PATH);
   cJSON_AddStringToObject(o, "success_rule", SUCCESS_RULE);
   cJSON_AddNumberToObject(o, "replan_budget", ag->replan_budget);

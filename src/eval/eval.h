@@ -48,6 +48,7 @@ typedef struct {
   const char *assets;
   int width, height;            // render size (320 x 240)
   int gif;                      // write DIR/gifs/<task>_<camera>_<seed>.gif
+  int render_fast;              // shadows and reflections off (sp_render_quality)
   int jobs;
   int resume;
   int shard_i, shard_n;         // run episodes with index % n == i

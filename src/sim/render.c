@@ -20,6 +20,7 @@ struct sp_renderer {
   mjvOption opt;
   mjvCamera cam;
   int w, h;
+  sp_render_quality quality;
   uint8_t *rgb_buf;    // (h x w x 3) GL buffer order
   float *depth_buf;    // (h x w)
   char gl_name[256];
@@ -99,6 +100,14 @@ void sp_renderer_free(sp_renderer *r) {
 
 const char *sp_renderer_gl_name(const sp_renderer *r) { return r->gl_name; }
 
+void sp_renderer_set_quality(sp_renderer *r, sp_render_quality q) { r->quality = q; }
+
+int sp_render_quality_parse(const char *name, sp_render_quality *q) {
+  if (!strcmp(name, "full")) { *q = SP_RENDER_FULL; return 0; }
+  if (!strcmp(name, "fast")) { *q = SP_RENDER_FAST; return 0; }
+  return -1;
+}
+
 int sp_render(sp_renderer *r, const sp_env *e, int cam, int w, int h, uint8_t *rgb, float *depth,
               int32_t *seg, char *err) {
   if (w != r->w || h != r->h) return sp_errf(err, "renderer is %dx%d, asked %dx%d", r->w, r->h, w, h);
@@ -110,6 +119,8 @@ int sp_render(sp_renderer *r, const sp_env *e, int cam, int w, int h, uint8_t *r
   r->cam.type = mjCAMERA_FIXED;
   r->cam.fixedcamid = e->em->cam_id[cam];
   mjv_updateScene(e->m, e->d, &r->opt, NULL, &r->cam, mjCAT_ALL, &r->scn);
+  r->scn.flags[mjRND_SHADOW] = r->quality == SP_RENDER_FULL;
+  r->scn.flags[mjRND_REFLECTION] = r->quality == SP_RENDER_FULL;
   if (rgb || depth) {
     r->scn.flags[mjRND_SEGMENT] = 0;
     r->scn.flags[mjRND_IDCOLOR] = 0;

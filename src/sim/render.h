@@ -15,6 +15,13 @@ typedef struct sp_renderer sp_renderer;
 /* create a headless GL context and the scene's render context for images up to w x h */
 sp_renderer *sp_renderer_create(const sp_env_model *em, int w, int h, char *err);
 void sp_renderer_free(sp_renderer *r);
+/* rendering quality: SP_RENDER_FULL draws the scene as its MJCF asks (shadows, reflections);
+ * SP_RENDER_FAST turns shadows and reflections off (several times cheaper on llvmpipe). Both keep
+ * multisampling off (see docs/environment.md). */
+typedef enum { SP_RENDER_FULL = 0, SP_RENDER_FAST = 1 } sp_render_quality;
+void sp_renderer_set_quality(sp_renderer *r, sp_render_quality q);
+int sp_render_quality_parse(const char *name, sp_render_quality *q);  // "full" | "fast"
+
 /* the GL renderer string, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" */
 const char *sp_renderer_gl_name(const sp_renderer *r);
 
