@@ -21,11 +21,29 @@ static int conv2d_is_pointwise(const nn_conv2d_dims *d) {
   return d->KH == 1 && d->KW == 1 && d->stride == 1 && d->pad == 0;
 }
 
+/* stride-1 "same" convolutions get din as a convolution of dout with the flipped, transposed
+ * weight (one well-shaped GEMM with inner dimension Cout*K*K) instead of W^T dout (inner dimension
+ * Cout) followed by col2im */
+static int conv2d_flip_bwd(const nn_conv2d_dims *d) {
+  return d->stride == 1 && d->KH == d->KW && d->KH % 2 == 1 && d->KH > 1 && d->pad == d->KH / 2;
+}
+
+static size_t conv2d_col_size(const nn_conv2d_dims *d) {
+  if (conv2d_is_pointwise(d)) return 0;
+  size_t kk = (size_t)d->KH * d->KW, N = (size_t)d->Ho * d->Wo;
+  size_t c = conv2d_flip_bwd(d) && d->Cout > d->Cin ? d->Cout : d->Cin;
+  return c * kk * N;
+}
+
+/* per thread: column matrix + private dW + private db */
+static size_t conv2d_per_thread(const nn_conv2d_dims *d) {
+  size_t K = (size_t)d->Cin * d->KH * d->KW;
+  return (conv2d_col_size(d) + (size_t)d->Cout * K + d->Cout + 15) / 16 * 16;
+}
+
 size_t nn_conv2d_scratch(const nn_conv2d_dims *d) {
-  size_t K = (size_t)d->Cin * d->KH * d->KW, N = (size_t)d->Ho * d->Wo;
-  size_t col = conv2d_is_pointwise(d) ? 0 : K * N;
-  /* per thread: column matrix + private dW + private db */
-  return (size_t)nn_threads() * (col + (size_t)d->Cout * K + d->Cout + 16);
+  size_t wf = conv2d_flip_bwd(d) ? (size_t)d->Cin * d->Cout * d->KH * d->KW : 0;
+  return (size_t)nn_threads() * conv2d_per_thread(d) + wf + 16;
 }
 
 /* col (K, Ho*Wo) from one sample in (Cin, H, W) */
@@ -110,7 +128,7 @@ static void conv2d_fwd_sample(float *out, const float *in, const float *w, const
 static void conv2d_forward(float *out, const float *in, const float *w, const float *b,
                            const nn_conv2d_dims *d, float *scratch, float beta) {
   size_t K = (size_t)d->Cin * d->KH * d->KW, N = (size_t)d->Ho * d->Wo;
-  size_t per = nn_conv2d_scratch(d) / nn_threads();
+  size_t per = conv2d_per_thread(d);
   size_t isz = (size_t)d->Cin * d->H * d->W, osz = (size_t)d->Cout * N;
   int nt = nn_threads();
   (void)K;
@@ -138,7 +156,7 @@ void nn_conv2d_forward_acc(float *out, const float *in, const float *w, const fl
 /* one sample: dW += dout col^T, db += rowsum dout, din += col2im(W^T dout) */
 static void conv2d_bwd_sample(float *din, float *dw, float *db, const float *dout,
                               const float *in, const float *w, const nn_conv2d_dims *d,
-                              float *col) {
+                              float *col, const float *wf) {
   int K = d->Cin * d->KH * d->KW, N = d->Ho * d->Wo;
   int pw = conv2d_is_pointwise(d);
   if (dw) {
@@ -159,6 +177,14 @@ static void conv2d_bwd_sample(float *din, float *dw, float *db, const float *dou
   if (din) {
     if (pw) {
       nn_sgemm(1, 0, K, N, d->Cout, 1.f, w, K, dout, N, 1.f, din, N);
+    } else if (wf) {
+      /* din (Cin, HW) += Wf (Cin, Cout*KK) im2col(dout) (Cout*KK, HW) */
+      nn_conv2d_dims t = *d;
+      t.Cin = d->Cout;
+      t.Cout = d->Cin;
+      int KO = d->Cout * d->KH * d->KW;
+      im2col(col, dout, &t);
+      nn_sgemm(0, 0, d->Cin, N, KO, 1.f, wf, KO, col, N, 1.f, din, N);
     } else {
       nn_sgemm(1, 0, K, N, d->Cout, 1.f, w, K, dout, N, 0.f, col, N);
       col2im_add(din, col, d);
@@ -169,11 +195,23 @@ static void conv2d_bwd_sample(float *din, float *dw, float *db, const float *dou
 void nn_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                         const float *w, const nn_conv2d_dims *d, float *scratch) {
   size_t K = (size_t)d->Cin * d->KH * d->KW, N = (size_t)d->Ho * d->Wo;
-  size_t col = conv2d_is_pointwise(d) ? 0 : K * N;
-  size_t per = nn_conv2d_scratch(d) / nn_threads();
+  size_t col = conv2d_col_size(d);
+  size_t per = conv2d_per_thread(d);
   size_t isz = (size_t)d->Cin * d->H * d->W, osz = (size_t)d->Cout * N;
   size_t wsz = (size_t)d->Cout * K;
   int nt = nn_threads();
+  float *wf = NULL;
+  if (din && conv2d_flip_bwd(d)) {
+    /* Wf[c, (o, kh', kw')] = W[o, c, K-1-kh', K-1-kw'] */
+    wf = scratch + (size_t)nt * per;
+    int KH = d->KH, KW = d->KW;
+    for (int c = 0; c < d->Cin; c++)
+      for (int o = 0; o < d->Cout; o++)
+        for (int kh = 0; kh < KH; kh++)
+          for (int kw = 0; kw < KW; kw++)
+            wf[(((size_t)c * d->Cout + o) * KH + kh) * KW + kw] =
+                w[(((size_t)o * d->Cin + c) * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)];
+  }
   if (d->B >= nt && nt > 1) {
 #pragma omp parallel num_threads(nt)
     {
@@ -190,7 +228,7 @@ void nn_conv2d_backward(float *din, float *dw, float *db, const float *dout, con
 #pragma omp for schedule(static)
       for (int bi = 0; bi < d->B; bi++)
         conv2d_bwd_sample(din ? din + bi * isz : NULL, mdw, mdb, dout + bi * osz, in + bi * isz,
-                          w, d, my);
+                          w, d, my, wf);
       /* implicit barrier, then reduce the private copies */
       if (dw) {
 #pragma omp for schedule(static)
@@ -212,7 +250,7 @@ void nn_conv2d_backward(float *din, float *dw, float *db, const float *dout, con
   } else {
     for (int bi = 0; bi < d->B; bi++)
       conv2d_bwd_sample(din ? din + bi * isz : NULL, dw, db, dout + bi * osz, in + bi * isz, w, d,
-                        scratch);
+                        scratch, wf);
   }
 }
 
