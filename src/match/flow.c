@@ -418,55 +418,108 @@ float sp_flow__border_scale(int x, int y, int w, int h) {
   return s;
 }
 
-/* per-pixel G = A^T A and h = A^T db from the two expansions and the current flow (planar) */
+/* per-pixel G = A^T A and h = A^T db from the two expansions (interleaved, 5 per pixel) and the
+ * current flow (planar), into the five planes of M. One pixel: */
+static inline void um_one(const float *R0, const float *R1, const float *fxr, const float *fyr, float *const m[5],
+                          int x, int y, int w, int h) {
+  const float *r0 = R0 + ((size_t)y * w + x) * 5;
+  float dx = fxr[x], dy = fyr[x];
+  float fx = x + dx, fy = y + dy;
+  int x1 = (int)floorf(fx), y1 = (int)floorf(fy);
+  float r2, r3, r4, r5, r6;
+  fx -= x1;
+  fy -= y1;
+  if ((unsigned)x1 < (unsigned)(w - 1) && (unsigned)y1 < (unsigned)(h - 1)) {
+    /* channels 0-3 of the four neighbours as 4-vectors, channel 4 apart */
+    const float *p = R1 + ((size_t)y1 * w + x1) * 5, *q = p + (size_t)w * 5;
+    float a00 = (1 - fx) * (1 - fy), a01 = fx * (1 - fy), a10 = (1 - fx) * fy, a11 = fx * fy;
+    v4f r1 = a00 * ld4(p) + a01 * ld4(p + 5) + a10 * ld4(q) + a11 * ld4(q + 5);
+    r6 = a00 * p[4] + a01 * p[9] + a10 * q[4] + a11 * q[9];
+    const v4f sgn = {-0.5f, -0.5f, 0.5f, 0.5f};
+    v4f v = ld4(r0) * 0.5f + r1 * sgn;   // (b0 - b1) / 2 and (A0 + A1) / 2
+    r2 = v[0];
+    r3 = v[1];
+    r4 = v[2];
+    r5 = v[3];
+    r6 = (r0[4] + r6) * 0.25f;   // mean, halved: the off-diagonal of A is a_xy / 2
+  } else {                       // x + d outside: A from the first frame only
+    r4 = r0[2];
+    r5 = r0[3];
+    r6 = r0[4] * 0.5f;
+    r2 = r0[0] * 0.5f;
+    r3 = r0[1] * 0.5f;
+  }
+  r2 += r4 * dy + r6 * dx;
+  r3 += r6 * dy + r5 * dx;
+  if (x < 5 || y < 5 || x >= w - 5 || y >= h - 5) {
+    float s = sp_flow__border_scale(x, y, w, h);
+    r2 *= s; r3 *= s; r4 *= s; r5 *= s; r6 *= s;
+  }
+  m[0][x] = r4 * r4 + r6 * r6;   // G_yy
+  m[1][x] = (r4 + r5) * r6;      // G_xy
+  m[2][x] = r5 * r5 + r6 * r6;   // G_xx
+  m[3][x] = r4 * r2 + r6 * r3;   // h_y
+  m[4][x] = r6 * r2 + r5 * r3;   // h_x
+}
+
+typedef int v4i __attribute__((vector_size(16)));
+
+/* all pixels; away from the 5-pixel border, four at a time: positions, floors and weights as
+ * vectors, the gathers per lane, a 4x4 transpose to channel vectors, and the rest vectorised with
+ * the same operations in the same order as um_one (so both give the same bits) */
 static void update_matrices(const float *R0, const float *R1, const float *fxp, const float *fyp, float *M,
                             int w, int h) {
   const size_t P = plane_stride(w, h);
   for (int y = 0; y < h; y++) {
     const float *fxr = fxp + (size_t)y * w, *fyr = fyp + (size_t)y * w;
-    float *m0 = M + (size_t)y * w, *m1 = m0 + P, *m2 = m1 + P, *m3 = m2 + P, *m4 = m3 + P;
-    for (int x = 0; x < w; x++) {
-      const float *r0 = R0 + ((size_t)y * w + x) * 5;
-      float dx = fxr[x], dy = fyr[x];
-      float fx = x + dx, fy = y + dy;
-      int x1 = (int)floorf(fx), y1 = (int)floorf(fy);
-      float r2, r3, r4, r5, r6;
-      fx -= x1;
-      fy -= y1;
-      if ((unsigned)x1 < (unsigned)(w - 1) && (unsigned)y1 < (unsigned)(h - 1)) {
-        /* channels 0-3 of the four neighbours as 4-vectors (interleaved layout), channel 4 apart */
-        const float *p = R1 + ((size_t)y1 * w + x1) * 5, *q = p + (size_t)w * 5;
-        float a00 = (1 - fx) * (1 - fy), a01 = fx * (1 - fy), a10 = (1 - fx) * fy, a11 = fx * fy;
-        v4f v00 = {a00, a00, a00, a00}, v01 = {a01, a01, a01, a01}, v10 = {a10, a10, a10, a10},
-            v11 = {a11, a11, a11, a11};
-        v4f r1 = v00 * ld4(p) + v01 * ld4(p + 5) + v10 * ld4(q) + v11 * ld4(q + 5);
-        r6 = a00 * p[4] + a01 * p[9] + a10 * q[4] + a11 * q[9];
-        const v4f sgn = {-0.5f, -0.5f, 0.5f, 0.5f}, half = {0.5f, 0.5f, 0.5f, 0.5f};
-        v4f v = ld4(r0) * half + r1 * sgn;   // (b0 - b1) / 2 and (A0 + A1) / 2
-        r2 = v[0];
-        r3 = v[1];
-        r4 = v[2];
-        r5 = v[3];
-        r6 = (r0[4] + r6) * 0.25f;   // mean, halved: the off-diagonal of A is a_xy / 2
-      } else {                       // x + d outside: A from the first frame only
-        r4 = r0[2];
-        r5 = r0[3];
-        r6 = r0[4] * 0.5f;
-        r2 = r0[0] * 0.5f;
-        r3 = r0[1] * 0.5f;
+    float *const m[5] = {M + (size_t)y * w, M + P + (size_t)y * w, M + 2 * P + (size_t)y * w,
+                         M + 3 * P + (size_t)y * w, M + 4 * P + (size_t)y * w};
+    int x = 0;
+    if (y >= 5 && y < h - 5) {
+      for (; x < 5; x++) um_one(R0, R1, fxr, fyr, m, x, y, w, h);
+      const v4f yv = {(float)y, (float)y, (float)y, (float)y};
+      for (; x + 4 <= w - 5; x += 4) {
+        v4f dx = ld4(fxr + x), dy = ld4(fyr + x);
+        v4f X = (v4f){(float)x, (float)(x + 1), (float)(x + 2), (float)(x + 3)} + dx, Y = yv + dy;
+        v4i xi = __builtin_convertvector(X, v4i), yi = __builtin_convertvector(Y, v4i);
+        xi += (v4i)(__builtin_convertvector(xi, v4f) > X);   // truncation -> floor
+        yi += (v4i)(__builtin_convertvector(yi, v4f) > Y);
+        v4f fx = X - __builtin_convertvector(xi, v4f), fy = Y - __builtin_convertvector(yi, v4f);
+        int inside = 1;
+        for (int l = 0; l < 4; l++)
+          inside &= (unsigned)xi[l] < (unsigned)(w - 1) && (unsigned)yi[l] < (unsigned)(h - 1);
+        if (!inside) {
+          for (int l = 0; l < 4; l++) um_one(R0, R1, fxr, fyr, m, x + l, y, w, h);
+          continue;
+        }
+        v4f a00 = (1 - fx) * (1 - fy), a01 = fx * (1 - fy), a10 = (1 - fx) * fy, a11 = fx * fy;
+        v4f L[4], Z[4];
+        float c4[4], z4[4];
+        for (int l = 0; l < 4; l++) {
+          const float *p = R1 + ((size_t)yi[l] * w + xi[l]) * 5, *q = p + (size_t)w * 5;
+          L[l] = a00[l] * ld4(p) + a01[l] * ld4(p + 5) + a10[l] * ld4(q) + a11[l] * ld4(q + 5);
+          c4[l] = a00[l] * p[4] + a01[l] * p[9] + a10[l] * q[4] + a11[l] * q[9];
+          const float *r0 = R0 + ((size_t)y * w + x + l) * 5;
+          Z[l] = ld4(r0);
+          z4[l] = r0[4];
+        }
+        v4f l0 = {L[0][0], L[1][0], L[2][0], L[3][0]}, l1 = {L[0][1], L[1][1], L[2][1], L[3][1]},
+            l2 = {L[0][2], L[1][2], L[2][2], L[3][2]}, l3 = {L[0][3], L[1][3], L[2][3], L[3][3]};
+        v4f z0 = {Z[0][0], Z[1][0], Z[2][0], Z[3][0]}, z1 = {Z[0][1], Z[1][1], Z[2][1], Z[3][1]},
+            z2 = {Z[0][2], Z[1][2], Z[2][2], Z[3][2]}, z3 = {Z[0][3], Z[1][3], Z[2][3], Z[3][3]};
+        v4f c = {c4[0], c4[1], c4[2], c4[3]}, z = {z4[0], z4[1], z4[2], z4[3]};
+        v4f r2 = z0 * 0.5f + l0 * -0.5f, r3 = z1 * 0.5f + l1 * -0.5f;
+        v4f r4 = z2 * 0.5f + l2 * 0.5f, r5 = z3 * 0.5f + l3 * 0.5f, r6 = (z + c) * 0.25f;
+        r2 += r4 * dy + r6 * dx;
+        r3 += r6 * dy + r5 * dx;
+        st4(m[0] + x, r4 * r4 + r6 * r6);
+        st4(m[1] + x, (r4 + r5) * r6);
+        st4(m[2] + x, r5 * r5 + r6 * r6);
+        st4(m[3] + x, r4 * r2 + r6 * r3);
+        st4(m[4] + x, r6 * r2 + r5 * r3);
       }
-      r2 += r4 * dy + r6 * dx;
-      r3 += r6 * dy + r5 * dx;
-      if (x < 5 || y < 5 || x >= w - 5 || y >= h - 5) {
-        float s = sp_flow__border_scale(x, y, w, h);
-        r2 *= s; r3 *= s; r4 *= s; r5 *= s; r6 *= s;
-      }
-      m0[x] = r4 * r4 + r6 * r6;   // G_yy
-      m1[x] = (r4 + r5) * r6;      // G_xy
-      m2[x] = r5 * r5 + r6 * r6;   // G_xx
-      m3[x] = r4 * r2 + r6 * r3;   // h_y
-      m4[x] = r6 * r2 + r5 * r3;   // h_x
     }
+    for (; x < w; x++) um_one(R0, R1, fxr, fyr, m, x, y, w, h);
   }
 }
 
@@ -488,10 +541,9 @@ static void update_flow_box(sp_flow_ws *ws, const float *M, float *fx, float *fy
   const int m = bs / 2, W = w + 2 * m + 2;
   const size_t P = plane_stride(w, h);
   const double scale = 1.0 / ((double)bs * bs);
-  double *vs[5], *hs[5];
+  double *vs[5];
   for (int c = 0; c < 5; c++) {
     vs[c] = ws->vsum + (size_t)c * W + m + 1;
-    hs[c] = ws->hsum + (size_t)c * w;
     const float *M0 = M + c * P;
     double *restrict v = vs[c];
     for (int x = 0; x < w; x++) v[x] = M0[x] * (double)(m + 2);
@@ -502,6 +554,7 @@ static void update_flow_box(sp_flow_ws *ws, const float *M, float *fx, float *fy
   }
   for (int y = 0; y < h; y++) {
     const size_t o0 = (size_t)(y - m - 1 > 0 ? y - m - 1 : 0) * w, o1 = (size_t)(y + m < h - 1 ? y + m : h - 1) * w;
+    double s[5];
     for (int c = 0; c < 5; c++) {
       double *restrict v = vs[c];
       const float *restrict r0 = M + c * P + o0, *restrict r1 = M + c * P + o1;
@@ -510,15 +563,23 @@ static void update_flow_box(sp_flow_ws *ws, const float *M, float *fx, float *fy
         v[-x] = v[0];
         v[w - 1 + x] = v[w - 1];
       }
-      double s = v[0] * (m + 2);
-      for (int x = 1; x < m; x++) s += v[x];
-      double *restrict hsr = hs[c];
-      for (int x = 0; x < w; x++) {
-        s += v[x + m] - v[x - m - 1];
-        hsr[x] = s;
-      }
+      s[c] = v[0] * (m + 2);
+      for (int x = 1; x < m; x++) s[c] += v[x];
     }
-    solve_row(hs[0], hs[1], hs[2], hs[3], hs[4], scale, fx + (size_t)y * w, fy + (size_t)y * w, w);
+    /* the five horizontal running sums advance together: five independent add chains */
+    const double *v0 = vs[0], *v1 = vs[1], *v2 = vs[2], *v3 = vs[3], *v4 = vs[4];
+    float *fxr = fx + (size_t)y * w, *fyr = fy + (size_t)y * w;
+    for (int x = 0; x < w; x++) {
+      s[0] += v0[x + m] - v0[x - m - 1];
+      s[1] += v1[x + m] - v1[x - m - 1];
+      s[2] += v2[x + m] - v2[x - m - 1];
+      s[3] += v3[x + m] - v3[x - m - 1];
+      s[4] += v4[x + m] - v4[x - m - 1];
+      double g11 = s[0] * scale, g12 = s[1] * scale, g22 = s[2] * scale, h1 = s[3] * scale, h2 = s[4] * scale;
+      double idet = 1.0 / (g11 * g22 - g12 * g12 + 1e-3);
+      fxr[x] = (float)((g11 * h2 - g12 * h1) * idet);
+      fyr[x] = (float)((g22 * h1 - g12 * h2) * idet);
+    }
   }
 }
 
