@@ -16,7 +16,7 @@ int sp_cmd_eval(int argc, char **argv) {
   const char *tasks = "all", *cameras = "corner,corner2,corner3", *seeds = "0-24", *shard = NULL;
   const char *scenes = NULL, *assets = NULL;
   int merge = 0;
-  const char *render_q = "full";
+  const char *render_q = "full", *gif_seeds = NULL;
   sp_arg rows[] = {
       {"agent", SP_ARG_STR, &cfg.agent, "agent to evaluate (expert)"},
       {"checkpoint", SP_ARG_STR, &cfg.checkpoint, "agent checkpoint (safetensors)"},
@@ -25,6 +25,7 @@ int sp_cmd_eval(int argc, char **argv) {
       {"seeds", SP_ARG_STR, &seeds, "seed list, e.g. 0-24 or 0,3,5-9"},
       {"out", SP_ARG_STR, &cfg.out_dir, "output directory (results.json, results.md, episodes.jsonl)"},
       {"gif", SP_ARG_FLAG, &cfg.gif, "write one GIF per episode under DIR/gifs"},
+      {"gif-seeds", SP_ARG_STR, &gif_seeds, "with --gif: only these seeds get GIFs (default all)"},
       {"jobs", SP_ARG_INT, &cfg.jobs, "worker threads"},
       {"resume", SP_ARG_FLAG, &cfg.resume, "continue an interrupted run in --out"},
       {"shard", SP_ARG_STR, &shard, "run the slice I/N of the episode list"},
@@ -65,6 +66,12 @@ int sp_cmd_eval(int argc, char **argv) {
   cfg.nseed = sp_parse_seeds(seeds, &sv, err);
   if (cfg.nseed < 0) { sp_log(SP_LOG_ERROR, "eval: %s", err); return 2; }
   cfg.seeds = sv;
+  long *gv = NULL;
+  if (gif_seeds) {
+    cfg.ngif_seed = sp_parse_seeds(gif_seeds, &gv, err);
+    if (cfg.ngif_seed < 0) { sp_log(SP_LOG_ERROR, "eval: --gif-seeds: %s", err); free(sv); return 2; }
+    cfg.gif_seeds = gv;
+  }
   if (shard) {
     char tail;
     if (sscanf(shard, "%d/%d%c", &cfg.shard_i, &cfg.shard_n, &tail) != 2 || cfg.shard_n < 1 ||
@@ -78,6 +85,7 @@ int sp_cmd_eval(int argc, char **argv) {
   cfg.assets = assets;
   rc = sp_eval_run(&cfg, err);
   free(sv);
+  free(gv);
   if (rc) { sp_log(SP_LOG_ERROR, "eval: %s", err); return 1; }
   char path[4096];
   snprintf(path, sizeof path, "%s/results.md", cfg.out_dir);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/log.h"
 
@@ -176,6 +177,7 @@ int sp_gif_add(sp_gif *g, const uint8_t *rgb, char *err) {
 int sp_gif_close(sp_gif *g, char *err) {
   int gerr = 0, rc = 0;
   if (EGifCloseFile(g->f, &gerr) == GIF_ERROR) rc = sp_errf(err, "%s: cannot finish GIF", g->path);
+  if (!rc) chmod(g->tmp, 0644);  /* giflib creates the file 0600 */
   if (!rc && rename(g->tmp, g->path)) rc = sp_errf(err, "%s: cannot rename into place", g->path);
   if (rc) remove(g->tmp);
   free(g->idx);

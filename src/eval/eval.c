@@ -129,7 +129,12 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
   ep->rand_vec_len = env->rand_vec_len;
   memcpy(ep->rand_vec, env->rand_vec, sizeof ep->rand_vec);
 
-  int need_frames = cfg->gif || ag->needs_rgb;
+  int want_gif = cfg->gif;
+  if (want_gif && cfg->gif_seeds) {
+    want_gif = 0;
+    for (int i = 0; i < cfg->ngif_seed; i++) want_gif |= cfg->gif_seeds[i] == jb->seed;
+  }
+  int need_frames = want_gif || ag->needs_rgb;
   const int w = cfg->width, h = cfg->height;
   if (need_frames && !*rend) {
     *rend = sp_renderer_create(env->em, w, h, err);
@@ -144,7 +149,7 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
   }
   sp_gif *gif = NULL;
   char gif_path[4096];
-  if (cfg->gif) {
+  if (want_gif) {
     snprintf(gif_path, sizeof gif_path, "%s/gifs/%s_%s_%ld.gif", cfg->out_dir,
              sp_task_name(jb->task), sp_camera_name(jb->cam), jb->seed);
     gif = sp_gif_open(gif_path, w, h, 4, err);

@@ -48,6 +48,8 @@ typedef struct {
   const char *assets;
   int width, height;            // render size (320 x 240)
   int gif;                      // write DIR/gifs/<task>_<camera>_<seed>.gif
+  long *gif_seeds;              // (ngif_seed) seeds that get a GIF; NULL: every seed
+  int ngif_seed;
   int render_fast;              // shadows and reflections off (sp_render_quality)
   int jobs;
   int resume;
