@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static sp_log_level g_level = SP_LOG_INFO;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -30,6 +31,10 @@ int sp_errf(char *err, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(err, SP_ERRLEN, fmt, ap);
   va_end(ap);
+  /* one line: fold newlines (MuJoCo's parser messages have them) and trim the end */
+  for (char *p = err; *p; p++)
+    if (*p == '\n' || *p == '\r') *p = ' ';
+  for (size_t n = strlen(err); n > 0 && err[n - 1] == ' '; n--) err[n - 1] = 0;
   return -1;
 }
 
