@@ -48,7 +48,7 @@ void sp_crop_resize_u8(const uint8_t *src, int w0, const sp_crop *c, int sz, uin
 /* intrinsics of the stored image from the render's K: crop then scale about pixel centres */
 void sp_crop_intrinsics(const double K[9], const sp_crop *c, int sz, double out[9]);
 
-/* the bodies whose geoms make up a task's mask, e.g. "door_link" (comma list) */
+/* the bodies whose geoms (their subtrees, groups 0-2) make up a task's mask, e.g. "door_link" */
 const char *sp_mask_bodies(int task);
 
 typedef struct {

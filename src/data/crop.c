@@ -179,11 +179,14 @@ int sp_mask_geoms(const sp_env_model *em, int *ids, int cap, char *err) {
   for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
     int b = mj_name2id(m, mjOBJ_BODY, tok);
     if (b < 0) return sp_errf(err, "%s: mask body '%s' is not in the scene", sp_task_name(em->task), tok);
-    for (int g = 0; g < m->ngeom; g++)
-      if (m->geom_bodyid[g] == b && m->geom_group[g] <= 2) {
+    for (int g = 0; g < m->ngeom; g++) {
+      int in = 0;  // the geom's body is b or lies below it
+      for (int a = m->geom_bodyid[g]; a > 0 && !in; a = m->body_parentid[a]) in = a == b;
+      if (in && m->geom_group[g] <= 2) {
         if (n == cap) return sp_errf(err, "%s: more than %d mask geoms", sp_task_name(em->task), cap);
         ids[n++] = g;
       }
+    }
   }
   if (!n) return sp_errf(err, "%s: the mask bodies '%s' have no visible geoms", sp_task_name(em->task), list);
   return n;

@@ -238,7 +238,7 @@ static void fsync_dir_of(const char *path) {
 
 /* ---- writing one episode ---- */
 
-static int write_episode(hid_t g, const sp_demo *d, int deflate) {
+static int write_episode(hid_t g, const sp_demo *d, const sp_dataset_meta *meta, int deflate) {
   const int sz = d->size;
   hsize_t dims[4];
   int rc = 0;
@@ -280,6 +280,8 @@ static int write_episode(hid_t g, const sp_demo *d, int deflate) {
   rc |= attr_str(g, "perturbation", d->perturb);
   rc |= attr_str(g, "target_names", "object,goal");
   rc |= attr_str(g, "gripper_names", "tcp,right_pad,left_pad");
+  rc |= attr_str(g, "scene_source", meta->scene_source ? meta->scene_source : "?");
+  rc |= attr_long(g, "format_version", SP_DATA_VERSION);
   return rc ? -1 : 0;
 }
 
@@ -317,7 +319,7 @@ int sp_demo_save_part(const char *path, const sp_demo *d, const sp_dataset_meta 
   hid_t l = lcpl_intermediate();
   hid_t g = H5Gcreate2(f, gp, l, H5P_DEFAULT, H5P_DEFAULT);
   H5Pclose(l);
-  int rc = g < 0 || write_root_common(f, PART_FORMAT, meta) || write_episode(g, d, deflate);
+  int rc = g < 0 || write_root_common(f, PART_FORMAT, meta) || write_episode(g, d, meta, deflate);
   if (g >= 0) H5Gclose(g);
   if (H5Fclose(f) < 0) rc = 1;
   if (rc) {
