@@ -238,6 +238,7 @@ static void make_demo(sp_demo *d, int task, int cam, long seed, int attempt, int
   for (int t = 0; t < n; t++) memset(d->rgb + px * 3 * t, t & 255, px * 3);
   for (int t = 0; t < n - 1; t++)
     for (int j = 0; j < 4; j++) d->actions[4 * t + j] = (j + 1) * sin(0.3 * t + seed) * (j == 3 ? 0 : 1) + (j == 3);
+  for (int t = 0; t < n - 1; t++) d->expert[t] = attempt < 0 || t < 3 || t > 6;  // a perturbation
   for (int t = 0; t < n; t++) d->fine_flag[t] = t >= n / 3 && t < n / 2;
   sp_fine_cfg fc;
   sp_fine_cfg_default(&fc);
@@ -512,6 +513,7 @@ Test(data_sampler, policy_samples_and_determinism) {
     cr_expect(o.goal - o.t <= c.goal_max);
     cr_expect(o.goal - o.t >= c.goal_min || o.goal == e->n - 1);
     cr_expect(o.t >= 0 && o.t <= e->n - 2);
+    cr_expect_eq(e->expert[o.t], 1, "policy samples start at expert actions only (t %d)", o.t);
     for (int j = 0; j < 3; j++) cr_expect_float_eq(o.ee[j], (float)e->ee_pos[3 * o.t + j], 1e-6);
     cr_expect_float_eq(cur[5], o.t / 127.5f - 1.0f, 1e-6);
     cr_expect_float_eq(goal[2 * sz * sz + 5], o.goal / 127.5f - 1.0f, 1e-6);

@@ -75,14 +75,15 @@ int sp_cmd_collect(int argc, char **argv) {
   cfg.stop = &g_stop;
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
-  sp_collect_stats st;
+  sp_collect_stats st = {0};
   rc = sp_collect_run(&cfg, &st, err);
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   free(sv);
   struct stat sb;
   double mb = stat(cfg.out, &sb) == 0 ? sb.st_size / 1048576.0 : 0;
-  fprintf(stderr,
+  if (st.frames || st.skipped_resume || !rc)
+    fprintf(stderr,
           "collect: %d demonstrations (%d expert failures skipped, %d already present), %d recovery "
           "kept of %d tries, %ld frames in %.1f s (render %.1f s = %.1f ms/frame, physics %.1f s, "
           "write %.1f s); %s %.1f MB\n",

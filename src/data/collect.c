@@ -682,6 +682,7 @@ static int load_done(run_state *rs, char *err) {
 
 int sp_collect_run(const sp_collect_config *cfg, sp_collect_stats *st_out, char *err) {
   double t_start = sp_time_now();
+  if (st_out) memset(st_out, 0, sizeof *st_out);
   if (!cfg->out || !*cfg->out) return sp_errf(err, "no output file (--out FILE.h5)");
   if (strlen(cfg->out) > 3700) return sp_errf(err, "--out path too long");
   if (cfg->ntask < 1 || cfg->ncam < 1 || cfg->nseed < 1) return sp_errf(err, "nothing to collect (no tasks, cameras or seeds)");

@@ -419,11 +419,13 @@ static int read_ep_index(sp_dataset *ds, hid_t g, const char *path, char *err) {
   H5Dclose(fi);
   e->actions = malloc(sizeof(double) * (size_t)(e->n > 1 ? e->n - 1 : 1) * SP_ACT_DIM);
   e->ee_pos = malloc(sizeof(double) * (size_t)e->n * 3);
+  e->expert = malloc((size_t)e->n);
   e->fine_idx = malloc(sizeof(int32_t) * (size_t)(e->nfine ? e->nfine : 1));
   ds->n++;
   hsize_t da[2] = {(hsize_t)(e->n - 1), SP_ACT_DIM}, de[2] = {(hsize_t)e->n, 3}, df = (hsize_t)e->nfine;
   if (read_array(g, "actions", SP_H5_F64, 2, da, e->actions, err, path) ||
-      read_array(g, "ee_pos", SP_H5_F64, 2, de, e->ee_pos, err, path))
+      read_array(g, "ee_pos", SP_H5_F64, 2, de, e->ee_pos, err, path) ||
+      read_array(g, "expert", SP_H5_U8, 1, da, e->expert, err, path))
     return -1;
   hid_t d = H5Dopen2(g, "fine_indices", H5P_DEFAULT);
   int rc = df > 0 && H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, e->fine_idx) < 0;
@@ -510,6 +512,7 @@ void sp_dataset_close(sp_dataset *ds) {
   for (int i = 0; i < ds->n; i++) {
     free(ds->eps[i].actions);
     free(ds->eps[i].ee_pos);
+    free(ds->eps[i].expert);
     free(ds->eps[i].fine_idx);
   }
   free(ds->eps);

@@ -16,6 +16,7 @@ void sp_sampler_cfg_default(sp_sampler_cfg *c) {
   c->goal_max = 16;
   c->horizon = 4;
   c->include_recovery = 1;
+  c->expert_only = 1;
 }
 
 struct sp_sampler {
@@ -24,6 +25,8 @@ struct sp_sampler {
   sp_mt19937 rng;
   int *eps;       // usable episode indices
   int neps;
+  int **tpos;     // per usable episode: the frames t a policy sample may start at
+  int *ntpos;
   sp_action_norm norm;
   uint8_t *rgb;   // (SP_CLIP_MAX x sz x sz x 3) scratch
 };
@@ -70,6 +73,26 @@ sp_sampler *sp_sampler_open(const char *path, const sp_sampler_cfg *cfg, uint32_
     if (e->recovery && !cfg->include_recovery) continue;
     s->eps[s->neps++] = i;
   }
+  s->tpos = calloc((size_t)(s->neps + 1), sizeof(int *));
+  s->ntpos = calloc((size_t)(s->neps + 1), sizeof(int));
+  int keep = 0;
+  for (int k = 0; k < s->neps; k++) {
+    const sp_dataset_ep *e = sp_dataset_episode(ds, s->eps[k]);
+    int *v = malloc(sizeof(int) * (size_t)e->n), m = 0;
+    for (int t = 0; t + 1 < e->n; t++)
+      if (!cfg->expert_only || e->expert[t]) v[m++] = t;
+    if (!m) { free(v); continue; }  // nothing to learn from in this episode
+    s->eps[keep] = s->eps[k];
+    s->tpos[keep] = v;
+    s->ntpos[keep] = m;
+    keep++;
+  }
+  s->neps = keep;
+  if (!s->neps) {
+    sp_errf(err, "%s: no episode has an expert action to sample a policy target from", path);
+    sp_sampler_close(s);
+    return NULL;
+  }
   if (!s->neps) {
     sp_errf(err, "%s: no episode with at least 2 frames to sample from", path);
     sp_sampler_close(s);
@@ -86,6 +109,9 @@ sp_sampler *sp_sampler_open(const char *path, const sp_sampler_cfg *cfg, uint32_
 void sp_sampler_close(sp_sampler *s) {
   if (!s) return;
   sp_dataset_close(s->ds);
+  for (int k = 0; k < s->neps; k++) free(s->tpos[k]);
+  free(s->tpos);
+  free(s->ntpos);
   free(s->eps);
   free(s->rgb);
   free(s);
@@ -139,9 +165,9 @@ int sp_sampler_clip(sp_sampler *s, float *out, int *episode, int *idx, char *err
 }
 
 int sp_sampler_policy(sp_sampler *s, sp_policy_sample *o, char *err) {
-  int ei = s->eps[uniform_int(&s->rng, 0, s->neps - 1)];
+  int ke = uniform_int(&s->rng, 0, s->neps - 1), ei = s->eps[ke];
   const sp_dataset_ep *e = sp_dataset_episode(s->ds, ei);
-  int t = uniform_int(&s->rng, 0, e->n - 2);
+  int t = s->tpos[ke][uniform_int(&s->rng, 0, s->ntpos[ke] - 1)];
   int k = uniform_int(&s->rng, s->cfg.goal_min, s->cfg.goal_max);
   int goal = t + k < e->n - 1 ? t + k : e->n - 1;
   o->episode = ei;

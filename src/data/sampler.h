@@ -4,7 +4,8 @@
  *   it to the episode's last frame, inclusive: idx_i = start + floor(i (last - start) / (k - 1)),
  *   NumPy's linspace(start, last, k).astype(int). With use_fine the same rule runs over the
  *   episode's fine-interval indices instead of all frames.
- * - Policy samples: the frame t, a goal frame min(t + k, n - 1) with k uniform in
+ * - Policy samples: the frame t (with expert_only, one whose action came from the expert, so
+ *   recovery perturbations are never targets), a goal frame min(t + k, n - 1) with k uniform in
  *   [goal_min, goal_max] (always ahead of t), the end effector at t, and the next H actions
  *   a[t .. t + H - 1] (past the end: the last action repeated), normalised to [-1, 1] with the
  *   dataset's per-dimension min/max (Diffusion Policy's "limits" normaliser: dimensions with a
@@ -30,9 +31,11 @@ typedef struct {
   int goal_min, goal_max;  // policy goal offset range in frames (>= 1)
   int horizon;           // H actions per policy sample (4 in SP's figure)
   int include_recovery;  // draw from recovery episodes too
+  int expert_only;       // policy samples only at frames whose action came from the expert
 } sp_sampler_cfg;
 
-void sp_sampler_cfg_default(sp_sampler_cfg *c);  // 8 frames, random start, no fine, goal 1..16, H 4, recovery 1
+/* 8 frames, random start, no fine, goal 1..16, H 4, recovery episodes included, expert actions only */
+void sp_sampler_cfg_default(sp_sampler_cfg *c);
 
 typedef struct sp_sampler sp_sampler;
 
