@@ -126,6 +126,7 @@ int sp_cmd_plan(int argc, char **argv) {
   if (vlm_model) vc.model = vlm_model;
   vc.timeout_s = timeout;
   vc.max_retries = retries;
+  vc.fallback.dead_zone = dead_zone;
   int use_vlm = vc.url && *vc.url;
   char err[SP_ERRLEN];
   sp_vlm *vlm = NULL;

@@ -46,6 +46,7 @@ void sp_vlm_config_default(sp_vlm_config *c) {
   c->max_tokens = 300;
   c->temperature = 0.0;
   c->max_reply_bytes = 4L << 20;
+  sp_plan_rule_cfg_default(&c->fallback);
 }
 
 static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
@@ -82,7 +83,8 @@ sp_vlm *sp_vlm_create(const sp_vlm_config *c, char *err) {
   if (!c->model || !*c->model)
     return sp_errf(err, "vlm: no model name (give --vlm-model or set SP_VLM_MODEL)"), NULL;
   if (!(c->timeout_s > 0) || !(c->connect_timeout_s > 0) || c->max_retries < 0 ||
-      !(c->backoff_s >= 0) || c->max_tokens <= 0 || c->max_reply_bytes <= 0)
+      !(c->backoff_s >= 0) || c->max_tokens <= 0 || c->max_reply_bytes <= 0 ||
+      !(c->fallback.dead_zone >= 0))
     return sp_errf(err, "vlm: invalid timeout/retry/token settings"), NULL;
   pthread_once(&g_curl_once, curl_init_once);
   if (!g_curl_ok) return sp_errf(err, "vlm: libcurl global init failed"), NULL;
@@ -525,7 +527,7 @@ int sp_vlm_plan(sp_vlm *v, int task, const double hand[3], const double obj[3],
                 const double goal[3], const sp_image *img, sp_plan *out, char *err) {
   sp_plan_clear(out);
   sp_plan fallback;
-  if (sp_plan_rule(task, hand, obj, goal, NULL, &fallback, err)) return -1;
+  if (sp_plan_rule(task, hand, obj, goal, &v->cfg.fallback, &fallback, err)) return -1;
   v->stats.calls++;
   char *prompt = sp_vlm_plan_prompt(task, hand, obj, goal);
   char *url = NULL, e2[SP_ERRLEN];

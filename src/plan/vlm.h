@@ -29,6 +29,7 @@ typedef struct {
   int max_tokens;           // reply budget (default 300)
   double temperature;       // default 0
   long max_reply_bytes;     // a longer HTTP body is a malformed reply (default 4 MiB)
+  sp_plan_rule_cfg fallback; // rule planner settings for the fallback plan (default dead zone)
 } sp_vlm_config;
 
 /* defaults, with url/model/key taken from the environment (NULL where unset) */
