@@ -205,6 +205,60 @@ static void check_shape(int first_octave, int min_feats) {
 Test(match_shape, identical_shifted_and_different_full_res) { check_shape(0, 15); }
 Test(match_shape, identical_shifted_and_different_half_res) { check_shape(1, 4); }
 
+/* VLFeat keeps the last described octave's gradients across frames; a frame that stops early (cap
+ * reached in its first octave) must not leak them into the next frame's descriptors */
+Test(match_shape, capped_frame_does_not_leak_into_the_next) {
+  sp_image a, b;
+  load_gray("shift_a", &a);
+  load_gray("shift_b", &b);
+  char err[SP_ERRLEN];
+  sp_shape_feats fresh, after;
+  cr_assert_eq(sp_shape_feats_alloc(&fresh, 8, err), 0);
+  cr_assert_eq(sp_shape_feats_alloc(&after, 8, err), 0);
+  sp_shape_ws *w1 = sp_shape_ws_new(a.w, a.h, 1, 8, 3.0, 10.0, err), *w2 = sp_shape_ws_new(a.w, a.h, 1, 8, 3.0, 10.0, err);
+  cr_assert(w1 && w2, "%s", err);
+  sp_shape_extract(w1, a.px, &fresh);
+  sp_shape_extract(w2, b.px, &after);   // stops in the first octave: 8 features
+  cr_assert_eq(after.n, 8);
+  sp_shape_extract(w2, a.px, &after);
+  cr_assert_eq(after.n, fresh.n);
+  cr_expect_eq(memcmp(after.desc, fresh.desc, sizeof(float) * SP_SHAPE_DESC * fresh.n), 0,
+               "descriptors of a depend on the frame extracted before");
+  sp_shape_ws_free(w1);
+  sp_shape_ws_free(w2);
+  sp_shape_feats_free(&fresh);
+  sp_shape_feats_free(&after);
+  sp_image_free(&a);
+  sp_image_free(&b);
+}
+
+/* the cap keeps the strongest: a capped frame's features are a subset of the uncapped ones */
+Test(match_shape, cap_keeps_a_subset) {
+  sp_image a;
+  load_gray("shift_a", &a);
+  char err[SP_ERRLEN];
+  sp_shape_feats all, few;
+  cr_assert_eq(sp_shape_feats_alloc(&all, 512, err), 0);
+  cr_assert_eq(sp_shape_feats_alloc(&few, 10, err), 0);
+  sp_shape_ws *w1 = sp_shape_ws_new(a.w, a.h, 1, 512, 3.0, 10.0, err), *w2 = sp_shape_ws_new(a.w, a.h, 1, 10, 3.0, 10.0, err);
+  cr_assert(w1 && w2, "%s", err);
+  sp_shape_extract(w1, a.px, &all);
+  sp_shape_extract(w2, a.px, &few);
+  cr_assert_gt(all.n, 10);
+  cr_assert_eq(few.n, 10);
+  for (int i = 0; i < few.n; i++) {
+    int found = 0;
+    for (int j = 0; j < all.n && !found; j++)
+      found = !memcmp(few.desc + i * SP_SHAPE_DESC, all.desc + j * SP_SHAPE_DESC, sizeof(float) * SP_SHAPE_DESC);
+    cr_expect(found, "capped feature %d not among the uncapped ones", i);
+  }
+  sp_shape_ws_free(w1);
+  sp_shape_ws_free(w2);
+  sp_shape_feats_free(&all);
+  sp_shape_feats_free(&few);
+  sp_image_free(&a);
+}
+
 Test(match_shape, flat_frames) {
   int w = 64, h = 64;
   uint8_t *flat = malloc(w * h);

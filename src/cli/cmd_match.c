@@ -43,6 +43,7 @@ int sp_cmd_match(int argc, char **argv) {
       {"mean-scale", SP_ARG_DOUBLE, &cfg.block_mean_scale, "s_mean = exp(-mean block-mean difference / this), gray levels"},
       {"sift-ratio", SP_ARG_DOUBLE, &cfg.sift_ratio, "Lowe's ratio test for SIFT matches"},
       {"sift-octave", SP_ARG_INT, &cfg.sift_first_octave, "first SIFT octave: -1 upsampled, 0 full, 1 half resolution"},
+      {"sift-max", SP_ARG_INT, &cfg.sift_max_feats, "SIFT features kept per frame, strongest first"},
       {"sift-peak", SP_ARG_DOUBLE, &cfg.sift_peak_thresh, "SIFT DoG peak threshold (0..255 intensities)"},
       {"pyr-scale", SP_ARG_DOUBLE, &cfg.flow.pyr_scale, "Farneback pyramid scale"},
       {"levels", SP_ARG_INT, &cfg.flow.levels, "Farneback pyramid levels above the original"},

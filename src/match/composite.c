@@ -27,7 +27,7 @@ void sp_match_cfg_default(sp_match_cfg *c) {
   c->sift_ratio = 0.8;
   c->sift_peak_thresh = 3.0;
   c->sift_edge_thresh = 10.0;
-  c->sift_max_feats = 512;
+  c->sift_max_feats = 24;
   c->sift_first_octave = 1;
 }
 

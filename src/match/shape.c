@@ -5,13 +5,16 @@
  * 0 starts at full resolution, 1 at half resolution), 3 levels per octave, all octaves,
  * peak threshold and edge threshold from the config (intensities 0..255), up to four orientations
  * per keypoint, one 128-d descriptor each (VLFeat's L2 / clamp 0.2 / L2 normalisation). At most
- * `max_feats` features are kept per frame, in detection order (finest octave first).
+ * `max_feats` features are kept per frame: octaves are visited finest first and within an octave the
+ * keypoints are taken by decreasing |DoG| peak, so a cap keeps the strongest structure and bounds
+ * the cost (VLFeat spends tens of microseconds per descriptor).
  *
  * Score: feature i of a matches feature j of b when j is i's nearest neighbour in descriptor
  * space, the nearest distance is below `ratio` times the second nearest (Lowe's ratio test), and
  * i is also j's nearest neighbour in a (mutual check, so matches are one-to-one). The score is
  * 2 M / (na + nb) in [0, 1]: 1 for identical frames with distinct descriptors, 1 when neither
  * frame has features (two flat frames look alike), 0 when only one has. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vl/sift.h>
@@ -25,7 +28,11 @@ struct sp_shape_ws {
   float *img;      // (h x w) frame as float 0..255
   float *best_b;   // (max_feats) best dot product seen for each feature of b
   int *arg_b;      // (max_feats) its index in a
+  float *peak;     // (SHAPE_MAX_KP) |DoG| of the keypoints of one octave
+  int *order;      // (SHAPE_MAX_KP) their order by decreasing peak
 };
+
+#define SHAPE_MAX_KP 4096   // keypoints ranked per octave (beyond: dropped, in scan order)
 
 sp_shape_ws *sp_shape_ws_new(int w, int h, int first_octave, int max_feats, double peak_thresh,
                              double edge_thresh, char *err) {
@@ -46,9 +53,11 @@ sp_shape_ws *sp_shape_ws_new(int w, int h, int first_octave, int max_feats, doub
     ws->img = malloc(sizeof(float) * (size_t)w * h);
     ws->best_b = malloc(sizeof(float) * max_feats);
     ws->arg_b = malloc(sizeof(int) * max_feats);
+    ws->peak = malloc(sizeof(float) * SHAPE_MAX_KP);
+    ws->order = malloc(sizeof(int) * SHAPE_MAX_KP);
     ws->sift = vl_sift_new(w, h, -1, 3, first_octave);
   }
-  if (!ws || !ws->img || !ws->best_b || !ws->arg_b || !ws->sift) {
+  if (!ws || !ws->img || !ws->best_b || !ws->arg_b || !ws->peak || !ws->order || !ws->sift) {
     sp_shape_ws_free(ws);
     sp_errf(err, "shape: out of memory for %dx%d", w, h);
     return NULL;
@@ -67,6 +76,8 @@ void sp_shape_ws_free(sp_shape_ws *ws) {
   free(ws->img);
   free(ws->best_b);
   free(ws->arg_b);
+  free(ws->peak);
+  free(ws->order);
   free(ws);
 }
 
@@ -94,6 +105,10 @@ void sp_shape_extract(sp_shape_ws *ws, const uint8_t *img, sp_shape_feats *out) 
   for (int i = 0; i < ws->w * ws->h; i++) ws->img[i] = img[i];
   VlSiftFilt *f = ws->sift;
   int first = 1;
+  /* VLFeat caches the gradient of the octave it last described (grad_o) and process_first_octave
+   * does not clear it: after a frame that stopped in its first octave, the next frame's descriptors
+   * would use the old frame's gradients. Invalidate it. */
+  f->grad_o = f->o_min - 1;
   while (out->n < cap) {
     int e = first ? vl_sift_process_first_octave(f, ws->img) : vl_sift_process_next_octave(f);
     first = 0;
@@ -101,13 +116,29 @@ void sp_shape_extract(sp_shape_ws *ws, const uint8_t *img, sp_shape_feats *out) 
     vl_sift_detect(f);
     const VlSiftKeypoint *kp = vl_sift_get_keypoints(f);
     int nk = vl_sift_get_nkeypoints(f);
-    for (int i = 0; i < nk && out->n < cap; i++) {
+    if (nk > SHAPE_MAX_KP) nk = SHAPE_MAX_KP;
+    /* rank this octave's keypoints by |DoG| at their integer position (insertion sort: few) */
+    const int ow = vl_sift_get_octave_width(f), oh = vl_sift_get_octave_height(f);
+    for (int i = 0; i < nk; i++) {
+      const vl_sift_pix *dog = f->dog + (size_t)ow * oh * (kp[i].is - f->s_min);
+      float pk = fabsf(dog[kp[i].iy * ow + kp[i].ix]);
+      int j = i;
+      while (j > 0 && ws->peak[j - 1] < pk) {
+        ws->peak[j] = ws->peak[j - 1];
+        ws->order[j] = ws->order[j - 1];
+        j--;
+      }
+      ws->peak[j] = pk;
+      ws->order[j] = i;
+    }
+    for (int r = 0; r < nk && out->n < cap; r++) {
+      const VlSiftKeypoint *k = &kp[ws->order[r]];
       double ang[4];
-      int na = vl_sift_calc_keypoint_orientations(f, ang, &kp[i]);
+      int na = vl_sift_calc_keypoint_orientations(f, ang, k);
       for (int a = 0; a < na && out->n < cap; a++) {
-        vl_sift_calc_keypoint_descriptor(f, out->desc + (size_t)out->n * SP_SHAPE_DESC, &kp[i], ang[a]);
-        out->xy[2 * out->n] = kp[i].x;
-        out->xy[2 * out->n + 1] = kp[i].y;
+        vl_sift_calc_keypoint_descriptor(f, out->desc + (size_t)out->n * SP_SHAPE_DESC, k, ang[a]);
+        out->xy[2 * out->n] = k->x;
+        out->xy[2 * out->n + 1] = k->y;
         out->n++;
       }
     }
