@@ -395,3 +395,57 @@ Test(data_collect, refusals) {
   }
   rm_rf(out);
 }
+
+/* recovery episodes: the perturbation is drawn from the episode's own generator (same attempt,
+ * same episode), its steps are flagged non-expert, and displacement moves the object */
+Test(data_collect, recovery_perturbations_are_seeded_and_flagged, .timeout = 120) {
+  sp_scene_source src;
+  NEED_SCENE(SP_TASK_SHELF_PLACE, src);
+  char err[SP_ERRLEN];
+  sp_env_model *em = sp_env_model_load(SP_TASK_SHELF_PLACE, src, assets_dir(), err);
+  cr_assert(em, "%s", err);
+  sp_env *e = sp_env_create(em, err);
+  sp_collect_config c;
+  tiny_cfg(&c, SP_TASK_SHELF_PLACE, 0, src, "/dev/null");
+  c.size = 8;
+  c.max_steps = 70;
+  sp_demo a, b, base;
+  cr_assert_eq(sp_demo_alloc(&a, SP_MAX_PATH + 1, 8, err), 0);
+  cr_assert_eq(sp_demo_alloc(&b, SP_MAX_PATH + 1, 8, err), 0);
+  cr_assert_eq(sp_demo_alloc(&base, SP_MAX_PATH + 1, 8, err), 0);
+  cr_assert_eq(sp_collect_episode(&c, e, NULL, NULL, 0, 0, 1000, -1, &base, NULL, err), 0, "%s", err);
+  int seen_random = 0, seen_displace = 0;
+  for (int att = 0; att < 8; att++) {
+    cr_assert_eq(sp_collect_episode(&c, e, NULL, NULL, 0, 0, 1000, att, &a, NULL, err), 0, "%s", err);
+    cr_assert_eq(sp_collect_episode(&c, e, NULL, NULL, 0, 0, 1000, att, &b, NULL, err), 0, "%s", err);
+    cr_expect_eq(a.recovery, 1);
+    cr_expect_eq(a.attempt, att);
+    cr_expect_str_eq(a.perturb, b.perturb);
+    cr_assert_eq(a.n, b.n);
+    cr_expect_eq(memcmp(a.actions, b.actions, sizeof(double) * 4 * (size_t)(a.n - 1)), 0, "attempt %d repeats", att);
+    int p0, p1;
+    double dx, dy;
+    if (sscanf(a.perturb, "random actions for steps %d..%d", &p0, &p1) == 2) {
+      seen_random++;
+      for (int t = 0; t < a.n - 1; t++)
+        cr_expect_eq(a.expert[t], !(t >= p0 && t <= p1), "attempt %d step %d", att, t);
+    } else if (sscanf(a.perturb, "object displaced by (%lf, %lf) m at step %d", &dx, &dy, &p0) == 3) {
+      seen_displace++;
+      for (int t = 0; t < a.n - 1; t++) cr_expect_eq(a.expert[t], 1);
+      /* the block moved by (dx, dy) relative to the unperturbed episode at that step */
+      int t = p0 + 1;
+      cr_assert(t < a.n && t < base.n);
+      cr_expect(fabs(a.obs[SP_OBS_DIM * t + 4] - base.obs[SP_OBS_DIM * t + 4] - dx) < 0.01,
+                "x moved %g, want %g", a.obs[SP_OBS_DIM * t + 4] - base.obs[SP_OBS_DIM * t + 4], dx);
+      cr_expect(fabs(a.obs[SP_OBS_DIM * t + 5] - base.obs[SP_OBS_DIM * t + 5] - dy) < 0.01);
+    } else {
+      cr_assert_fail("unexpected perturbation text '%s'", a.perturb);
+    }
+  }
+  cr_expect(seen_random > 0 && seen_displace > 0, "both kinds drawn in 8 attempts (%d, %d)", seen_random, seen_displace);
+  sp_demo_free(&a);
+  sp_demo_free(&b);
+  sp_demo_free(&base);
+  sp_env_free(e);
+  sp_env_model_free(em);
+}
