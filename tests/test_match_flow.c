@@ -93,7 +93,7 @@ static void check_against_opencv(const char *name, double max_median, double max
   sp_flow_farneback(&f.cfg, ws, f.a.px, f.b.px, flow);
   double med, p95, mean;
   epe_stats(flow, f.ref, f.w * f.h, &med, &p95, &mean);
-  cr_log_info("flow %s vs OpenCV: EPE median %.5f mean %.5f p95 %.5f px", name, med, mean, p95);
+  cr_log_info("flow %s vs OpenCV: EPE median %.2e mean %.2e p95 %.2e px", name, med, mean, p95);
   cr_expect_lt(med, max_median, "%s: median EPE %.4f px vs OpenCV", name, med);
   cr_expect_lt(mean, max_mean, "%s: mean EPE %.4f px vs OpenCV", name, mean);
   free(flow);
