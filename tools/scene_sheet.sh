@@ -49,6 +49,7 @@ for cam in ${CAMERAS:-corner corner2 corner3}; do
         "$SP" render --task "$t" --camera "$cam" --seed "$SEED" --width "$W" --height "$H" \
           --scenes metaworld --assets "$ASSETS" --out "$f" >/dev/null
       fi
+      [ -s "$f" ] || { echo "scene_sheet: $SP render wrote no $f ($t, $cam, $src)" >&2; exit 1; }
       set -- "$@" -label "$t ($src)" "$f"
     done
   done
