@@ -32,7 +32,7 @@ void sp_collect_config_default(sp_collect_config *c) {
   c->recovery_tries = 3;
   c->jobs = 1;
   c->deflate = 4;
-  c->checkpoint_s = 120;
+  c->checkpoint_s = 30;
   c->msaa = -1;
   sp_fine_cfg_default(&c->fine);
 }
@@ -659,13 +659,25 @@ static int load_done(run_state *rs, char *err) {
   char **parts;
   int np = list_parts(rs->parts_dir, ".h5", &parts);
   int good = 0;
+  char *pc = malloc(65536);
   for (int i = 0; i < np; i++) {
-    /* parts are renamed into place only after a complete write, so each one is whole */
+    /* parts are renamed into place only after a complete write, so each one is whole; they
+     * must come from a run with the same settings */
     char key[160];
     if (part_key(parts[i], ".h5", key, sizeof key)) continue;
+    int unreadable = sp_dataset_part_config(parts[i], pc, 65536, err) != 0;
+    if (unreadable || !compat_equal(pc, rs->config_json)) {
+      if (!unreadable)
+        sp_errf(err, "%s was collected with other settings (size, render, crops, scenes, fine "
+                "parameters or step cap); resume with those, or remove %s", parts[i], rs->parts_dir);
+      free(pc);
+      free_list(parts, np);
+      return -1;
+    }
     add_done(rs, key);
     good++;
   }
+  free(pc);
   free_list(parts, np);
   char **fl;
   int nf = list_parts(rs->parts_dir, ".failed", &fl);

@@ -385,6 +385,14 @@ int sp_dataset_check(const char *path, char *err) {
   return 1;
 }
 
+int sp_dataset_part_config(const char *path, char *buf, size_t cap, char *err) {
+  hid_t f;
+  if (open_checked(path, PART_FORMAT, &f, err)) return -1;
+  int rc = attr_read_str(f, "config", buf, cap) ? sp_errf(err, "%s: no config attribute", path) : 0;
+  H5Fclose(f);
+  return rc;
+}
+
 typedef struct {
   sp_dataset *ds;
   char *err;

@@ -131,6 +131,9 @@ int sp_dataset_load(sp_dataset *ds, int i, sp_demo *d, char *err);
 int sp_dataset_read_frames(sp_dataset *ds, int i, const int *idx, int k, uint8_t *rgb, float *depth,
                            uint8_t *mask, char *err);
 
+/* the collection config (JSON text) recorded in a part file; 0 or -1 with err */
+int sp_dataset_part_config(const char *path, char *buf, size_t cap, char *err);
+
 /* is PATH an sp dataset of this version? 1 yes, 0 no (err says why) */
 int sp_dataset_check(const char *path, char *err);
 
