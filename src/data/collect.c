@@ -417,7 +417,10 @@ static int run_recovery(run_state *rs, worker *w, const job *jb, char *err) {
       const char *f = strstr(rs->failed_list, key);
       int was_failed = f && (f[strlen(key)] == ',' || f[strlen(key)] == 0);
       pthread_mutex_unlock(&rs->lock);
-      if (!was_failed) kept++;
+      if (!was_failed) {
+        kept++;
+        sp_progress_add(&rs->progress, 1);
+      }
       continue;
     }
     if (worker_env(rs, w, jb->task, err)) return -1;
@@ -439,6 +442,7 @@ static int run_recovery(run_state *rs, worker *w, const job *jb, char *err) {
     kept++;
     sp_progress_add(&rs->progress, 1);
   }
+  if (kept < cfg->recovery) sp_progress_add(&rs->progress, cfg->recovery - kept);
   if (kept < cfg->recovery)
     sp_log(SP_LOG_WARN, "collect: %s %s: only %d of %d recovery episodes succeeded in %d attempts",
            sp_task_name(jb->task), sp_camera_name(jb->cam), kept, cfg->recovery, max_att);
