@@ -375,21 +375,43 @@ static int worker_env(run_state *rs, worker *w, int task, char *err) {
   return 0;
 }
 
+/* an episode in two passes: physics only (cheap) to learn its outcome, then, when it is kept,
+ * the same rollout again with rendering (resets re-seed everything, so the replay is exact; a
+ * mismatch is reported). Failed episodes thus cost no rendering. *kept says which happened. */
+static int episode_two_pass(run_state *rs, worker *w, const job *jb, long seed, int attempt,
+                            int keep_failures, int *kept, char *err) {
+  const sp_collect_config *cfg = rs->cfg;
+  sp_env *e = w->env[jb->task];
+  double tr = 0, t0 = sp_time_now();
+  if (sp_collect_episode(cfg, e, NULL, NULL, 0, jb->cam, seed, attempt, &w->d, NULL, err)) return -1;
+  int n0 = w->d.n, ok0 = w->d.ep_success;
+  *kept = ok0 || keep_failures;
+  if (*kept) {
+    if (sp_collect_episode(cfg, e, w->rend, rs->mask[jb->task], rs->nmask[jb->task], jb->cam, seed,
+                           attempt, &w->d, &tr, err))
+      return -1;
+    if (w->d.n != n0 || w->d.ep_success != ok0)
+      sp_log(SP_LOG_WARN, "collect: %s %s seed %ld: the rendered replay differs from the dry run "
+             "(%d vs %d frames); keeping the rendered one", sp_task_name(jb->task),
+             sp_camera_name(jb->cam), seed, w->d.n, n0);
+    *kept = w->d.ep_success || keep_failures;
+  }
+  pthread_mutex_lock(&rs->lock);
+  rs->st.render_s += tr;
+  rs->st.physics_s += sp_time_now() - t0 - tr;
+  pthread_mutex_unlock(&rs->lock);
+  return 0;
+}
+
 static int run_demo(run_state *rs, worker *w, const job *jb, char *err) {
   const sp_collect_config *cfg = rs->cfg;
   char nm[64];
   snprintf(nm, sizeof nm, "seed_%ld", jb->seed);
   if (is_done(rs, jb->task, jb->cam, nm)) return 0;
   if (worker_env(rs, w, jb->task, err)) return -1;
-  double tr = 0, t0 = sp_time_now();
-  if (sp_collect_episode(cfg, w->env[jb->task], w->rend, rs->mask[jb->task], rs->nmask[jb->task],
-                         jb->cam, jb->seed, -1, &w->d, &tr, err))
-    return -1;
-  pthread_mutex_lock(&rs->lock);
-  rs->st.render_s += tr;
-  rs->st.physics_s += sp_time_now() - t0 - tr;
-  pthread_mutex_unlock(&rs->lock);
-  if (!w->d.ep_success && !cfg->keep_failures) {
+  int kept;
+  if (episode_two_pass(rs, w, jb, jb->seed, -1, cfg->keep_failures, &kept, err)) return -1;
+  if (!kept) {
     sp_log(SP_LOG_WARN, "collect: expert failed on %s %s seed %ld (%d frames); not kept",
            sp_task_name(jb->task), sp_camera_name(jb->cam), jb->seed, w->d.n);
     write_failed_marker(rs, jb->task, jb->cam, nm);
@@ -425,16 +447,12 @@ static int run_recovery(run_state *rs, worker *w, const job *jb, char *err) {
     }
     if (worker_env(rs, w, jb->task, err)) return -1;
     long seed = cfg->seeds[a % cfg->nseed];
-    double tr = 0, t0 = sp_time_now();
-    if (sp_collect_episode(cfg, w->env[jb->task], w->rend, rs->mask[jb->task], rs->nmask[jb->task],
-                           jb->cam, seed, a, &w->d, &tr, err))
-      return -1;
+    int ok;
+    if (episode_two_pass(rs, w, jb, seed, a, 0, &ok, err)) return -1;
     pthread_mutex_lock(&rs->lock);
-    rs->st.render_s += tr;
-    rs->st.physics_s += sp_time_now() - t0 - tr;
     rs->st.recovery_tries++;
     pthread_mutex_unlock(&rs->lock);
-    if (!w->d.ep_success) {
+    if (!ok) {
       write_failed_marker(rs, jb->task, jb->cam, nm);
       continue;
     }
