@@ -28,7 +28,7 @@ static inline __attribute__((always_inline)) float nn_fexp(float x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   union { float f; int32_t i; } v = {p};
-  v.i += n << 23;
+  v.i += (int32_t)((uint32_t)n << 23);  // 2^n (shift as unsigned: no UB for n < 0)
   return v.f;
 }
 

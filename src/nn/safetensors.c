@@ -31,24 +31,27 @@ int nn_st_open(nn_safetensors *st, const char *path, char *err) {
   st->buf = sp_file_read(path, &st->len, e2);
   if (!st->buf) return sp_errf(err, "cannot read safetensors file %s: %s", path, e2);
   if (st->len < 8) {
+    sp_errf(err, "%s is not a safetensors file (only %zu bytes)", path, st->len);
     nn_st_close(st);
-    return sp_errf(err, "%s is not a safetensors file (only %zu bytes)", path, st->len);
+    return -1;
   }
   uint64_t n = 0;
   for (int i = 7; i >= 0; i--) n = (n << 8) | (unsigned char)st->buf[i];
   if (n < 2 || n > st->len - 8 || n > (100u << 20)) {
     size_t len = st->len;
-    nn_st_close(st);
-    return sp_errf(err, "%s is not a safetensors file or is truncated: header length %llu, file %zu bytes",
+    sp_errf(err, "%s is not a safetensors file or is truncated: header length %llu, file %zu bytes",
                    path, (unsigned long long)n, len);
+    nn_st_close(st);
+    return -1;
   }
   st->data_off = 8 + n;
   size_t dlen = st->len - st->data_off;
   cJSON *root = cJSON_ParseWithLength(st->buf + 8, n);
   if (!root || !cJSON_IsObject(root)) {
     if (root) cJSON_Delete(root);
+    sp_errf(err, "%s: safetensors header is not valid JSON (corrupt file?)", path);
     nn_st_close(st);
-    return sp_errf(err, "%s: safetensors header is not valid JSON (corrupt file?)", path);
+    return -1;
   }
   st->json = root;
   int cnt = cJSON_GetArraySize(root);
@@ -62,26 +65,30 @@ int nn_st_open(nn_safetensors *st, const char *path, char *err) {
     }
     nn_st_tensor *t = &st->t[st->n];
     if (strlen(it->string) >= NN_NAME_MAX) {
+      sp_errf(err, "%s: tensor name too long: %.40s...", path, it->string);
       nn_st_close(st);
-      return sp_errf(err, "%s: tensor name too long: %.40s...", path, it->string);
+      return -1;
     }
     strcpy(t->name, it->string);
     cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
     cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
     cJSON *off = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
     if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off) ||
-        cJSON_GetArraySize(off) != 2 || cJSON_GetArraySize(sh) > NN_MAX_DIMS ||
+        cJSON_GetArraySize(off) != 2 || !cJSON_IsNumber(cJSON_GetArrayItem(off, 0)) ||
+        !cJSON_IsNumber(cJSON_GetArrayItem(off, 1)) || cJSON_GetArraySize(sh) > NN_MAX_DIMS ||
         strlen(dt->valuestring) >= sizeof(t->dtype)) {
+      sp_errf(err, "%s: malformed entry for tensor '%s'", path, t->name);
       nn_st_close(st);
-      return sp_errf(err, "%s: malformed entry for tensor '%s'", path, t->name);
+      return -1;
     }
     strcpy(t->dtype, dt->valuestring);
     size_t numel = 1;
     t->ndim = 0;
     for (cJSON *d = sh->child; d; d = d->next) {
       if (!cJSON_IsNumber(d) || d->valuedouble < 0) {
+        sp_errf(err, "%s: bad shape for tensor '%s'", path, t->name);
         nn_st_close(st);
-        return sp_errf(err, "%s: bad shape for tensor '%s'", path, t->name);
+        return -1;
       }
       t->shape[t->ndim++] = (int64_t)d->valuedouble;
       numel *= (size_t)d->valuedouble;
@@ -89,9 +96,10 @@ int nn_st_open(nn_safetensors *st, const char *path, char *err) {
     double b = cJSON_GetArrayItem(off, 0)->valuedouble, e = cJSON_GetArrayItem(off, 1)->valuedouble;
     size_t es = dtype_size(t->dtype);
     if (b < 0 || e < b || e > (double)dlen || (es && (size_t)(e - b) != numel * es)) {
-      nn_st_close(st);
-      return sp_errf(err, "%s: tensor '%s' has data offsets [%.0f, %.0f] inconsistent with its shape or the "
+      sp_errf(err, "%s: tensor '%s' has data offsets [%.0f, %.0f] inconsistent with its shape or the "
                      "file size (%zu data bytes): truncated or corrupt file", path, it->string, b, e, dlen);
+      nn_st_close(st);
+      return -1;
     }
     t->begin = (size_t)b;
     t->end = (size_t)e;
@@ -99,8 +107,9 @@ int nn_st_open(nn_safetensors *st, const char *path, char *err) {
   }
   return 0;
 bad_meta:
+  sp_errf(err, "%s: __metadata__ is not an object", path);
   nn_st_close(st);
-  return sp_errf(err, "%s: __metadata__ is not an object", path);
+  return -1;
 }
 
 const nn_st_tensor *nn_st_find(const nn_safetensors *st, const char *name) {
@@ -220,14 +229,16 @@ int nn_checkpoint_load(const char *path, nn_params *ps, long *step, char **confi
   if (nn_st_open(&st, path, err)) return -1;
   const char *fmt = nn_st_meta(&st, "format"), *ver = nn_st_meta(&st, "version");
   if (!fmt || strcmp(fmt, NN_CKPT_FORMAT)) {
-    nn_st_close(&st);
-    return sp_errf(err, "%s is a safetensors file but not an sp checkpoint (metadata format '%s', want '%s')",
+    sp_errf(err, "%s is a safetensors file but not an sp checkpoint (metadata format '%s', want '%s')",
                    path, fmt ? fmt : "(none)", NN_CKPT_FORMAT);
+    nn_st_close(&st);
+    return -1;
   }
   if (!ver || strcmp(ver, NN_CKPT_VERSION)) {
-    nn_st_close(&st);
-    return sp_errf(err, "%s: checkpoint version '%s' not supported (this build reads version %s)", path,
+    sp_errf(err, "%s: checkpoint version '%s' not supported (this build reads version %s)", path,
                    ver ? ver : "(none)", NN_CKPT_VERSION);
+    nn_st_close(&st);
+    return -1;
   }
   /* validate everything before touching the caller's buffers */
   const char *prefixes[4] = {"", "optim.exp_avg.", "optim.exp_avg_sq.", "ema."};
@@ -237,16 +248,18 @@ int nn_checkpoint_load(const char *path, nn_params *ps, long *step, char **confi
     const nn_param *p = &ps->p[i];
     const nn_st_tensor *t = nn_st_find(&st, p->name);
     if (!t) {
+      sp_errf(err, "%s: parameter '%s' missing (checkpoint of a different model?)", path, p->name);
       nn_st_close(&st);
-      return sp_errf(err, "%s: parameter '%s' missing (checkpoint of a different model?)", path, p->name);
+      return -1;
     }
     int same = t->ndim == p->ndim && !strcmp(t->dtype, "F32");
     for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
     if (!same) {
+      sp_errf(err, "%s: parameter '%s' has dtype %s and %d dims in the file, the model wants F32 with %d "
+              "dims (first dim %lld vs %lld): config mismatch", path, p->name, t->dtype, t->ndim, p->ndim,
+              (long long)(t->ndim ? t->shape[0] : 0), (long long)(p->ndim ? p->shape[0] : 0));
       nn_st_close(&st);
-      return sp_errf(err, "%s: parameter '%s' has dtype %s and %d dims in the file, the model wants F32 with %d "
-                     "dims (first dim %lld vs %lld): config mismatch", path, p->name, t->dtype, t->ndim, p->ndim,
-                     (long long)(t->ndim ? t->shape[0] : 0), (long long)(p->ndim ? p->shape[0] : 0));
+      return -1;
     }
   }
   for (int k = 0; k < 4; k++) {
@@ -260,8 +273,9 @@ int nn_checkpoint_load(const char *path, nn_params *ps, long *step, char **confi
         break;  // moments/EMA absent: keep the caller's (zeros)
       }
       if (t->end - t->begin != p->numel * 4 || strcmp(t->dtype, "F32")) {
+        sp_errf(err, "%s: tensor '%s' has the wrong size", path, name);
         nn_st_close(&st);
-        return sp_errf(err, "%s: tensor '%s' has the wrong size", path, name);
+        return -1;
       }
       memcpy(bufs[k] + p->offset, st.buf + st.data_off + t->begin, p->numel * 4);
     }
