@@ -38,6 +38,7 @@ int sp_cmd_collect(int argc, char **argv) {
       {"msaa", SP_ARG_INT, &cfg.msaa, "offscreen MSAA samples override (-1: the scene's 4)"},
       {"render-width", SP_ARG_INT, &cfg.render_w, "render width"},
       {"render-height", SP_ARG_INT, &cfg.render_h, "render height"},
+      {"demos", SP_ARG_INT, &cfg.demos, "keep the first N successful seeds per (task, camera); 0: every seed"},
       {"recovery", SP_ARG_INT, &cfg.recovery, "perturbed recovery episodes per (task, camera)"},
       {"recovery-tries", SP_ARG_INT, &cfg.recovery_tries, "attempts per kept recovery episode"},
       {"jobs", SP_ARG_INT, &cfg.jobs, "worker threads"},

@@ -321,6 +321,19 @@ static void add_failed(run_state *rs, int task, int cam, const char *name) {
   pthread_mutex_unlock(&rs->lock);
 }
 
+/* was task/cam/name recorded as failed? */
+static int is_failed(run_state *rs, int task, int cam, const char *name) {
+  char key[160];
+  snprintf(key, sizeof key, "%s/%s/%s", sp_task_name(task), sp_camera_name(cam), name);
+  size_t L = strlen(key);
+  pthread_mutex_lock(&rs->lock);
+  int hit = 0;
+  for (const char *f = rs->failed_list; !hit && (f = strstr(f, key)); f++)
+    hit = (f == rs->failed_list || f[-1] == ',') && (f[L] == ',' || f[L] == 0);
+  pthread_mutex_unlock(&rs->lock);
+  return hit;
+}
+
 static void part_path(const run_state *rs, const sp_demo *d, char *buf, size_t cap) {
   char nm[64];
   sp_demo_name(d, nm, sizeof nm);
@@ -403,15 +416,19 @@ static int episode_two_pass(run_state *rs, worker *w, const job *jb, long seed, 
   return 0;
 }
 
-static int run_demo(run_state *rs, worker *w, const job *jb, char *err) {
+/* one demonstration; *kept = 1 when it is (or already was) in the dataset */
+static int run_demo(run_state *rs, worker *w, const job *jb, int *kept, char *err) {
   const sp_collect_config *cfg = rs->cfg;
   char nm[64];
   snprintf(nm, sizeof nm, "seed_%ld", jb->seed);
-  if (is_done(rs, jb->task, jb->cam, nm)) return 0;
+  *kept = 0;
+  if (is_done(rs, jb->task, jb->cam, nm)) {
+    *kept = !is_failed(rs, jb->task, jb->cam, nm);
+    return 0;
+  }
   if (worker_env(rs, w, jb->task, err)) return -1;
-  int kept;
-  if (episode_two_pass(rs, w, jb, jb->seed, -1, cfg->keep_failures, &kept, err)) return -1;
-  if (!kept) {
+  if (episode_two_pass(rs, w, jb, jb->seed, -1, cfg->keep_failures, kept, err)) return -1;
+  if (!*kept) {
     sp_log(SP_LOG_WARN, "collect: expert failed on %s %s seed %ld (%d frames); not kept",
            sp_task_name(jb->task), sp_camera_name(jb->cam), jb->seed, w->d.n);
     write_failed_marker(rs, jb->task, jb->cam, nm);
@@ -421,6 +438,27 @@ static int run_demo(run_state *rs, worker *w, const job *jb, char *err) {
     return 0;
   }
   return save_episode(rs, &w->d, err);
+}
+
+/* --demos N: the seeds of (task, cam) in order until N demonstrations are kept */
+static int run_demo_series(run_state *rs, worker *w, const job *jb, char *err) {
+  const sp_collect_config *cfg = rs->cfg;
+  int kept = 0;
+  for (int i = 0; i < cfg->nseed && kept < cfg->demos; i++) {
+    if (atomic_load(&rs->failed) || (cfg->stop && *cfg->stop)) return 0;
+    job one = *jb;
+    one.seed = cfg->seeds[i];
+    int k;
+    if (run_demo(rs, w, &one, &k, err)) return -1;
+    kept += k;
+    if (k) sp_progress_add(&rs->progress, 1);
+  }
+  if (kept < cfg->demos) {
+    sp_progress_add(&rs->progress, cfg->demos - kept);
+    sp_log(SP_LOG_WARN, "collect: %s %s: only %d of %d demonstrations succeeded over the %d seeds",
+           sp_task_name(jb->task), sp_camera_name(jb->cam), kept, cfg->demos, cfg->nseed);
+  }
+  return 0;
 }
 
 /* the recovery series of (task, cam): attempts 0, 1, ... until cfg->recovery are kept */
@@ -433,13 +471,7 @@ static int run_recovery(run_state *rs, worker *w, const job *jb, char *err) {
     snprintf(nm, sizeof nm, "recovery_%d", a);
     if (is_done(rs, jb->task, jb->cam, nm)) {
       /* done: kept unless it is in the failure list */
-      char key[160];
-      snprintf(key, sizeof key, "%s/%s/%s", sp_task_name(jb->task), sp_camera_name(jb->cam), nm);
-      pthread_mutex_lock(&rs->lock);
-      const char *f = strstr(rs->failed_list, key);
-      int was_failed = f && (f[strlen(key)] == ',' || f[strlen(key)] == 0);
-      pthread_mutex_unlock(&rs->lock);
-      if (!was_failed) {
+      if (!is_failed(rs, jb->task, jb->cam, nm)) {
         kept++;
         sp_progress_add(&rs->progress, 1);
       }
@@ -483,7 +515,10 @@ static void *worker_main(void *p) {
     int k = atomic_fetch_add(&rs->next, 1);
     if (k >= rs->njobs) break;
     const job *jb = &rs->jobs[k];
-    int rc = jb->recovery ? run_recovery(rs, &w, jb, err) : run_demo(rs, &w, jb, err);
+    int kept = 0;
+    int rc = jb->recovery ? run_recovery(rs, &w, jb, err)
+           : jb->seed < 0 ? run_demo_series(rs, &w, jb, err)
+                          : run_demo(rs, &w, jb, &kept, err);
     if (rc) {
       if (rs->cfg->stop && *rs->cfg->stop) break;  // an interrupted episode is dropped
       char msg[SP_ERRLEN];
@@ -492,7 +527,7 @@ static void *worker_main(void *p) {
       fail_run(rs, msg);
       break;
     }
-    if (!jb->recovery) sp_progress_add(&rs->progress, 1);
+    if (!jb->recovery && jb->seed >= 0) sp_progress_add(&rs->progress, 1);
   }
   sp_renderer_free(w.rend);
   for (int t = 0; t < SP_NTASK; t++) sp_env_free(w.env[t]);
@@ -534,6 +569,7 @@ static char *config_json(const sp_collect_config *cfg, sp_env_model **models) {
   for (int i = 0; i < cfg->ncam; i++) cJSON_AddItemToArray(cm, cJSON_CreateString(sp_camera_name(cfg->cams[i])));
   cJSON *s = cJSON_AddArrayToObject(r, "seeds");
   for (int i = 0; i < cfg->nseed; i++) cJSON_AddItemToArray(s, cJSON_CreateNumber((double)cfg->seeds[i]));
+  cJSON_AddNumberToObject(r, "demos", cfg->demos);
   cJSON_AddNumberToObject(r, "recovery", cfg->recovery);
   cJSON_AddNumberToObject(r, "recovery_tries", cfg->recovery_tries);
   cJSON_AddNumberToObject(r, "deflate", cfg->deflate);
@@ -723,6 +759,8 @@ int sp_collect_run(const sp_collect_config *cfg, sp_collect_stats *st_out, char 
   if (cfg->size < 8 || cfg->size > SP_DATA_MAX_SIZE) return sp_errf(err, "--size %d outside 8..%d", cfg->size, SP_DATA_MAX_SIZE);
   if (cfg->jobs < 1 || cfg->jobs > 64) return sp_errf(err, "--jobs %d outside 1..64", cfg->jobs);
   if (cfg->deflate < 0 || cfg->deflate > 9) return sp_errf(err, "--deflate %d outside 0..9", cfg->deflate);
+  if (cfg->demos < 0 || cfg->demos > cfg->nseed)
+    return sp_errf(err, "--demos %d outside 0..%d (the number of seeds)", cfg->demos, cfg->nseed);
   if (cfg->recovery < 0 || cfg->recovery > 10000) return sp_errf(err, "--recovery %d outside 0..10000", cfg->recovery);
   if (sp_fine_cfg_check(&cfg->fine, err)) return -1;
   if (cfg->shadow_size < 0 || cfg->shadow_size > 16384) return sp_errf(err, "--shadow-size %d outside 0..16384", cfg->shadow_size);
@@ -776,12 +814,16 @@ int sp_collect_run(const sp_collect_config *cfg, sp_collect_stats *st_out, char 
   }
 
   /* jobs in task-major order so a worker keeps its renderer */
-  int total = cfg->ntask * cfg->ncam * (cfg->nseed + (cfg->recovery > 0));
+  int total = cfg->ntask * cfg->ncam * (cfg->nseed + 1 + (cfg->recovery > 0));
   rs->jobs = calloc((size_t)total, sizeof(job));
   long todo = 0;
   for (int i = 0; i < cfg->ntask; i++)
     for (int c = 0; c < cfg->ncam; c++) {
-      for (int s = 0; s < cfg->nseed; s++) {
+      if (cfg->demos > 0) {  // one series job per (task, camera)
+        rs->jobs[rs->njobs++] = (job){cfg->tasks[i], cfg->cams[c], -1, 0};
+        todo += cfg->demos;
+      }
+      for (int s = 0; s < cfg->nseed && cfg->demos <= 0; s++) {
         char nm[64];
         snprintf(nm, sizeof nm, "seed_%ld", cfg->seeds[s]);
         if (is_done(rs, cfg->tasks[i], cfg->cams[c], nm)) { rs->st.skipped_resume++; continue; }

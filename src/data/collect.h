@@ -66,6 +66,7 @@ typedef struct {
   int msaa;                      // >= 0: override the scene's offscreen samples (4); -1 keeps it
   sp_crop crops[SP_COLLECT_MAX_CROPS];
   int ncrop;
+  int demos;                     // > 0: keep the first N successful seeds per (task, camera)
   int recovery;                  // recovery episodes per (task, camera)
   int recovery_tries;            // attempts per kept recovery episode before giving up (3)
   int jobs;
