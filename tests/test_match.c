@@ -412,3 +412,80 @@ Test(match_matcher, never_deadlocks_on_random_scores) {
     cr_expect_eq(m.n_matched + m.n_forced, n - 1);
   }
 }
+
+/* closed-loop sketch: goal frames show a dark block at x = 20 + 10 k over the shift fixture's
+ * texture, degraded like generated frames (3x3 binomial blur, noise sigma 3) as in the threshold's
+ * calibration (docs/match.md); the observation's block moves 1 px per step. The matcher should
+ * advance by matches (no forced switch) and only once the observation is past the midpoint to its
+ * goal (at most 5 of the 10 px spacing away; with this large dark block the default threshold is
+ * crossed 3-5 px before the goal). SP_MATCH_DEBUG=1 logs every step's components. */
+static void degrade(uint8_t *img, int w, int h, uint32_t seed) {
+  uint8_t *src = malloc((size_t)w * h);
+  memcpy(src, img, (size_t)w * h);
+  const int k[3] = {1, 2, 1};
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      int acc = 0;
+      for (int dy = -1; dy <= 1; dy++)
+        for (int dx = -1; dx <= 1; dx++) {
+          int yy = y + dy < 0 ? 0 : y + dy >= h ? h - 1 : y + dy, xx = x + dx < 0 ? 0 : x + dx >= w ? w - 1 : x + dx;
+          acc += k[dy + 1] * k[dx + 1] * src[yy * w + xx];
+        }
+      img[y * w + x] = (uint8_t)((acc + 8) / 16);
+    }
+  add_noise(img, img, w * h, 3.0, seed);
+  free(src);
+}
+
+static void draw_block(const uint8_t *bg, uint8_t *out, int w, int h, int bx) {
+  memcpy(out, bg, (size_t)w * h);
+  for (int y = 50; y < 80; y++)
+    for (int x = bx; x < bx + 20 && x < w; x++) out[y * w + x] = 30;
+}
+
+Test(match_matcher, follows_a_moving_object_by_matches) {
+  sp_image bg;
+  load_gray("shift_a", &bg);
+  const int w = bg.w, h = bg.h, nf = 8;
+  char err[SP_ERRLEN];
+  sp_match_cfg cfg;
+  sp_match_cfg_default(&cfg);
+  sp_match_ws *ws = sp_match_ws_new(&cfg, w, h, err);
+  cr_assert(ws, "%s", err);
+  uint8_t *goals = malloc((size_t)nf * w * h), *obs = malloc((size_t)w * h);
+  for (int k = 0; k < nf; k++) {
+    draw_block(bg.px, goals + (size_t)k * w * h, w, h, 20 + 10 * k);
+    degrade(goals + (size_t)k * w * h, w, h, 100 + k);
+  }
+  sp_matcher m;
+  sp_matcher_init(&m, nf, 1, cfg.threshold, cfg.max_steps);
+  int pos = 20, last_goal = -1;
+  sp_match_result r;
+  for (int step = 0; step < 200; step++) {
+    if (m.goal != last_goal) {
+      if (m.goal >= nf) break;
+      sp_match_set_goal(&cfg, ws, goals + (size_t)m.goal * w * h, NULL);
+      last_goal = m.goal;
+    }
+    draw_block(bg.px, obs, w, h, pos);
+    sp_match_obs(&cfg, ws, obs, &r, NULL, NULL);
+    int goal_pos = 20 + 10 * m.goal;
+    if (getenv("SP_MATCH_DEBUG"))
+      cr_log_info("step %d goal %d dist %d: shape %.3f block %.3f ssim %.3f flow %.3f S %.3f", step, m.goal,
+                  goal_pos - pos, r.shape, r.block, r.ssim, r.flow, r.composite);
+    sp_matcher_event e = sp_matcher_step(&m, r.composite);
+    if (e == SP_MATCHER_ADVANCE) {
+      cr_log_info("matcher: goal %d matched %d px away, score %.3f", m.goal - 1, abs(pos - goal_pos), r.composite);
+      cr_expect_leq(abs(pos - goal_pos), 5, "advanced at %d px from goal %d (score %.3f)", abs(pos - goal_pos),
+                    m.goal - 1, r.composite);
+    }
+    if (pos < goal_pos) pos++;   // the robot moves toward the current goal
+  }
+  cr_expect_eq(m.goal, nf, "stopped at goal %d", m.goal);
+  cr_expect_eq(m.n_forced, 0, "%d forced switches", m.n_forced);
+  cr_expect_eq(m.n_matched, nf - 1);
+  free(goals);
+  free(obs);
+  sp_match_ws_free(ws);
+  sp_image_free(&bg);
+}
