@@ -1,5 +1,6 @@
 /* blocks.c: ResBlock, attention block, ConditionalResidualBlock1D and BasicBlock from nn ops. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +17,16 @@ static size_t padd(nn_params *ps, const char *pre, const char *suf, int64_t d0, 
 }
 
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+
+static void par_copy(float *dst, const float *src, size_t n) {
+  int nt = n > 65536 ? nn_threads() : 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int t = omp_get_thread_num(), k = omp_get_num_threads();
+    size_t lo = n * t / k, hi = n * (t + 1) / k;
+    memcpy(dst + lo, src + lo, (hi - lo) * sizeof(float));
+  }
+}
 #define P(off) (ps->data + (off))
 #define G(off) (ps->grad + (off))
 #define PN(off) ((off) == NN_NONE ? NULL : ps->data + (off))
@@ -93,7 +104,7 @@ void nn_resblock_forward(const nn_resblock *r, const nn_params *ps, nn_resblock_
     nn_conv2d_forward(a->out, x, P(r->skw), P(r->skb), &ds, scratch);
     nn_conv2d_forward_acc(a->out, a->a2, P(r->c2w), P(r->c2b), &d2, scratch);
   } else {
-    memcpy(a->out, x, sizeof(float) * B * r->cout * S);
+    par_copy(a->out, x, (size_t)B * r->cout * S);
     nn_conv2d_forward_acc(a->out, a->a2, P(r->c2w), P(r->c2b), &d2, scratch);
   }
 }
@@ -183,7 +194,7 @@ void nn_attnblock_forward(const nn_attnblock *b, const nn_params *ps, nn_attnblo
   nn_groupnorm_forward(a->hn, a->m, a->r, x, P(b->nw), P(b->nb), B, C, S, b->groups, 1e-5f, NN_ACT_NONE);
   nn_conv2d_forward(a->qkv, a->hn, P(b->qkvw), P(b->qkvb), &dq, scratch);
   nn_attention_forward(a->y, a->prob, a->qkv, a->qkv + (size_t)C * S, a->qkv + (size_t)2 * C * S, &ad);
-  memcpy(a->out, x, sizeof(float) * B * C * S);
+  par_copy(a->out, x, (size_t)B * C * S);
   nn_conv2d_forward_acc(a->out, a->y, P(b->ow), P(b->ob), &dout, scratch);
 }
 

@@ -47,19 +47,21 @@ size_t nn_conv2d_scratch(const nn_conv2d_dims *d) {
 }
 
 /* col (K, Ho*Wo) from one sample in (Cin, H, W) */
-static void im2col(float *col, const float *in, const nn_conv2d_dims *d) {
-  const int H = d->H, W = d->W, Ho = d->Ho, Wo = d->Wo, s = d->stride, p = d->pad;
+/* rows [oh0, oh1) of the output only: col (K, (oh1-oh0)*Wo) */
+static void im2col_rows(float *col, const float *in, const nn_conv2d_dims *d, int oh0, int oh1) {
+  const int H = d->H, W = d->W, Wo = d->Wo, s = d->stride, p = d->pad;
+  const size_t ld = (size_t)(oh1 - oh0) * Wo;
   for (int c = 0; c < d->Cin; c++) {
     const float *ic = in + (size_t)c * H * W;
     for (int kh = 0; kh < d->KH; kh++) {
       for (int kw = 0; kw < d->KW; kw++) {
-        float *row = col + ((size_t)(c * d->KH + kh) * d->KW + kw) * Ho * Wo;
+        float *row = col + ((size_t)(c * d->KH + kh) * d->KW + kw) * ld - (size_t)oh0 * Wo;
         /* valid ow range: 0 <= ow*s - p + kw < W */
         int ow0 = p - kw > 0 ? (p - kw + s - 1) / s : 0;
         int ow1 = (W - 1 + p - kw) >= 0 ? (W - 1 + p - kw) / s + 1 : 0;
         if (ow1 > Wo) ow1 = Wo;
         if (ow0 > ow1) ow0 = ow1;
-        for (int oh = 0; oh < Ho; oh++) {
+        for (int oh = oh0; oh < oh1; oh++) {
           int ih = oh * s - p + kh;
           float *r = row + (size_t)oh * Wo;
           if (ih < 0 || ih >= H) {
@@ -78,6 +80,17 @@ static void im2col(float *col, const float *in, const nn_conv2d_dims *d) {
       }
     }
   }
+}
+
+static inline void im2col(float *col, const float *in, const nn_conv2d_dims *d) {
+  im2col_rows(col, in, d, 0, d->Ho);
+}
+
+/* output rows per tile, so that one tile of the column matrix (about 512 KB, Zen 3's L2) stays in L2
+ * between im2col and the GEMM's packing */
+static int conv2d_tile_rows(const nn_conv2d_dims *d, int K) {
+  int r = 131072 / (K * d->Wo);
+  return r < 1 ? 1 : r > d->Ho ? d->Ho : r;
 }
 
 /* din (Cin, H, W) += col2im(col) */
@@ -112,12 +125,16 @@ static void col2im_add(float *in, const float *col, const nn_conv2d_dims *d) {
 static void conv2d_fwd_sample(float *out, const float *in, const float *w, const float *b,
                               const nn_conv2d_dims *d, float *col, float beta) {
   int K = d->Cin * d->KH * d->KW, N = d->Ho * d->Wo;
-  const float *c = in;
-  if (!conv2d_is_pointwise(d)) {
-    im2col(col, in, d);
-    c = col;
+  if (conv2d_is_pointwise(d)) {
+    nn_sgemm(0, 0, d->Cout, N, K, 1.f, w, K, in, N, beta, out, N);
+  } else {
+    int tr = conv2d_tile_rows(d, K);
+    for (int oh0 = 0; oh0 < d->Ho; oh0 += tr) {
+      int oh1 = oh0 + tr < d->Ho ? oh0 + tr : d->Ho, nt = (oh1 - oh0) * d->Wo;
+      im2col_rows(col, in, d, oh0, oh1);
+      nn_sgemm(0, 0, d->Cout, nt, K, 1.f, w, K, col, nt, beta, out + (size_t)oh0 * d->Wo, N);
+    }
   }
-  nn_sgemm(0, 0, d->Cout, N, K, 1.f, w, K, c, N, beta, out, N);
   if (b)
     for (int o = 0; o < d->Cout; o++) {
       float *r = out + (size_t)o * N, bo = b[o];
@@ -160,12 +177,16 @@ static void conv2d_bwd_sample(float *din, float *dw, float *db, const float *dou
   int K = d->Cin * d->KH * d->KW, N = d->Ho * d->Wo;
   int pw = conv2d_is_pointwise(d);
   if (dw) {
-    const float *c = in;
-    if (!pw) {
-      im2col(col, in, d);
-      c = col;
+    if (pw) {
+      nn_sgemm(0, 1, d->Cout, K, N, 1.f, dout, N, in, N, 1.f, dw, K);
+    } else {
+      int tr = conv2d_tile_rows(d, K);
+      for (int oh0 = 0; oh0 < d->Ho; oh0 += tr) {
+        int oh1 = oh0 + tr < d->Ho ? oh0 + tr : d->Ho, nt = (oh1 - oh0) * d->Wo;
+        im2col_rows(col, in, d, oh0, oh1);
+        nn_sgemm(0, 1, d->Cout, K, nt, 1.f, dout + (size_t)oh0 * d->Wo, N, col, nt, 1.f, dw, K);
+      }
     }
-    nn_sgemm(0, 1, d->Cout, K, N, 1.f, dout, N, c, N, 1.f, dw, K);
   }
   if (db)
     for (int o = 0; o < d->Cout; o++) {
@@ -182,9 +203,12 @@ static void conv2d_bwd_sample(float *din, float *dw, float *db, const float *dou
       nn_conv2d_dims t = *d;
       t.Cin = d->Cout;
       t.Cout = d->Cin;
-      int KO = d->Cout * d->KH * d->KW;
-      im2col(col, dout, &t);
-      nn_sgemm(0, 0, d->Cin, N, KO, 1.f, wf, KO, col, N, 1.f, din, N);
+      int KO = d->Cout * d->KH * d->KW, tr = conv2d_tile_rows(&t, KO);
+      for (int oh0 = 0; oh0 < t.Ho; oh0 += tr) {
+        int oh1 = oh0 + tr < t.Ho ? oh0 + tr : t.Ho, nt = (oh1 - oh0) * t.Wo;
+        im2col_rows(col, dout, &t, oh0, oh1);
+        nn_sgemm(0, 0, d->Cin, nt, KO, 1.f, wf, KO, col, nt, 1.f, din + (size_t)oh0 * t.Wo, N);
+      }
     } else {
       nn_sgemm(1, 0, K, N, d->Cout, 1.f, w, K, dout, N, 0.f, col, N);
       col2im_add(din, col, d);

@@ -117,6 +117,7 @@ void nn_film_backward(float *dh, float *dsb, const float *dout, const float *h, 
 
 void nn_concat_forward(float *out, const float *a, const float *b, int B, int Ca, int Cb, int S) {
   size_t na = (size_t)Ca * S, nb = (size_t)Cb * S;
+#pragma omp parallel for schedule(static) num_threads(nn_threads()) NN_PAR_IF(B * (na + nb))
   for (int i = 0; i < B; i++) {
     memcpy(out + i * (na + nb), a + i * na, sizeof(float) * na);
     memcpy(out + i * (na + nb) + na, b + i * nb, sizeof(float) * nb);
@@ -125,6 +126,7 @@ void nn_concat_forward(float *out, const float *a, const float *b, int B, int Ca
 
 void nn_concat_backward(float *da, float *db, const float *dout, int B, int Ca, int Cb, int S) {
   size_t na = (size_t)Ca * S, nb = (size_t)Cb * S;
+#pragma omp parallel for schedule(static) num_threads(nn_threads()) NN_PAR_IF(B * (na + nb))
   for (int i = 0; i < B; i++) {
     const float *d = dout + i * (na + nb);
     if (da)
