@@ -20,4 +20,4 @@ out=$1; shift
   done
   echo "  {0, 0, 0}};"
   echo "const int sp_builtin_nfiles = $i;"
-} > "$out.tmp" && mv "$out.tmp" "$out"
+} > "$out.$$.tmp" && mv "$out.$$.tmp" "$out"
