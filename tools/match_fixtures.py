@@ -14,6 +14,7 @@ Cases (all synthetic, deterministic from the seed):
           a block), 4x supersampled; OpenCV tutorial params
   gauss   64x64 textured frame rotated 3 degrees and scaled 1.03, Gaussian window, poly_n 7
   big     96x96 texture translated by (6.25, 4.0): needs the pyramid; levels 2, winsize 13
+  rect    non-square 112x64 crop of the scene pair (rows and columns must not be swapped anywhere)
 Run with Debian's python3 (python3-opencv, python3-skimage):  /usr/bin/python3 tools/match_fixtures.py
 """
 import os
@@ -94,6 +95,10 @@ def main():
     cases.append(("big", texture(96, 96, 0, 0, 3, nblob=45), texture(96, 96, 6.25, 4.0, 3, nblob=45),
                   dict(pyr_scale=0.5, levels=2, winsize=13, iterations=3, poly_n=5, poly_sigma=1.1,
                        flags=0), (6.25, 4.0)))
+    sa, sb = scene(128, 128, 0), scene(128, 128, 1)
+    cases.append(("rect", np.ascontiguousarray(sa[10:74, 8:120]), np.ascontiguousarray(sb[10:74, 8:120]),
+                  dict(pyr_scale=0.5, levels=3, winsize=9, iterations=3, poly_n=5, poly_sigma=1.1,
+                       flags=0), None))
     lines = []
     for name, a, b, p, shift in cases:
         flow = cv2.calcOpticalFlowFarneback(a, b, None, p["pyr_scale"], p["levels"], p["winsize"],
