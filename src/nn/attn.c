@@ -1,6 +1,7 @@
 /* attn.c: multi-head scaled dot-product attention, channels first (as the qkv 1x1 conv of a
  * U-Net attention block produces it). Per (batch, head): Q (hd, Nq), K and V (hd, Nk);
  * S = scale Q^T K (Nq, Nk), P = softmax_rows(S), O = V P^T (hd, Nq). */
+#pragma GCC optimize("O3", "no-math-errno", "no-trapping-math")  // vectorise the loops
 #include <math.h>
 #include <omp.h>
 #include <string.h>

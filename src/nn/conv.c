@@ -1,6 +1,7 @@
 /* conv.c: 2D, 1D, transposed 1D and temporal convolutions (im2col + sgemm), with naive
  * references. Layouts: conv2d in (B, Cin, H, W), weight (Cout, Cin, KH, KW); the column matrix of
  * one sample is (Cin*KH*KW, Ho*Wo), rows ordered (c, kh, kw) as the weight's inner dims. */
+#pragma GCC optimize("O3", "no-math-errno", "no-trapping-math")  // vectorise the loops
 #include <omp.h>
 #include <string.h>
 

@@ -1,4 +1,5 @@
 /* ops.c: linear, shape and pooling ops, embeddings, spatial softmax, MSE loss. */
+#pragma GCC optimize("O3", "no-math-errno", "no-trapping-math")  // vectorise the loops
 #include <math.h>
 #include <string.h>
 

@@ -1,4 +1,5 @@
 /* optim.c: parameter table, AdamW, gradient clipping, learning-rate and EMA schedules. */
+#pragma GCC optimize("O3", "no-math-errno", "no-trapping-math")  // vectorise the loops
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
