@@ -483,6 +483,26 @@ Test(nn_ops, attention) {
 /* ---------------------------------------------------------------------------------------------
  * embeddings */
 
+typedef struct {
+  const int32_t *ids;
+  float *table, *y;
+  const float *dy;
+} emb_ctx;
+static double emb_loss(void *p) {
+  emb_ctx *c = p;
+  nn_embedding_forward(c->y, c->ids, c->table, 5, 4);
+  return dotd(c->y, c->dy, 20);
+}
+
+typedef struct {
+  float *a;
+  const float *t, *w;
+} mse_ctx;
+static double mse_loss(void *p) {
+  mse_ctx *c = p;
+  return nn_mse_forward(c->a, c->t, c->w, 3, 8);
+}
+
 Test(nn_ops, embeddings) {
   size_t n;
   const int32_t *ids = nn_st_i32(&g_st, "emb.ids", &n);
@@ -492,6 +512,10 @@ Test(nn_ops, embeddings) {
   expect_close("embedding", y, fx("emb", "y", 20), 20, 0, 0);
   nn_embedding_backward(dt, fx("emb", "dy", 20), ids, 5, 4);
   expect_close("embedding grad", dt, fx("emb", "dtable", 40), 40, 1e-6f, 1e-6f);
+  emb_ctx ec = {ids, dup(fx("emb", "table", 40), 40), zeros(20), fx("emb", "dy", 20)};
+  fd_check("embedding fd", emb_loss, &ec, ec.table, dt, 40, 1e-2f, 2e-3);
+  free(ec.table);
+  free(ec.y);
   const float *t = fx("temb", "t", 5);
   float e[5 * 32];
   nn_timestep_embedding(e, t, 5, 32, 1, 1);
@@ -607,6 +631,11 @@ Test(nn_ops, film_concat_add_mse) {
   float g[24];
   nn_mse_backward(g, pa, pt, pw, 3, 8, fx("mse", "dy", 1)[0]);
   expect_close("mse grad", g, fx("mse", "da", 24), 24, 1e-6f, 1e-5f);
+  float g1[24];
+  nn_mse_backward(g1, pa, pt, pw, 3, 8, 1.f);
+  mse_ctx mc = {dup(pa, 24), pt, pw};
+  fd_check("mse fd", mse_loss, &mc, mc.a, g1, 24, 1e-3f, 2e-3);
+  free(mc.a);
   float l0 = nn_mse_forward(pa, pt, NULL, 3, 8);
   cr_expect(l0 > 0.f && l0 != l);
 }
