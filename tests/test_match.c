@@ -97,6 +97,7 @@ Test(match_ssim, skimage_fixture_scene) { check_skimage("scene"); }
 Test(match_ssim, skimage_fixture_gauss) { check_skimage("gauss"); }
 Test(match_ssim, skimage_fixture_big) { check_skimage("big"); }
 Test(match_ssim, skimage_fixture_non_square) { check_skimage("rect"); }
+Test(match_ssim, skimage_fixture_render) { check_skimage("render"); }
 
 Test(match_ssim, too_small_is_refused) {
   char err[SP_ERRLEN];

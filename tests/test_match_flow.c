@@ -107,6 +107,7 @@ Test(match_flow, opencv_scene) { check_against_opencv("scene", 0.01, 0.02); }
 Test(match_flow, opencv_gaussian_window_poly7) { check_against_opencv("gauss", 0.01, 0.02); }
 Test(match_flow, opencv_big_shift_pyramid) { check_against_opencv("big", 0.01, 0.05); }
 Test(match_flow, opencv_non_square) { check_against_opencv("rect", 0.01, 0.02); }
+Test(match_flow, opencv_benchmark_render) { check_against_opencv("render", 0.01, 0.02); }
 
 /* known translation: interior median flow close to the true shift. Farneback with a 15-px box window
  * underestimates this smooth shift by about 0.26 px in x, OpenCV alike (2.238 vs 2.5; a 21-px

@@ -15,10 +15,16 @@ Cases (all synthetic, deterministic from the seed):
   gauss   64x64 textured frame rotated 3 degrees and scaled 1.03, Gaussian window, poly_n 7
   big     96x96 texture translated by (6.25, 4.0): needs the pyramid; levels 2, winsize 13
   rect    non-square 112x64 crop of the scene pair (rows and columns must not be swapped anywhere)
+  render  a benchmark render: door-open, corner camera, seed 0, after 10 and 20 expert steps, 128x128
+          (`sp render` with the built-in scenes; RGB -> gray with cv2.cvtColor); tutorial params
 Run with Debian's python3 (python3-opencv, python3-skimage):  /usr/bin/python3 tools/match_fixtures.py
+[--sp build/sp]. Without a working `sp render` the render case keeps its committed PNGs.
 """
+import argparse
 import os
+import subprocess
 import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -80,7 +86,24 @@ def warp(img, angle_deg, scale):
     return cv2.warpAffine(img, M, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
 
 
+def render_pair(sp):
+    """door-open / corner / seed 0 after 10 and 20 expert steps, gray; None when sp cannot render"""
+    frames = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for steps in (10, 20):
+            path = os.path.join(tmp, "r%d.png" % steps)
+            cmd = [sp, "render", "--task", "door-open", "--camera", "corner", "--seed", "0", "--steps",
+                   str(steps), "--width", "128", "--height", "128", "--out", path]
+            if subprocess.run(cmd, capture_output=True).returncode != 0:
+                return None
+            frames.append(cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2GRAY))
+    return frames
+
+
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sp", default="build/sp")
+    args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     tut = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
     cases = []
@@ -99,6 +122,13 @@ def main():
     cases.append(("rect", np.ascontiguousarray(sa[10:74, 8:120]), np.ascontiguousarray(sb[10:74, 8:120]),
                   dict(pyr_scale=0.5, levels=3, winsize=9, iterations=3, poly_n=5, poly_sigma=1.1,
                        flags=0), None))
+    rp = render_pair(args.sp)
+    if rp is None:
+        rp = [cv2.imread(os.path.join(OUT, "render_%s.png" % ab), cv2.IMREAD_GRAYSCALE) for ab in "ab"]
+        if rp[0] is None or rp[1] is None:
+            raise SystemExit("cannot render the render case (build sp first) and no committed PNGs")
+        print("render: sp render unavailable, using the committed PNGs", file=sys.stderr)
+    cases.append(("render", rp[0], rp[1], tut, None))
     lines = []
     for name, a, b, p, shift in cases:
         flow = cv2.calcOpticalFlowFarneback(a, b, None, p["pyr_scale"], p["levels"], p["winsize"],
