@@ -9,6 +9,10 @@ renders at every offset. For each goal and each observation within 12 px, `sp ma
 pair; the table prints the mean and min/max of each component by distance.
 
     /usr/bin/python3 tools/match_calibrate.py [--sp build/sp] [--sift-octave N]
+
+With --render TASK[:CAMERA] (repeatable) the frames are benchmark renders instead (`sp render`,
+built-in scenes, 128x128, seed 0): goals after 0, 10, 20, 30 expert steps (degraded the same way),
+observations every 2 steps; distance is then counted in expert steps.
 """
 import argparse
 import os
@@ -51,24 +55,49 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sp", default="build/sp")
     ap.add_argument("--sift-octave", type=int, default=None)
+    ap.add_argument("--render", action="append", default=[])
     args = ap.parse_args()
     extra = [] if args.sift_octave is None else ["--sift-octave", str(args.sift_octave)]
     rng = np.random.RandomState(0)
     tmp = tempfile.mkdtemp(prefix="sp_match_cal_")
-    goals = [0, 8, 16, 24]
     rows = {}
-    for g in goals:
-        gp = os.path.join(tmp, "goal_%d.png" % g)
-        cv2.imwrite(gp, imagined(frame(g), rng))
-        for d in range(-12, 13, 2):
-            o = g + d
-            if o < 0:
-                continue
-            op = os.path.join(tmp, "obs_%d.png" % o)
-            if not os.path.exists(op):
-                cv2.imwrite(op, frame(o))
-            rows.setdefault(abs(d), []).append(score(args.sp, op, gp, extra))
-    print("distance_px  n  " + "  ".join("%-17s" % k for k in ("shape", "block", "ssim", "flow", "composite")))
+    if args.render:
+        for spec in args.render:
+            task, _, cam = spec.partition(":")
+            cam = cam or "corner"
+            def rendered(steps):
+                path = os.path.join(tmp, "%s_%s_%d.png" % (task, cam, steps))
+                if not os.path.exists(path):
+                    cmd = [args.sp, "render", "--task", task, "--camera", cam, "--seed", "0", "--steps",
+                           str(steps), "--width", "128", "--height", "128", "--out", path]
+                    out = subprocess.run(cmd, capture_output=True, text=True)
+                    if out.returncode != 0:
+                        raise SystemExit("sp render failed: " + out.stderr)
+                return path
+            for g in (0, 10, 20, 30):
+                gp = os.path.join(tmp, "goal_%s_%s_%d.png" % (task, cam, g))
+                # BT.601 like sp match (cv2.imread's own gray conversion differs by a few levels)
+                gray = cv2.cvtColor(cv2.imread(rendered(g), cv2.IMREAD_COLOR), cv2.COLOR_BGR2GRAY)
+                cv2.imwrite(gp, imagined(gray, rng))
+                for d in range(-10, 11, 2):
+                    if g + d < 0:
+                        continue
+                    rows.setdefault(abs(d), []).append(score(args.sp, rendered(g + d), gp, extra))
+        unit = "steps"
+    else:
+        for g in (0, 8, 16, 24):
+            gp = os.path.join(tmp, "goal_%d.png" % g)
+            cv2.imwrite(gp, imagined(frame(g), rng))
+            for d in range(-12, 13, 2):
+                o = g + d
+                if o < 0:
+                    continue
+                op = os.path.join(tmp, "obs_%d.png" % o)
+                if not os.path.exists(op):
+                    cv2.imwrite(op, frame(o))
+                rows.setdefault(abs(d), []).append(score(args.sp, op, gp, extra))
+        unit = "px"
+    print("distance_%s  n  " % unit + "  ".join("%-17s" % k for k in ("shape", "block", "ssim", "flow", "composite")))
     for d in sorted(rows):
         r = rows[d]
         cells = []

@@ -99,13 +99,14 @@ double sp_shape_score(sp_shape_ws *ws, const sp_shape_feats *a, const sp_shape_f
 
 typedef struct {
   double mean, var, com;  // the three parts, each in [0, 1]
-  double mean_diff;       // mean absolute difference of the block means, gray levels
-  double com_shift_px;    // distance between the two intensity centres of mass, pixels
+  double mean_diff;       // mean |difference| of the block means relative to the frame means, gray levels
+  double com_shift_px;    // shift of the intensity centre of mass, mean brightness matched, pixels
 } sp_block_parts;
 
 /* grid x grid blocks (1..64, at most min(w, h)); mean_scale (gray levels) and com_scale_px > 0.
  * mean = exp(-mean_diff / mean_scale), var = SSIM's contrast term per block, averaged,
- * com = exp(-com_shift_px / com_scale_px). Returns the mean of the three parts. */
+ * com = exp(-com_shift_px / com_scale_px); both are invariant to a global brightness offset.
+ * Returns the mean of the three parts. */
 double sp_block_score(const uint8_t *a, const uint8_t *b, int w, int h, int grid, double mean_scale,
                       double com_scale_px, sp_block_parts *parts);
 
