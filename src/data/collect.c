@@ -71,17 +71,24 @@ typedef struct {
 } render_scratch;
 
 static __thread render_scratch g_scr;
+static __thread int g_scr_cap = 0;
+
+static void scratch_free(void) {
+  free(g_scr.rgb); free(g_scr.depth); free(g_scr.seg); free(g_scr.mask);
+  memset(&g_scr, 0, sizeof g_scr);
+  g_scr_cap = 0;
+}
 
 static int scratch_ensure(int w, int h) {
-  static __thread int cap = 0;
+  int cap = g_scr_cap;
   if (cap >= w * h) return 0;
   free(g_scr.rgb); free(g_scr.depth); free(g_scr.seg); free(g_scr.mask);
   g_scr.rgb = malloc((size_t)w * h * 3);
   g_scr.depth = malloc(sizeof(float) * (size_t)w * h);
   g_scr.seg = malloc(sizeof(int32_t) * (size_t)w * h);
   g_scr.mask = malloc((size_t)w * h);
-  cap = g_scr.rgb && g_scr.depth && g_scr.seg && g_scr.mask ? w * h : 0;
-  return cap ? 0 : -1;
+  g_scr_cap = g_scr.rgb && g_scr.depth && g_scr.seg && g_scr.mask ? w * h : 0;
+  return g_scr_cap ? 0 : -1;
 }
 
 static int record_frame(const sp_collect_config *cfg, sp_env *e, sp_renderer *rend,
@@ -522,7 +529,7 @@ static void *worker_main(void *p) {
     if (rc) {
       if (rs->cfg->stop && *rs->cfg->stop) break;  // an interrupted episode is dropped
       char msg[SP_ERRLEN];
-      snprintf(msg, sizeof msg, "%s %s %s: %s", sp_task_name(jb->task), sp_camera_name(jb->cam),
+      snprintf(msg, sizeof msg, "%s %s %s: %.400s", sp_task_name(jb->task), sp_camera_name(jb->cam),
                jb->recovery ? "recovery" : "demonstration", err);
       fail_run(rs, msg);
       break;
@@ -532,6 +539,7 @@ static void *worker_main(void *p) {
   sp_renderer_free(w.rend);
   for (int t = 0; t < SP_NTASK; t++) sp_env_free(w.env[t]);
   sp_demo_free(&w.d);
+  scratch_free();
   atomic_fetch_sub(&rs->workers_left, 1);
   return NULL;
 }
