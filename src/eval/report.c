@@ -183,5 +183,45 @@ int sp_eval_write_results(const char *dir, const cJSON *config, sp_episode *eps,
   snprintf(path, sizeof path, "%s/results.md", dir);
   rc = sp_file_write_atomic(path, md, len, err);
   free(md);
+  if (rc) return rc;
+
+  /* results.svg: per-task success with 95% Wilson whiskers (any browser shows it) */
+  len = 0;
+  cap = 8192;
+  char *svg = malloc(cap);
+  const int bw = 44, gap = 16, left = 50, top = 40, ph = 220, nb = nc + 1;
+  const int W = left + nb * (bw + gap) + 20, H = top + ph + 130;
+  sb_printf(&svg, &len, &cap,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+            "<text x=\"%d\" y=\"22\" font-size=\"15\">Success rate: agent %s, %d episodes (AVDC rule, "
+            "horizon %d), 95%% Wilson intervals</text>\n",
+            W, H, left, an, n, horizon ? horizon->valueint : SP_MAX_PATH);
+  for (int g = 0; g <= 10; g += 2) {
+    double y = top + ph - ph * g / 10.0;
+    sb_printf(&svg, &len, &cap,
+              "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
+              "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%d%%</text>\n",
+              left, W - 20, y, y, left - 6, y + 4, g * 10);
+  }
+  for (int i = 0; i < nb; i++) {
+    const tally *tl = i < nc ? &per_task[cols[i]] : &all;
+    double rate = tl->n ? (double)tl->k / tl->n : 0, lo, hi;
+    wilson(tl->k, tl->n, &lo, &hi);
+    double x = left + gap / 2.0 + i * (bw + gap), y = top + ph - ph * rate;
+    const char *name = i < nc ? sp_task_name(cols[i]) : "overall";
+    sb_printf(&svg, &len, &cap,
+              "<rect x=\"%.1f\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"%s\"/>\n"
+              "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n"
+              "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\">%.1f</text>\n"
+              "<text transform=\"translate(%.1f,%d) rotate(45)\">%s</text>\n",
+              x, y, bw, ph * rate, i < nc ? "#4878a8" : "#c0504d", x + bw / 2.0, x + bw / 2.0,
+              top + ph - ph * lo, top + ph - ph * hi, x + bw / 2.0, y - 4, 100 * rate,
+              x + bw / 2.0 - 4, top + ph + 12, name);
+  }
+  sb_printf(&svg, &len, &cap, "</svg>\n");
+  snprintf(path, sizeof path, "%s/results.svg", dir);
+  rc = sp_file_write_atomic(path, svg, len, err);
+  free(svg);
   return rc;
 }
