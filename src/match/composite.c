@@ -12,6 +12,8 @@
 #include "core/log.h"
 #include "match/match.h"
 
+/* the paper's weights, threshold and switch period did not survive its text extraction; these are
+ * the values chosen and calibrated in docs/match.md */
 void sp_match_cfg_default(sp_match_cfg *c) {
   c->w_shape = 0.25;
   c->w_block = 0.25;
