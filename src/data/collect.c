@@ -269,6 +269,9 @@ typedef struct {
   int task, cam;
   long seed;      // demonstration seed; unused for recovery jobs
   int recovery;   // 1: the recovery series of (task, cam)
+  int frames;     // planned frames (progress units, scheduling)
+  int known_ok;   // the dry run already showed that this episode is kept
+  long order;     // scheduling key: the task's planned frames, then this job's
 } job;
 
 typedef struct {
@@ -291,6 +294,7 @@ typedef struct {
   atomic_int workers_left;
   sp_collect_stats st;
   char failed_list[16384];  // "task/cam/name,..." of episodes that failed (kept in the dataset)
+  int mean_frames[SP_NTASK]; // of the task's planned demonstrations (recovery progress units)
 } run_state;
 
 static void fail_run(run_state *rs, const char *msg) {
@@ -403,14 +407,18 @@ static int episode_two_pass(run_state *rs, worker *w, const job *jb, long seed, 
   const sp_collect_config *cfg = rs->cfg;
   sp_env *e = w->env[jb->task];
   double tr = 0, t0 = sp_time_now();
-  if (sp_collect_episode(cfg, e, NULL, NULL, 0, jb->cam, seed, attempt, &w->d, NULL, err)) return -1;
-  int n0 = w->d.n, ok0 = w->d.ep_success;
+  int n0 = jb->frames, ok0 = 1;
+  if (!jb->known_ok) {
+    if (sp_collect_episode(cfg, e, NULL, NULL, 0, jb->cam, seed, attempt, &w->d, NULL, err)) return -1;
+    n0 = w->d.n;
+    ok0 = w->d.ep_success;
+  }
   *kept = ok0 || keep_failures;
   if (*kept) {
     if (sp_collect_episode(cfg, e, w->rend, rs->mask[jb->task], rs->nmask[jb->task], jb->cam, seed,
                            attempt, &w->d, &tr, err))
       return -1;
-    if (w->d.n != n0 || w->d.ep_success != ok0)
+    if (w->d.n != n0 || (w->d.ep_success != ok0 && !keep_failures))
       sp_log(SP_LOG_WARN, "collect: %s %s seed %ld: the rendered replay differs from the dry run "
              "(%d vs %d frames); keeping the rendered one", sp_task_name(jb->task),
              sp_camera_name(jb->cam), seed, w->d.n, n0);
@@ -447,27 +455,6 @@ static int run_demo(run_state *rs, worker *w, const job *jb, int *kept, char *er
   return save_episode(rs, &w->d, err);
 }
 
-/* --demos N: the seeds of (task, cam) in order until N demonstrations are kept */
-static int run_demo_series(run_state *rs, worker *w, const job *jb, char *err) {
-  const sp_collect_config *cfg = rs->cfg;
-  int kept = 0;
-  for (int i = 0; i < cfg->nseed && kept < cfg->demos; i++) {
-    if (atomic_load(&rs->failed) || (cfg->stop && *cfg->stop)) return 0;
-    job one = *jb;
-    one.seed = cfg->seeds[i];
-    int k;
-    if (run_demo(rs, w, &one, &k, err)) return -1;
-    kept += k;
-    if (k) sp_progress_add(&rs->progress, 1);
-  }
-  if (kept < cfg->demos) {
-    sp_progress_add(&rs->progress, cfg->demos - kept);
-    sp_log(SP_LOG_WARN, "collect: %s %s: only %d of %d demonstrations succeeded over the %d seeds",
-           sp_task_name(jb->task), sp_camera_name(jb->cam), kept, cfg->demos, cfg->nseed);
-  }
-  return 0;
-}
-
 /* the recovery series of (task, cam): attempts 0, 1, ... until cfg->recovery are kept */
 static int run_recovery(run_state *rs, worker *w, const job *jb, char *err) {
   const sp_collect_config *cfg = rs->cfg;
@@ -480,7 +467,7 @@ static int run_recovery(run_state *rs, worker *w, const job *jb, char *err) {
       /* done: kept unless it is in the failure list */
       if (!is_failed(rs, jb->task, jb->cam, nm)) {
         kept++;
-        sp_progress_add(&rs->progress, 1);
+        sp_progress_add(&rs->progress, rs->mean_frames[jb->task]);
       }
       continue;
     }
@@ -497,9 +484,9 @@ static int run_recovery(run_state *rs, worker *w, const job *jb, char *err) {
     }
     if (save_episode(rs, &w->d, err)) return -1;
     kept++;
-    sp_progress_add(&rs->progress, 1);
+    sp_progress_add(&rs->progress, rs->mean_frames[jb->task]);
   }
-  if (kept < cfg->recovery) sp_progress_add(&rs->progress, cfg->recovery - kept);
+  if (kept < cfg->recovery) sp_progress_add(&rs->progress, (long)(cfg->recovery - kept) * rs->mean_frames[jb->task]);
   if (kept < cfg->recovery)
     sp_log(SP_LOG_WARN, "collect: %s %s: only %d of %d recovery episodes succeeded in %d attempts",
            sp_task_name(jb->task), sp_camera_name(jb->cam), kept, cfg->recovery, max_att);
@@ -523,9 +510,7 @@ static void *worker_main(void *p) {
     if (k >= rs->njobs) break;
     const job *jb = &rs->jobs[k];
     int kept = 0;
-    int rc = jb->recovery ? run_recovery(rs, &w, jb, err)
-           : jb->seed < 0 ? run_demo_series(rs, &w, jb, err)
-                          : run_demo(rs, &w, jb, &kept, err);
+    int rc = jb->recovery ? run_recovery(rs, &w, jb, err) : run_demo(rs, &w, jb, &kept, err);
     if (rc) {
       if (rs->cfg->stop && *rs->cfg->stop) break;  // an interrupted episode is dropped
       char msg[SP_ERRLEN];
@@ -534,7 +519,7 @@ static void *worker_main(void *p) {
       fail_run(rs, msg);
       break;
     }
-    if (!jb->recovery && jb->seed >= 0) sp_progress_add(&rs->progress, 1);
+    if (!jb->recovery) sp_progress_add(&rs->progress, jb->frames);
   }
   sp_renderer_free(w.rend);
   for (int t = 0; t < SP_NTASK; t++) sp_env_free(w.env[t]);
@@ -542,6 +527,93 @@ static void *worker_main(void *p) {
   scratch_free();
   atomic_fetch_sub(&rs->workers_left, 1);
   return NULL;
+}
+
+/* ---- planning ---- */
+
+static int job_cmp(const void *a, const void *b) {
+  const job *x = a, *y = b;
+  return x->order > y->order ? -1 : x->order < y->order;  // qsort is not stable: keys are unique
+}
+
+/* the job list. Physics does not depend on the camera, so one dry run per (task, seed) tells
+ * which seeds succeed (failures are recorded for every camera and never rendered; --demos picks
+ * the first N successes) and how many frames each episode has. Jobs are then ordered by task,
+ * the task with the most frames first, and within a task longest episode first, so workers keep
+ * their renderer and finish together. Returns the planned frames, or -1 with err. */
+static long plan_jobs(run_state *rs, char *err) {
+  const sp_collect_config *cfg = rs->cfg;
+  sp_collect_config dcfg = *cfg;
+  dcfg.size = 8;
+  sp_demo dry;
+  if (sp_demo_alloc(&dry, MAX_FRAMES, 8, err)) return -1;
+  rs->jobs = calloc((size_t)(cfg->ntask * cfg->ncam * (cfg->nseed + 1)), sizeof(job));
+  long todo = 0;
+  int task_first = 0;
+  for (int i = 0; i < cfg->ntask; i++) {
+    int t = cfg->tasks[i], kept = 0, nsum = 0;
+    long sum = 0;
+    sp_env *e = sp_env_create(rs->models[t], err);
+    if (!e) { sp_demo_free(&dry); return -1; }
+    task_first = rs->njobs;
+    for (int k = 0; k < cfg->nseed && (cfg->demos <= 0 || kept < cfg->demos); k++) {
+      if (cfg->stop && *cfg->stop) break;
+      long seed = cfg->seeds[k];
+      char nm[64];
+      snprintf(nm, sizeof nm, "seed_%ld", seed);
+      int ndone = 0, nfail = 0;
+      for (int c = 0; c < cfg->ncam; c++) {
+        ndone += is_done(rs, t, cfg->cams[c], nm);
+        nfail += is_failed(rs, t, cfg->cams[c], nm);
+      }
+      if (nfail) continue;  // recorded by an earlier run
+      int n = 0;
+      if (ndone < cfg->ncam) {
+        double t0 = sp_time_now();
+        int rc = sp_collect_episode(&dcfg, e, NULL, NULL, 0, cfg->cams[0], seed, -1, &dry, NULL, err);
+        rs->st.physics_s += sp_time_now() - t0;
+        if (rc) { sp_env_free(e); sp_demo_free(&dry); return -1; }
+        n = dry.n;
+        if (!dry.ep_success && !cfg->keep_failures) {
+          sp_log(SP_LOG_WARN, "collect: expert failed on %s seed %ld (%d frames); not kept",
+                 sp_task_name(t), seed, n);
+          for (int c = 0; c < cfg->ncam; c++)
+            if (!is_done(rs, t, cfg->cams[c], nm)) {
+              write_failed_marker(rs, t, cfg->cams[c], nm);
+              rs->st.episodes_failed++;
+            }
+          continue;
+        }
+        sum += n;
+        nsum++;
+      }
+      kept++;
+      for (int c = 0; c < cfg->ncam; c++) {
+        if (is_done(rs, t, cfg->cams[c], nm)) { rs->st.skipped_resume++; continue; }
+        rs->jobs[rs->njobs++] = (job){t, cfg->cams[c], seed, 0, n, 1, 0};
+        todo += n;
+      }
+    }
+    sp_env_free(e);
+    if (cfg->demos > 0 && kept < cfg->demos)
+      sp_log(SP_LOG_WARN, "collect: %s: only %d of %d demonstrations succeed over the %d seeds",
+             sp_task_name(t), kept, cfg->demos, cfg->nseed);
+    rs->mean_frames[t] = nsum ? (int)(sum / nsum) : 150;
+    if (cfg->recovery > 0)
+      for (int c = 0; c < cfg->ncam; c++) {
+        int f = cfg->recovery * rs->mean_frames[t];
+        rs->jobs[rs->njobs++] = (job){t, cfg->cams[c], 0, 1, f, 0, 0};
+        todo += f;
+      }
+    /* scheduling keys: the task's total frames, then the job's, then its position */
+    long task_total = 0;
+    for (int q = task_first; q < rs->njobs; q++) task_total += rs->jobs[q].frames;
+    for (int q = task_first; q < rs->njobs; q++)
+      rs->jobs[q].order = (task_total << 32) + ((long)rs->jobs[q].frames << 16) + (0xffff - q);
+  }
+  sp_demo_free(&dry);
+  qsort(rs->jobs, (size_t)rs->njobs, sizeof(job), job_cmp);
+  return todo;
 }
 
 /* ---- configuration record, parts and merging ---- */
@@ -821,32 +893,12 @@ int sp_collect_run(const sp_collect_config *cfg, sp_collect_stats *st_out, char 
     goto out;
   }
 
-  /* jobs in task-major order so a worker keeps its renderer */
-  int total = cfg->ntask * cfg->ncam * (cfg->nseed + 1 + (cfg->recovery > 0));
-  rs->jobs = calloc((size_t)total, sizeof(job));
-  long todo = 0;
-  for (int i = 0; i < cfg->ntask; i++)
-    for (int c = 0; c < cfg->ncam; c++) {
-      if (cfg->demos > 0) {  // one series job per (task, camera)
-        rs->jobs[rs->njobs++] = (job){cfg->tasks[i], cfg->cams[c], -1, 0};
-        todo += cfg->demos;
-      }
-      for (int s = 0; s < cfg->nseed && cfg->demos <= 0; s++) {
-        char nm[64];
-        snprintf(nm, sizeof nm, "seed_%ld", cfg->seeds[s]);
-        if (is_done(rs, cfg->tasks[i], cfg->cams[c], nm)) { rs->st.skipped_resume++; continue; }
-        rs->jobs[rs->njobs++] = (job){cfg->tasks[i], cfg->cams[c], cfg->seeds[s], 0};
-        todo++;
-      }
-      if (cfg->recovery > 0) {
-        rs->jobs[rs->njobs++] = (job){cfg->tasks[i], cfg->cams[c], 0, 1};
-        todo += cfg->recovery;
-      }
-    }
+  long todo = plan_jobs(rs, err);
+  if (todo < 0) goto out;
   if (rs->st.skipped_resume) sp_log(SP_LOG_INFO, "resume: %d demonstrations already done", rs->st.skipped_resume);
 
   int nw = cfg->jobs < rs->njobs ? cfg->jobs : (rs->njobs ? rs->njobs : 1);
-  sp_progress_start(&rs->progress, "collect", todo);
+  sp_progress_start(&rs->progress, "collect (frames)", todo);
   atomic_store(&rs->workers_left, nw);
   pthread_t th[64];
   for (int i = 0; i < nw; i++) pthread_create(&th[i], NULL, worker_main, rs);
