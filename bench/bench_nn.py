@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench_nn.py: C nn core vs PyTorch on the reference networks, side by side in one run.
 
-    /usr/bin/python3 bench/bench_nn.py [build/bench/bench_nn] [cases] [threads]
+    /usr/bin/python3 bench/bench_nn.py [build/bench/bench_nn] [cases] [threads] [repeat]
 
 For each case it runs the C benchmark (build/bench/bench_nn) and then
 ../shared/bench/torch_baseline.py (override with SP_TORCH_BASELINE) with the same thread count,
@@ -9,7 +9,9 @@ and prints one line per measurement:
     <case> c_ms=<median> torch_ms=<median> ratio=<c/torch> gflops=<C achieved>
 Training steps: zero grad, forward, MSE, backward, AdamW (median of 10 after 3 warm-ups, both
 sides). Inference: C = one no-grad forward (+ one DDIM update for the video U-Net), PyTorch = its
-no-grad forward. PyTorch needs Debian's python3-torch; without it the torch columns say 'na'."""
+no-grad forward. With repeat > 1 the C and PyTorch runs alternate `repeat` times and each side
+reports its best (lowest) median, which filters out load from other processes on a shared
+machine. PyTorch needs Debian's python3-torch; without it the torch columns say 'na'."""
 import os, re, subprocess, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -17,6 +19,7 @@ ROOT = os.path.dirname(HERE)
 cbin = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "bench", "bench_nn")
 cases = (sys.argv[2] if len(sys.argv) > 2 else "unet32,unet64,resnet18,dp1d").split(",")
 threads = sys.argv[3] if len(sys.argv) > 3 else "2"
+repeat = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 torch_script = os.environ.get("SP_TORCH_BASELINE", os.path.join(ROOT, "..", "shared", "bench", "torch_baseline.py"))
 env = dict(os.environ, OMP_NUM_THREADS=threads)
 
@@ -35,15 +38,20 @@ def torch_case(case):
 
 print(f"# threads={threads} (C: OpenMP team, OpenBLAS single-threaded; PyTorch: set_num_threads)", flush=True)
 for case in cases:
-    cout = run([cbin, threads, case])
-    c = {}
-    for line in cout.splitlines():
-        m = re.match(r"(\S+)_(train|infer) c_ms=([\d.]+) gflops=([\d.]+)", line)
-        if m:
-            c[m.group(2)] = (float(m.group(3)), float(m.group(4)))
-        elif line and not line.startswith("#"):
-            print("#", line)
-    t = torch_case(case)
+    c, t = {}, None
+    for _ in range(max(1, repeat)):
+        cout = run([cbin, threads, case])
+        for line in cout.splitlines():
+            m = re.match(r"(\S+)_(train|infer) c_ms=([\d.]+) gflops=([\d.]+)", line)
+            if m:
+                v = (float(m.group(3)), float(m.group(4)))
+                if m.group(2) not in c or v[0] < c[m.group(2)][0]:
+                    c[m.group(2)] = v
+            elif line and not line.startswith("#"):
+                print("#", line)
+        tt = torch_case(case)
+        if tt:
+            t = tt if not t else (min(t[0], tt[0]), min(t[1], tt[1]))
     for i, kind in enumerate(("train", "infer")):
         if kind not in c:
             print(f"{case}_{kind} c_ms=na torch_ms=na ratio=na gflops=na", flush=True)
