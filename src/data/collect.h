@@ -1,9 +1,11 @@
 /* collect.h: expert (and perturbed) rollouts of the benchmark tasks into an HDF5 dataset.
  *
- * Each episode: reset with AVDC's seeding, the scripted expert under AVDC's loop (a frame at reset
- * and after every step; after the first success, until 10 successful steps or the first later
- * failure; success iff <= 500 frames), a render of every frame (RGB, metric depth, segmentation)
- * cropped to the task's window and resized to sz, and the spatial annotations of dataset.h.
+ * A physics-only dry run per (task, seed) plans the run first (which seeds succeed, how many
+ * frames); failed episodes are never rendered. Each episode: reset with AVDC's seeding, the
+ * scripted expert under AVDC's loop (a frame at reset and after every step; after the first
+ * success, until 10 successful steps or the first later failure; success iff <= 500 frames), a
+ * render of every frame (RGB, metric depth, segmentation) cropped to the task's window and
+ * resized to sz, and the spatial annotations of dataset.h.
  *
  * Interruption: finished episodes go to OUT.parts/ as single-episode files (atomic renames); the
  * dataset OUT is rebuilt from them at checkpoints and at the end (atomic rename), then the parts
