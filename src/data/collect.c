@@ -545,6 +545,7 @@ static long plan_jobs(run_state *rs, char *err) {
   const sp_collect_config *cfg = rs->cfg;
   sp_collect_config dcfg = *cfg;
   dcfg.size = 8;
+  dcfg.stop = NULL;  // a dry run is short: finish it, then stop between seeds
   sp_demo dry;
   if (sp_demo_alloc(&dry, MAX_FRAMES, 8, err)) return -1;
   rs->jobs = calloc((size_t)(cfg->ntask * cfg->ncam * (cfg->nseed + 1)), sizeof(job));
