@@ -21,7 +21,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/builtin_scenes.o
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all test asan bench bench-nn clean
+.PHONY: all test asan test-asan bench bench-nn clean
 all: $(BUILD)/sp $(BUILD)/libsp.a
 
 $(BUILD)/%.o: %.c
@@ -53,6 +53,11 @@ test: $(BUILD)/sp_tests $(BUILD)/sp
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" \
 	        EXTRA_LDLIBS="-fsanitize=address,undefined" build-asan/sp build-asan/sp_tests
+
+# the test suite under ASan + UBSan (any UBSan report fails the run)
+test-asan: asan
+	SP_BIN=build-asan/sp UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	LSAN_OPTIONS=suppressions=tests/lsan.supp build-asan/sp_tests $(TEST_ARGS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libsp.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libsp.a $(LDLIBS)
