@@ -749,7 +749,7 @@ int sp_dataset_merge(const char *out, const char *old, const char **parts, int n
   }
   free(ppath);
   if (!rc) {
-    qsort(st.seeds, (size_t)st.nseed, sizeof(long), cmp_long);
+    if (st.nseed) qsort(st.seeds, (size_t)st.nseed, sizeof(long), cmp_long);
     for (int j = 0; j < SP_ACT_DIM; j++)
       if (st.amin[j] > st.amax[j]) st.amin[j] = st.amax[j] = 0;  // no steps at all
     hsize_t na = SP_ACT_DIM, ns = (hsize_t)st.nseed;
