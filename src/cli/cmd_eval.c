@@ -78,10 +78,11 @@ int sp_cmd_eval(int argc, char **argv) {
         cfg.shard_i < 0 || cfg.shard_i >= cfg.shard_n) {
       sp_log(SP_LOG_ERROR, "eval: bad --shard '%s' (expected I/N with 0 <= I < N)", shard);
       free(sv);
+      free(gv);
       return 2;
     }
   }
-  if (sp_cli_scene_source("eval", scenes, &assets, &cfg.source)) { free(sv); return 2; }
+  if (sp_cli_scene_source("eval", scenes, &assets, &cfg.source)) { free(sv); free(gv); return 2; }
   cfg.assets = assets;
   rc = sp_eval_run(&cfg, err);
   free(sv);

@@ -320,15 +320,8 @@ static int write_config(const char *dir, const cJSON *conf, int shard_i, int sha
   cJSON *sh = cJSON_AddObjectToObject(c, "shard");
   cJSON_AddNumberToObject(sh, "index", shard_i);
   cJSON_AddNumberToObject(sh, "count", shard_n);
-  char *s = cJSON_Print(c);
+  int rc = sp_json_write(dir, "config.json", c, err);
   cJSON_Delete(c);
-  char path[4096];
-  snprintf(path, sizeof path, "%s/config.json", dir);
-  size_t n = strlen(s);
-  s = realloc(s, n + 2);
-  s[n] = '\n'; s[n + 1] = 0;
-  int rc = sp_file_write_atomic(path, s, n + 1, err);
-  free(s);
   return rc;
 }
 

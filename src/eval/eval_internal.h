@@ -12,6 +12,9 @@ char *sp_episode_to_json(const sp_episode *ep, const char *agent, const sp_env_m
 int sp_episode_from_json(const char *line, sp_episode *ep);
 int sp_episodes_load(const char *path, sp_episode **out, int repair, char *err);
 
+/* write a JSON object, pretty-printed with a final newline, atomically to DIR/NAME */
+int sp_json_write(const char *dir, const char *name, const cJSON *o, char *err);
+
 /* canonical order: task index, camera index, seed (as listed in the config) */
 int sp_episode_cmp(const void *a, const void *b);
 

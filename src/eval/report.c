@@ -9,6 +9,20 @@
 #include "core/log.h"
 #include "eval/eval_internal.h"
 
+int sp_json_write(const char *dir, const char *name, const cJSON *o, char *err) {
+  char *js = cJSON_Print(o), path[4096];
+  if (!js) return sp_errf(err, "out of memory printing %s", name);
+  size_t n = strlen(js);
+  char *buf = realloc(js, n + 2);
+  if (!buf) { free(js); return sp_errf(err, "out of memory printing %s", name); }
+  buf[n] = '\n';
+  buf[n + 1] = 0;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  int rc = sp_file_write_atomic(path, buf, n + 1, err);
+  free(buf);
+  return rc;
+}
+
 int sp_episode_cmp(const void *a, const void *b) {
   const sp_episode *x = a, *y = b;
   if (x->task != y->task) return x->task - y->task;
@@ -124,15 +138,9 @@ int sp_eval_write_results(const char *dir, const cJSON *config, sp_episode *eps,
   cJSON_AddNumberToObject(ts, "matching", sum.matching);
   cJSON_AddNumberToObject(ts, "other", sum.other);
   cJSON_AddNumberToObject(ts, "total", sum.total);
-  char *js = cJSON_Print(o);
+  int rc = sp_json_write(dir, "results.json", o, err);
   cJSON_Delete(o);
   char path[4096];
-  snprintf(path, sizeof path, "%s/results.json", dir);
-  size_t jl = strlen(js);
-  js = realloc(js, jl + 2);
-  js[jl] = '\n'; js[jl + 1] = 0;
-  int rc = sp_file_write_atomic(path, js, jl + 1, err);
-  free(js);
   if (rc) return rc;
 
   /* results.md */
