@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "nn/nn.h"
+#include "nn/nn_winograd.h"
 
 /* ---------------------------------------------------------------------------------------------
  * conv2d */
@@ -43,6 +44,7 @@ static size_t conv2d_per_thread(const nn_conv2d_dims *d) {
 }
 
 size_t nn_conv2d_scratch(const nn_conv2d_dims *d) {
+  if (nn_wino_applies(d)) return nn_wino_scratch(d);
   size_t wf = conv2d_flip_bwd(d) ? (size_t)d->Cin * d->Cout * d->KH * d->KW : 0;
   return (size_t)nn_threads() * conv2d_per_thread(d) + wf + 16;
 }
@@ -145,6 +147,10 @@ static void conv2d_fwd_sample(float *out, const float *in, const float *w, const
 
 static void conv2d_forward(float *out, const float *in, const float *w, const float *b,
                            const nn_conv2d_dims *d, float *scratch, float beta) {
+  if (nn_wino_applies(d)) {
+    nn_wino_forward(out, in, w, b, d, scratch, beta != 0.f);
+    return;
+  }
   size_t K = (size_t)d->Cin * d->KH * d->KW, N = (size_t)d->Ho * d->Wo;
   size_t per = conv2d_per_thread(d);
   size_t isz = (size_t)d->Cin * d->H * d->W, osz = (size_t)d->Cout * N;
@@ -225,6 +231,21 @@ void nn_conv2d_backward(float *din, float *dw, float *db, const float *dout, con
   size_t isz = (size_t)d->Cin * d->H * d->W, osz = (size_t)d->Cout * N;
   size_t wsz = (size_t)d->Cout * K;
   int nt = nn_threads();
+  if (nn_wino_applies(d)) {
+    if (db) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+      for (int o = 0; o < d->Cout; o++) {
+        float s = 0.f;
+        for (int bi = 0; bi < d->B; bi++) {
+          const float *r = dout + bi * osz + (size_t)o * N;
+          for (size_t i = 0; i < N; i++) s += r[i];
+        }
+        db[o] += s;
+      }
+    }
+    nn_wino_backward(din, dw, dout, in, w, d, scratch);
+    return;
+  }
   float *wf = NULL;
   if (din && conv2d_flip_bwd(d)) {
     /* Wf[c, (o, kh', kw')] = W[o, c, K-1-kh', K-1-kw'] */

@@ -59,6 +59,10 @@ typedef struct {
 } nn_conv2d_dims;
 
 nn_conv2d_dims nn_conv2d_make(int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);
+/* 3x3 stride-1 pad-1 convolutions run by Winograd F(4x4, 3x3) when the CPU has AVX2 + FMA (the
+ * default); on = 0 forces im2col + sgemm. Returns whether Winograd is now in use. Set it before
+ * sizing scratch buffers: the two paths need different amounts. */
+int nn_conv2d_set_winograd(int on);
 size_t nn_conv2d_scratch(const nn_conv2d_dims *d);  // floats, forward and backward
 void nn_conv2d_forward(float *out, const float *in, const float *w, const float *b,
                        const nn_conv2d_dims *d, float *scratch);

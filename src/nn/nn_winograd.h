@@ -1,0 +1,21 @@
+/* nn_winograd.h (internal): 3x3 stride-1 pad-1 conv2d by Winograd F(4x4, 3x3), used by
+ * nn_conv2d_* when it applies (AVX2 + FMA present and not switched off). */
+#ifndef SP_NN_WINOGRAD_H
+#define SP_NN_WINOGRAD_H
+
+#include <stddef.h>
+
+#include "nn/nn.h"
+
+/* 1 when d is a 3x3, stride-1, pad-1 convolution and the CPU has AVX2 + FMA */
+int nn_wino_applies(const nn_conv2d_dims *d);
+/* floats of scratch for forward and backward */
+size_t nn_wino_scratch(const nn_conv2d_dims *d);
+/* out (=, or += with acc) conv2d(in) + b */
+void nn_wino_forward(float *out, const float *in, const float *w, const float *b,
+                     const nn_conv2d_dims *d, float *scratch, int acc);
+/* din += and dw += (either may be NULL); db is the caller's */
+void nn_wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w,
+                      const nn_conv2d_dims *d, float *scratch);
+
+#endif
