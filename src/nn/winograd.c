@@ -333,47 +333,8 @@ WINO_TARGET static void kern6x16(int K, const float *A, size_t lda, const float 
 /* ---------------------------------------------------------------------------------------------
  * weight transforms (scalar: once per call, Cout x Cin small 3x3 kernels) */
 
-/* U = G g G^T of one 3x3 kernel g (row stride gs, column stride gc: flipping uses negative
- * strides) into u[36] */
-static void wtrans(float u[36], const float *g, int gs, int gc) {
-  float t[6][3];
-  for (int c = 0; c < 3; c++) {
-    float g0 = g[c * gc], g1 = g[gs + c * gc], g2 = g[2 * gs + c * gc];
-    t[0][c] = g0 * 0.25f;
-    t[1][c] = -(g0 + g1 + g2) / 6.f;
-    t[2][c] = -(g0 - g1 + g2) / 6.f;
-    t[3][c] = g0 / 24.f + g1 / 12.f + g2 / 6.f;
-    t[4][c] = g0 / 24.f - g1 / 12.f + g2 / 6.f;
-    t[5][c] = g2;
-  }
-  for (int r = 0; r < 6; r++) {
-    float g0 = t[r][0], g1 = t[r][1], g2 = t[r][2];
-    u[r * 6 + 0] = g0 * 0.25f;
-    u[r * 6 + 1] = -(g0 + g1 + g2) / 6.f;
-    u[r * 6 + 2] = -(g0 - g1 + g2) / 6.f;
-    u[r * 6 + 3] = g0 / 24.f + g1 / 12.f + g2 / 6.f;
-    u[r * 6 + 4] = g0 / 24.f - g1 / 12.f + g2 / 6.f;
-    u[r * 6 + 5] = g2;
-  }
-}
-
-/* dW (3x3, += ) from X (6x6): G^T X G */
-static void wtrans_back(float *dw, const float *x, size_t xs) {
-  float t[3][6];
-  for (int c = 0; c < 6; c++) {
-    float x0 = x[(0 * 6 + c) * xs], x1 = x[(1 * 6 + c) * xs], x2 = x[(2 * 6 + c) * xs];
-    float x3 = x[(3 * 6 + c) * xs], x4 = x[(4 * 6 + c) * xs], x5 = x[(5 * 6 + c) * xs];
-    t[0][c] = 0.25f * x0 - (x1 + x2) / 6.f + (x3 + x4) / 24.f;
-    t[1][c] = (x2 - x1) / 6.f + (x3 - x4) / 12.f;
-    t[2][c] = (x3 + x4 - x1 - x2) / 6.f + x5;
-  }
-  for (int r = 0; r < 3; r++) {
-    const float *x = t[r];
-    dw[r * 3 + 0] += 0.25f * x[0] - (x[1] + x[2]) / 6.f + (x[3] + x[4]) / 24.f;
-    dw[r * 3 + 1] += (x[2] - x[1]) / 6.f + (x[3] - x[4]) / 12.f;
-    dw[r * 3 + 2] += (x[3] + x[4] - x[1] - x[2]) / 6.f + x[5];
-  }
-}
+/* constants of G */
+static const float R4 = 0.25f, R6 = 1.f / 6.f, R12 = 1.f / 12.f, R24 = 1.f / 24.f;
 
 #if WINO_OK
 
@@ -454,21 +415,54 @@ static void fwd_run(float *out, const float *in, const float *U, const float *bi
 
 /* U (36, coutp/MR, cin, MR) from w (cout, cin, 3, 3); flip: from the flipped transposed weight
  * of a cin <- cout convolution, i.e. U[o][c] = G flip(w[c][o]) G^T with w (cin, cout, 3, 3) */
-static void pack_u(float *U, const float *w, int cin, int cout, int flip) {
-  int coutp = rup(cout, MR);
+/* G x for x[0..2] -> y[0..5], lanes independent */
+#define WINO_G(x, y)                                                                       \
+  do {                                                                                     \
+    __m256 e_ = _mm256_mul_ps(_mm256_add_ps(x[0], x[2]), r6);                              \
+    __m256 f_ = _mm256_fmadd_ps(x[0], r24, _mm256_mul_ps(x[2], r6));                       \
+    y[0] = _mm256_mul_ps(x[0], r4);                                                        \
+    y[1] = _mm256_fnmadd_ps(x[1], r6, _mm256_sub_ps(_mm256_setzero_ps(), e_));             \
+    y[2] = _mm256_fmsub_ps(x[1], r6, e_);                                                  \
+    y[3] = _mm256_fmadd_ps(x[1], r12, f_);                                                 \
+    y[4] = _mm256_fnmadd_ps(x[1], r12, f_);                                                \
+    y[5] = x[2];                                                                           \
+  } while (0)
+
+/* U (36, coutp/MR, cin, MR) from w (cout, cin, 3, 3); flip: from the flipped transposed weight
+ * of a cin <- cout convolution, i.e. U[o][c] = G flip(w[c][o]) G^T with w (cin, cout, 3, 3).
+ * One job is a panel of MR output channels at one input channel, the MR kernels in lanes. */
+WINO_TARGET static void pack_u(float *U, const float *w, int cin, int cout, int flip) {
+  int coutp = rup(cout, MR), npan = coutp / MR;
+  const __m256 r4 = _mm256_set1_ps(R4), r6 = _mm256_set1_ps(R6), r12 = _mm256_set1_ps(R12);
+  const __m256 r24 = _mm256_set1_ps(R24);
+  const __m256i store6 = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
 #pragma omp parallel for schedule(static) num_threads(nn_threads())
-  for (int o = 0; o < coutp; o++) {
-    float u[36];
-    for (int c = 0; c < cin; c++) {
-      if (o >= cout) {
-        memset(u, 0, sizeof u);
-      } else if (!flip) {
-        wtrans(u, w + ((size_t)o * cin + c) * 9, 3, 1);
-      } else {
-        wtrans(u, w + ((size_t)c * cout + o) * 9 + 8, -3, -1);
-      }
-      float *dst = U + ((size_t)(o / MR) * cin + c) * MR + o % MR;
-      for (int xi = 0; xi < 36; xi++) dst[(size_t)xi * coutp * cin] = u[xi];
+  for (int job = 0; job < npan * cin; job++) {
+    int pan = job / cin, c = job % cin, o0 = pan * MR;
+    int idx[8], msk[8];
+    for (int l = 0; l < 8; l++) {
+      int o = o0 + l;
+      msk[l] = (l < MR && o < cout) ? -1 : 0;
+      if (!msk[l]) o = o0;  // any valid address
+      idx[l] = flip ? (c * cout + o) * 9 + 8 : (o * cin + c) * 9;
+    }
+    __m256i vi = _mm256_loadu_si256((const __m256i *)idx);
+    __m256 vm = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)msk));
+    int sgn = flip ? -1 : 1;
+    __m256 t[6][3];
+    for (int col = 0; col < 3; col++) {
+      __m256 x[3], y[6];
+      for (int r = 0; r < 3; r++)
+        x[r] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), w + sgn * (r * 3 + col), vi, vm, 4);
+      WINO_G(x, y);
+      for (int r = 0; r < 6; r++) t[r][col] = y[r];
+    }
+    float *dst = U + ((size_t)pan * cin + c) * MR;
+    for (int r = 0; r < 6; r++) {
+      __m256 y[6];
+      WINO_G(t[r], y);
+      for (int k = 0; k < 6; k++)
+        _mm256_maskstore_ps(dst + (size_t)(r * 6 + k) * coutp * cin, store6, y[k]);
     }
   }
 }
@@ -480,6 +474,46 @@ void nn_wino_forward(float *out, const float *in, const float *w, const float *b
   pack_u(U, w, d->Cin, d->Cout, 0);
   fwd_run(out, in, U, b, d->B, d->Cin, d->Cout, d->H, d->W, &g, pin,
           scratch + fwd_shared(d, d->Cin, d->Cout), fwd_thread(d, d->Cin, d->Cout), acc);
+}
+
+/* G^T x for x[0..5] -> y[0..2] */
+#define WINO_GT(x, y)                                                                          \
+  do {                                                                                         \
+    __m256 s12_ = _mm256_add_ps(x[1], x[2]), s34_ = _mm256_add_ps(x[3], x[4]);                 \
+    y[0] = _mm256_fmadd_ps(x[0], r4, _mm256_fmsub_ps(s34_, r24, _mm256_mul_ps(s12_, r6)));     \
+    y[1] = _mm256_fmadd_ps(_mm256_sub_ps(x[2], x[1]), r6,                                      \
+                           _mm256_mul_ps(_mm256_sub_ps(x[3], x[4]), r12));                     \
+    y[2] = _mm256_fmadd_ps(_mm256_sub_ps(s34_, s12_), r6, x[5]);                               \
+  } while (0)
+
+/* dw (Cout, Cin, 3, 3) += G^T X G for X (36, co6, ldv); 8 input channels in lanes */
+WINO_TARGET static void unpack_dw(float *dw, const float *X, int Cout, int Cin, int co6, int ldv) {
+  const __m256 r4 = _mm256_set1_ps(R4), r6 = _mm256_set1_ps(R6), r12 = _mm256_set1_ps(R12);
+  const __m256 r24 = _mm256_set1_ps(R24);
+  int ng = (Cin + 7) / 8;
+  size_t xs = (size_t)co6 * ldv;
+#pragma omp for schedule(static)
+  for (int job = 0; job < Cout * ng; job++) {
+    int co = job / ng, c0 = job % ng * 8;
+    const float *x = X + (size_t)co * ldv + c0;
+    __m256 t[3][6];
+    for (int k = 0; k < 6; k++) {
+      __m256 v[6], y[3];
+      for (int r = 0; r < 6; r++) v[r] = _mm256_loadu_ps(x + (r * 6 + k) * xs);
+      WINO_GT(v, y);
+      for (int r = 0; r < 3; r++) t[r][k] = y[r];
+    }
+    float o[9][8];
+    for (int r = 0; r < 3; r++) {
+      __m256 y[3];
+      WINO_GT(t[r], y);
+      for (int k = 0; k < 3; k++) _mm256_storeu_ps(o[r * 3 + k], y[k]);
+    }
+    for (int l = 0; l < 8 && c0 + l < Cin; l++) {
+      float *d = dw + ((size_t)co * Cin + c0 + l) * 9;
+      for (int k = 0; k < 9; k++) d[k] += o[k][l];
+    }
+  }
 }
 
 /* dW (Cout, Cin, 3, 3) += correlation of in with dout, by 36 GEMMs over tiles. A block of nb
@@ -499,7 +533,10 @@ static void bwd_weight(float *dw, const float *dout, const float *in, const nn_c
   float *pdy = pin + (size_t)d->B * Cin * g.Hp * g.Wp;  // (B, Cout, 4 th, Wp) padded dout
   float *pb = pdy + (size_t)d->B * Cout * 4 * g.th * g.Wp;  // per thread: zero patch, 8 x 36 x 8
   size_t pplane = (size_t)g.Hp * g.Wp, dplane = (size_t)4 * g.th * g.Wp;
-  memset(scratch, 0, sizeof(float) * 36 * ((size_t)co6 * ldv + (size_t)nb * (ldv + ldd)));
+  /* X accumulates; V and D need zeros only in the columns the 8-channel transposes skip */
+  memset(X, 0, sizeof(float) * 36 * (size_t)co6 * ldv);
+  if (ldv > rup(Cin, 8)) memset(V, 0, sizeof(float) * 36 * (size_t)nb * ldv);
+  if (ldd > rup(Cout, 8)) memset(D, 0, sizeof(float) * 36 * (size_t)nb * ldd);
   pad_planes(pin, in, d->B * Cin, H, W, g.Hp, g.Wp, 1, 1);
   pad_planes(pdy, dout, d->B * Cout, H, W, 4 * g.th, g.Wp, 0, 0);
 #pragma omp parallel num_threads(nn_threads())
@@ -549,10 +586,7 @@ static void bwd_weight(float *dw, const float *dout, const float *in, const nn_c
             kern6x16(n, Dx + co, ldd, Vx + ci, ldv, Xx + (size_t)co * ldv + ci, ldv, 1);
       }
     }
-#pragma omp for schedule(static)
-    for (int oc = 0; oc < Cout * Cin; oc++)
-      wtrans_back(dw + (size_t)oc * 9, X + (size_t)(oc / Cin) * ldv + oc % Cin,
-                  (size_t)co6 * ldv);
+    unpack_dw(dw, X, Cout, Cin, co6, ldv);
   }
 }
 

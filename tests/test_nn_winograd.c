@@ -1,0 +1,102 @@
+/* tests of the Winograd F(4x4, 3x3) path of conv2d (src/nn/winograd.c): forward (plain and
+ * accumulating, with bias), backward data and weight (accumulating), against the double
+ * precision reference, over shapes that exercise every edge: images smaller than a tile,
+ * sizes not a multiple of 4, channel counts not a multiple of the kernel blocks (6, 8, 16), and
+ * more tiles than one block. The im2col path is checked on the same shapes. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn.h"
+
+static float *rnd(size_t n, unsigned seed) {
+  float *p = malloc((n ? n : 1) * sizeof(float));
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    p[i] = (float)((seed >> 8) & 0xffff) / 32768.f - 1.f;
+  }
+  return p;
+}
+
+/* |got - want| <= tol * max|want| everywhere */
+static void expect_near(const char *what, const float *got, const float *want, size_t n,
+                        double tol) {
+  double scale = 0, worst = 0;
+  size_t wi = 0;
+  for (size_t i = 0; i < n; i++)
+    if (fabs(want[i]) > scale) scale = fabs(want[i]);
+  for (size_t i = 0; i < n; i++) {
+    double e = fabs((double)got[i] - want[i]);
+    if (!(e <= worst)) worst = e, wi = i;
+  }
+  cr_expect(worst <= tol * scale, "%s: max abs err %.3g at %zu (got %.7g want %.7g), scale %.3g",
+            what, worst, wi, got[wi], want[wi], scale);
+}
+
+static void check(int wino, int B, int Cin, int H, int W, int Cout) {
+  cr_assert_eq(nn_conv2d_set_winograd(wino), wino, "Winograd %s unavailable", wino ? "on" : "off");
+  nn_conv2d_dims d = nn_conv2d_make(B, Cin, H, W, Cout, 3, 1, 1);
+  size_t nx = (size_t)B * Cin * H * W, ny = (size_t)B * Cout * H * W, nw = (size_t)Cout * Cin * 9;
+  float *x = rnd(nx, 1), *w = rnd(nw, 2), *b = rnd(Cout, 3), *dy = rnd(ny, 4);
+  float *y0 = rnd(ny, 5), *y = malloc(ny * sizeof(float)), *yr = malloc(ny * sizeof(float));
+  float *s = rnd(nn_conv2d_scratch(&d), 6);  // scratch starts as garbage, not zeros
+  char what[128];
+  snprintf(what, sizeof what, "%s B=%d Cin=%d %dx%d Cout=%d", wino ? "winograd" : "im2col", B, Cin,
+           H, W, Cout);
+
+  nn_conv2d_forward(y, x, w, b, &d, s);
+  nn_conv2d_forward_ref(yr, x, w, b, &d);
+  expect_near(what, y, yr, ny, 2e-5);
+  /* accumulate: y0 += conv(x) + b */
+  memcpy(y, y0, ny * sizeof(float));
+  nn_conv2d_forward_acc(y, x, w, b, &d, s);
+  for (size_t i = 0; i < ny; i++) yr[i] += y0[i];
+  expect_near(what, y, yr, ny, 2e-5);
+
+  /* backward accumulates into non-zero gradients */
+  float *dx = rnd(nx, 7), *dxr = malloc(nx * sizeof(float));
+  float *dw = rnd(nw, 8), *dwr = malloc(nw * sizeof(float));
+  float *db = rnd(Cout, 9), *dbr = malloc(Cout * sizeof(float));
+  memcpy(dxr, dx, nx * sizeof(float));
+  memcpy(dwr, dw, nw * sizeof(float));
+  memcpy(dbr, db, Cout * sizeof(float));
+  nn_conv2d_backward(dx, dw, db, dy, x, w, &d, s);
+  nn_conv2d_backward_ref(dxr, dwr, dbr, dy, x, w, &d);
+  expect_near(what, dx, dxr, nx, 2e-5);
+  expect_near(what, dw, dwr, nw, 2e-5);
+  expect_near(what, db, dbr, Cout, 2e-5);
+  /* one gradient at a time gives the same */
+  float *dw2 = rnd(nw, 8), *dx2 = rnd(nx, 7);
+  nn_conv2d_backward(NULL, dw2, NULL, dy, x, w, &d, s);
+  nn_conv2d_backward(dx2, NULL, NULL, dy, x, w, &d, s);
+  expect_near(what, dw2, dwr, nw, 2e-5);
+  expect_near(what, dx2, dxr, nx, 2e-5);
+
+  free(x), free(w), free(b), free(dy), free(y0), free(y), free(yr), free(s);
+  free(dx), free(dxr), free(dw), free(dwr), free(db), free(dbr), free(dw2), free(dx2);
+}
+
+static const int SHAPES[][5] = {
+    {1, 1, 1, 1, 1},    {2, 3, 7, 6, 4},     {3, 27, 13, 9, 10}, {2, 20, 34, 18, 13},
+    {1, 70, 10, 10, 33}, {4, 16, 4, 4, 64},  {2, 9, 3, 17, 7},   {5, 40, 8, 8, 24},
+};
+
+Test(nn_winograd, against_reference) {
+  nn_init(2);
+  for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++)
+    check(1, SHAPES[i][0], SHAPES[i][1], SHAPES[i][2], SHAPES[i][3], SHAPES[i][4]);
+}
+
+Test(nn_winograd, im2col_path_against_reference) {
+  nn_init(2);
+  for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++)
+    check(0, SHAPES[i][0], SHAPES[i][1], SHAPES[i][2], SHAPES[i][3], SHAPES[i][4]);
+}
+
+Test(nn_winograd, one_thread) {
+  nn_init(1);
+  check(1, 3, 27, 13, 9, 10);
+  check(1, 2, 20, 34, 18, 13);
+}
