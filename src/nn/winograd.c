@@ -83,10 +83,13 @@ static size_t fwd_thread(const nn_conv2d_dims *d, int cin, int cout) {
   wino_geom g = geom(d, cin, cout);
   return (size_t)36 * (cin + rup(cout, MR)) * g.nb + PATCH + 64;
 }
+/* floats after U that the kernel may read (zeros) */
+static size_t u_slack(int cin, int cout) { return (size_t)MR * (cin + cout) + 64; }
+static size_t u_size(int cin, int cout) { return (size_t)36 * cout * cin + u_slack(cin, cout); }
 /* shared: U, then the padded input */
 static size_t fwd_shared(const nn_conv2d_dims *d, int cin, int cout) {
   wino_geom g = geom(d, cin, cout);
-  return (size_t)36 * rup(cout, MR) * cin + (size_t)d->B * cin * g.Hp * g.Wp + 64;
+  return u_size(cin, cout) + (size_t)d->B * cin * g.Hp * g.Wp + 64;
 }
 
 /* weight gradient: row stride of the output-gradient block (the 6-row kernel may read past
@@ -287,10 +290,10 @@ WINO_TARGET static void out8(float *plane, int H, int W, const int *ty, const in
   }
 }
 
-/* C (6 x 16, row stride ldc) = (or += with acc) A (K x 6, row stride lda) B (K x 16, row
- * stride ldb). Written out by hand: with an accumulator array GCC spills. */
+/* C (6 x 16, row stride ldc) = (or += with acc) A B, A (K x 6) element (k, r) at A[k ak + r ar],
+ * B (K x 16, row stride ldb). Written out by hand: with an accumulator array GCC spills. */
 #define KROW(r, c0, c1)                        \
-  a = _mm256_broadcast_ss(A + r);              \
+  a = _mm256_broadcast_ss(A + (r) * ar);       \
   c0 = _mm256_fmadd_ps(a, b0, c0);             \
   c1 = _mm256_fmadd_ps(a, b1, c1);
 #define KSTORE(r, c0, c1)                                            \
@@ -303,8 +306,8 @@ WINO_TARGET static void out8(float *plane, int H, int W, const int *ty, const in
     _mm256_storeu_ps(o_, c0);                                        \
     _mm256_storeu_ps(o_ + 8, c1);                                    \
   } while (0)
-WINO_TARGET static void kern6x16(int K, const float *A, size_t lda, const float *B, size_t ldb,
-                                 float *C, size_t ldc, int acc) {
+WINO_TARGET static void kern6x16(int K, const float *A, size_t ak, size_t ar, const float *B,
+                                 size_t ldb, float *C, size_t ldc, int acc) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int k = 0; k < K; k++) {
@@ -315,7 +318,7 @@ WINO_TARGET static void kern6x16(int K, const float *A, size_t lda, const float 
     KROW(3, c30, c31)
     KROW(4, c40, c41)
     KROW(5, c50, c51)
-    A += lda;
+    A += ak;
     B += ldb;
   }
   KSTORE(0, c00, c01);
@@ -349,9 +352,11 @@ static inline void tile_of(const wino_geom *g, int p, int *b, int *ty, int *tx) 
 
 /* out (B, cout, H, W) (=, or += with acc) = conv3x3(in (B, cin, H, W)) + bias, with the
  * weight packed as U (36, coutp/MR, cin, MR) */
-static void fwd_run(float *out, const float *in, const float *U, const float *bias, int B, int cin,
-                    int cout, int H, int W, const wino_geom *g, float *pin, float *scratch,
-                    size_t per, int acc) {
+/* out (B, cout, H, W) (=, or += with acc) = conv3x3(in (B, cin, H, W)) + bias, with the
+ * transformed weight U (36, ...): output channel o, input channel c at U[xi][c uk + o ur] */
+static void fwd_run(float *out, const float *in, const float *U, size_t uk, size_t ur,
+                    const float *bias, int B, int cin, int cout, int H, int W, const wino_geom *g,
+                    float *pin, float *scratch, size_t per, int acc) {
   int coutp = rup(cout, MR), nb = g->nb, nblk = (g->P + nb - 1) / nb;
   size_t plane = (size_t)H * W, pplane = (size_t)g->Hp * g->Wp;
   pad_planes(pin, in, B * cin, H, W, g->Hp, g->Wp, 1, 1);
@@ -386,11 +391,11 @@ static void fwd_run(float *out, const float *in, const float *U, const float *bi
       }
       /* 36 GEMMs */
       for (int xi = 0; xi < 36; xi++) {
-        const float *Ux = U + (size_t)xi * coutp * cin, *Vx = V + (size_t)xi * cin * nb;
+        const float *Ux = U + (size_t)xi * cout * cin, *Vx = V + (size_t)xi * cin * nb;
         float *Mx = M + (size_t)xi * coutp * nb;
         for (int cp = 0; cp < coutp; cp += MR)
           for (int q = 0; q < nb; q += NR)
-            kern6x16(cin, Ux + (size_t)cp * cin, MR, Vx + q, nb, Mx + (size_t)cp * nb + q, nb, 0);
+            kern6x16(cin, Ux + cp * ur, uk, ur, Vx + q, nb, Mx + (size_t)cp * nb + q, nb, 0);
       }
       /* output transform */
       for (int q0 = 0; q0 < n; q0 += 8) {
@@ -413,66 +418,32 @@ static void fwd_run(float *out, const float *in, const float *U, const float *bi
   }
 }
 
-/* U (36, coutp/MR, cin, MR) from w (cout, cin, 3, 3); flip: from the flipped transposed weight
- * of a cin <- cout convolution, i.e. U[o][c] = G flip(w[c][o]) G^T with w (cin, cout, 3, 3) */
-/* G x for x[0..2] -> y[0..5], lanes independent */
-#define WINO_G(x, y)                                                                       \
-  do {                                                                                     \
-    __m256 e_ = _mm256_mul_ps(_mm256_add_ps(x[0], x[2]), r6);                              \
-    __m256 f_ = _mm256_fmadd_ps(x[0], r24, _mm256_mul_ps(x[2], r6));                       \
-    y[0] = _mm256_mul_ps(x[0], r4);                                                        \
-    y[1] = _mm256_fnmadd_ps(x[1], r6, _mm256_sub_ps(_mm256_setzero_ps(), e_));             \
-    y[2] = _mm256_fmsub_ps(x[1], r6, e_);                                                  \
-    y[3] = _mm256_fmadd_ps(x[1], r12, f_);                                                 \
-    y[4] = _mm256_fnmadd_ps(x[1], r12, f_);                                                \
-    y[5] = x[2];                                                                           \
-  } while (0)
-
-/* U (36, coutp/MR, cin, MR) from w (cout, cin, 3, 3); flip: from the flipped transposed weight
- * of a cin <- cout convolution, i.e. U[o][c] = G flip(w[c][o]) G^T with w (cin, cout, 3, 3).
- * One job is a panel of MR output channels at one input channel, the MR kernels in lanes. */
-WINO_TARGET static void pack_u(float *U, const float *w, int cin, int cout, int flip) {
-  int coutp = rup(cout, MR), npan = coutp / MR;
-  const __m256 r4 = _mm256_set1_ps(R4), r6 = _mm256_set1_ps(R6), r12 = _mm256_set1_ps(R12);
-  const __m256 r24 = _mm256_set1_ps(R24);
-  const __m256i store6 = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
-#pragma omp parallel for schedule(static) num_threads(nn_threads())
-  for (int job = 0; job < npan * cin; job++) {
-    int pan = job / cin, c = job % cin, o0 = pan * MR;
-    int idx[8], msk[8];
-    for (int l = 0; l < 8; l++) {
-      int o = o0 + l;
-      msk[l] = (l < MR && o < cout) ? -1 : 0;
-      if (!msk[l]) o = o0;  // any valid address
-      idx[l] = flip ? (c * cout + o) * 9 + 8 : (o * cin + c) * 9;
-    }
-    __m256i vi = _mm256_loadu_si256((const __m256i *)idx);
-    __m256 vm = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)msk));
-    int sgn = flip ? -1 : 1;
-    __m256 t[6][3];
-    for (int col = 0; col < 3; col++) {
-      __m256 x[3], y[6];
+/* the weight transform is linear: U[xi] = sum over the 9 taps k of T[xi][k] w[k], one GEMM
+ * U (36, cout*cin) = T (36, 9) w^T for the whole weight. flip: taps reversed (the flipped kernel of
+ * the backward-data convolution). U keeps w's (cout, cin) order; the kernel reads it with strides. */
+static void pack_u(float *U, const float *w, int cout, int cin, int flip) {
+  const float G[6][3] = {{R4, 0, 0},      {-R6, -R6, -R6}, {-R6, R6, -R6},
+                         {R24, R12, R6},  {R24, -R12, R6}, {0, 0, 1}};
+  float T[36 * 9];
+  for (int i = 0; i < 6; i++)
+    for (int j = 0; j < 6; j++)
       for (int r = 0; r < 3; r++)
-        x[r] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), w + sgn * (r * 3 + col), vi, vm, 4);
-      WINO_G(x, y);
-      for (int r = 0; r < 6; r++) t[r][col] = y[r];
-    }
-    float *dst = U + ((size_t)pan * cin + c) * MR;
-    for (int r = 0; r < 6; r++) {
-      __m256 y[6];
-      WINO_G(t[r], y);
-      for (int k = 0; k < 6; k++)
-        _mm256_maskstore_ps(dst + (size_t)(r * 6 + k) * coutp * cin, store6, y[k]);
-    }
-  }
+        for (int c = 0; c < 3; c++) {
+          int k = r * 3 + c;
+          T[(i * 6 + j) * 9 + (flip ? 8 - k : k)] = G[i][r] * G[j][c];
+        }
+  int n = cout * cin;
+  nn_sgemm(0, 1, 36, n, 9, 1.f, T, 9, w, 9, 0.f, U, n);
+  /* the 6-row kernel may read up to 5 rows past the last output channel */
+  memset(U + (size_t)36 * n, 0, sizeof(float) * u_slack(cin, cout));
 }
 
 void nn_wino_forward(float *out, const float *in, const float *w, const float *b,
                      const nn_conv2d_dims *d, float *scratch, int acc) {
   wino_geom g = geom(d, d->Cin, d->Cout);
-  float *U = scratch, *pin = U + (size_t)36 * rup(d->Cout, MR) * d->Cin;
-  pack_u(U, w, d->Cin, d->Cout, 0);
-  fwd_run(out, in, U, b, d->B, d->Cin, d->Cout, d->H, d->W, &g, pin,
+  float *U = scratch, *pin = U + u_size(d->Cin, d->Cout);
+  pack_u(U, w, d->Cout, d->Cin, 0);
+  fwd_run(out, in, U, 1, d->Cin, b, d->B, d->Cin, d->Cout, d->H, d->W, &g, pin,
           scratch + fwd_shared(d, d->Cin, d->Cout), fwd_thread(d, d->Cin, d->Cout), acc);
 }
 
@@ -583,7 +554,7 @@ static void bwd_weight(float *dw, const float *dout, const float *in, const nn_c
         float *Xx = X + (size_t)xi * co6 * ldv;
         for (int ci = 0; ci < ldv; ci += NR)
           for (int co = 0; co < co6; co += MR)
-            kern6x16(n, Dx + co, ldd, Vx + ci, ldv, Xx + (size_t)co * ldv + ci, ldv, 1);
+            kern6x16(n, Dx + co, ldd, 1, Vx + ci, ldv, Xx + (size_t)co * ldv + ci, ldv, 1);
       }
     }
     unpack_dw(dw, X, Cout, Cin, co6, ldv);
@@ -599,8 +570,9 @@ void nn_wino_backward(float *din, float *dw, const float *dout, const float *in,
     t.Cout = d->Cin;
     wino_geom g = geom(&t, t.Cin, t.Cout);
     pack_u(scratch, w, d->Cout, d->Cin, 1);
-    fwd_run(din, dout, scratch, NULL, d->B, d->Cout, d->Cin, d->H, d->W, &g,
-            scratch + (size_t)36 * rup(d->Cin, MR) * d->Cout, scratch + fwd_shared(&t, t.Cin, t.Cout),
+    /* input channel co, output channel ci of the flipped convolution: U[xi][co Cin + ci] */
+    fwd_run(din, dout, scratch, d->Cin, 1, NULL, d->B, d->Cout, d->Cin, d->H, d->W, &g,
+            scratch + u_size(d->Cout, d->Cin), scratch + fwd_shared(&t, t.Cin, t.Cout),
             fwd_thread(&t, t.Cin, t.Cout), 1);
   }
   if (dw) bwd_weight(dw, dout, in, d, scratch);
