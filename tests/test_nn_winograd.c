@@ -36,7 +36,8 @@ static void expect_near(const char *what, const float *got, const float *want, s
 }
 
 static void check(int wino, int B, int Cin, int H, int W, int Cout) {
-  cr_assert_eq(nn_conv2d_set_winograd(wino), wino, "Winograd %s unavailable", wino ? "on" : "off");
+  /* mode 2: Winograd on every shape, not only where it pays */
+  cr_assert_eq(nn_conv2d_set_winograd(wino ? 2 : 0), wino ? 2 : 0, "Winograd unavailable");
   nn_conv2d_dims d = nn_conv2d_make(B, Cin, H, W, Cout, 3, 1, 1);
   size_t nx = (size_t)B * Cin * H * W, ny = (size_t)B * Cout * H * W, nw = (size_t)Cout * Cin * 9;
   float *x = rnd(nx, 1), *w = rnd(nw, 2), *b = rnd(Cout, 3), *dy = rnd(ny, 4);
@@ -93,6 +94,18 @@ Test(nn_winograd, im2col_path_against_reference) {
   nn_init(2);
   for (size_t i = 0; i < sizeof SHAPES / sizeof SHAPES[0]; i++)
     check(0, SHAPES[i][0], SHAPES[i][1], SHAPES[i][2], SHAPES[i][3], SHAPES[i][4]);
+}
+
+Test(nn_winograd, default_mode_picks_by_size) {
+  nn_init(2);
+  cr_assert_eq(nn_conv2d_set_winograd(1), 1);
+  nn_conv2d_dims big = nn_conv2d_make(8, 32, 32, 32, 32, 3, 1, 1);
+  nn_conv2d_dims tiny = nn_conv2d_make(32, 512, 3, 3, 512, 3, 1, 1);
+  nn_conv2d_set_winograd(0);
+  size_t s_big = nn_conv2d_scratch(&big), s_tiny = nn_conv2d_scratch(&tiny);
+  nn_conv2d_set_winograd(1);
+  cr_expect_neq(nn_conv2d_scratch(&big), s_big, "32x32 images should use Winograd");
+  cr_expect_eq(nn_conv2d_scratch(&tiny), s_tiny, "3x3 images with 512 channels should use im2col");
 }
 
 Test(nn_winograd, one_thread) {

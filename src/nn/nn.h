@@ -59,10 +59,11 @@ typedef struct {
 } nn_conv2d_dims;
 
 nn_conv2d_dims nn_conv2d_make(int B, int Cin, int H, int W, int Cout, int K, int stride, int pad);
-/* 3x3 stride-1 pad-1 convolutions run by Winograd F(4x4, 3x3) when the CPU has AVX2 + FMA (the
- * default); on = 0 forces im2col + sgemm. Returns whether Winograd is now in use. Set it before
- * sizing scratch buffers: the two paths need different amounts. */
-int nn_conv2d_set_winograd(int on);
+/* 3x3 stride-1 pad-1 convolutions run by Winograd F(4x4, 3x3) when the CPU has AVX2 + FMA.
+ * mode 1 (the default): where it pays (not on tiny images with many channels); 2: for every such
+ * convolution; 0: never (im2col + sgemm). Returns the mode now in force (0 without AVX2 + FMA).
+ * Set it before sizing scratch buffers: the two paths need different amounts. */
+int nn_conv2d_set_winograd(int mode);
 size_t nn_conv2d_scratch(const nn_conv2d_dims *d);  // floats, forward and backward
 void nn_conv2d_forward(float *out, const float *in, const float *w, const float *b,
                        const nn_conv2d_dims *d, float *scratch);
