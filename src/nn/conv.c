@@ -30,6 +30,9 @@ static int conv2d_flip_bwd(const nn_conv2d_dims *d) {
   return d->stride == 1 && d->KH == d->KW && d->KH % 2 == 1 && d->KH > 1 && d->pad == d->KH / 2;
 }
 
+static int conv2d_batched(const nn_conv2d_dims *d);
+static size_t conv2d_batched_scratch(const nn_conv2d_dims *d);
+
 static size_t conv2d_col_size(const nn_conv2d_dims *d) {
   if (conv2d_is_pointwise(d)) return 0;
   size_t kk = (size_t)d->KH * d->KW, N = (size_t)d->Ho * d->Wo;
@@ -45,15 +48,16 @@ static size_t conv2d_per_thread(const nn_conv2d_dims *d) {
 
 size_t nn_conv2d_scratch(const nn_conv2d_dims *d) {
   if (nn_wino_applies(d)) return nn_wino_scratch(d);
+  if (conv2d_batched(d)) return conv2d_batched_scratch(d);
   size_t wf = conv2d_flip_bwd(d) ? (size_t)d->Cin * d->Cout * d->KH * d->KW : 0;
   return (size_t)nn_threads() * conv2d_per_thread(d) + wf + 16;
 }
 
 /* col (K, Ho*Wo) from one sample in (Cin, H, W) */
 /* rows [oh0, oh1) of the output only: col (K, (oh1-oh0)*Wo) */
-static void im2col_rows(float *col, const float *in, const nn_conv2d_dims *d, int oh0, int oh1) {
+static void im2col_ld(float *col, size_t ld, const float *in, const nn_conv2d_dims *d, int oh0,
+                      int oh1) {
   const int H = d->H, W = d->W, Wo = d->Wo, s = d->stride, p = d->pad;
-  const size_t ld = (size_t)(oh1 - oh0) * Wo;
   for (int c = 0; c < d->Cin; c++) {
     const float *ic = in + (size_t)c * H * W;
     for (int kh = 0; kh < d->KH; kh++) {
@@ -85,8 +89,9 @@ static void im2col_rows(float *col, const float *in, const nn_conv2d_dims *d, in
   }
 }
 
-static inline void im2col(float *col, const float *in, const nn_conv2d_dims *d) {
-  im2col_rows(col, in, d, 0, d->Ho);
+static inline void im2col_rows(float *col, const float *in, const nn_conv2d_dims *d, int oh0,
+                               int oh1) {
+  im2col_ld(col, (size_t)(oh1 - oh0) * d->Wo, in, d, oh0, oh1);
 }
 
 /* output rows per tile, so that one tile of the column matrix (about 512 KB, Zen 3's L2) stays in L2
@@ -96,14 +101,14 @@ static int conv2d_tile_rows(const nn_conv2d_dims *d, int K) {
   return r < 1 ? 1 : r > d->Ho ? d->Ho : r;
 }
 
-/* din (Cin, H, W) += col2im(col) */
-static void col2im_add(float *in, const float *col, const nn_conv2d_dims *d) {
+/* din (Cin, H, W) += col2im(col), col rows of stride ld */
+static void col2im_add(float *in, const float *col, size_t ld, const nn_conv2d_dims *d) {
   const int H = d->H, W = d->W, Ho = d->Ho, Wo = d->Wo, s = d->stride, p = d->pad;
   for (int c = 0; c < d->Cin; c++) {
     float *ic = in + (size_t)c * H * W;
     for (int kh = 0; kh < d->KH; kh++) {
       for (int kw = 0; kw < d->KW; kw++) {
-        const float *row = col + ((size_t)(c * d->KH + kh) * d->KW + kw) * Ho * Wo;
+        const float *row = col + ((size_t)(c * d->KH + kh) * d->KW + kw) * ld;
         int ow0 = p - kw > 0 ? (p - kw + s - 1) / s : 0;
         int ow1 = (W - 1 + p - kw) >= 0 ? (W - 1 + p - kw) / s + 1 : 0;
         if (ow1 > Wo) ow1 = Wo;
@@ -119,6 +124,90 @@ static void col2im_add(float *in, const float *col, const nn_conv2d_dims *d) {
             for (int ow = ow0; ow < ow1; ow++) ir[ow * s - p + kw] += r[ow];
           }
         }
+      }
+    }
+  }
+}
+
+/* small outputs (ResNet's 6x6 and 3x3 stages, 1x1 shortcuts): a GEMM per sample would have
+ * only Ho*Wo columns, so the whole batch goes into one column matrix col (K, B*N), column
+ * b*N + n, and one GEMM; the result is permuted to (B, Cout, N). */
+static int conv2d_batched(const nn_conv2d_dims *d) { return d->B > 1 && d->Ho * d->Wo <= 64; }
+
+static size_t conv2d_batched_scratch(const nn_conv2d_dims *d) {
+  size_t K = (size_t)d->Cin * d->KH * d->KW, BN = (size_t)d->B * d->Ho * d->Wo;
+  return K * BN + (size_t)d->Cout * BN + 16;
+}
+
+/* col (K, B*N) of the whole batch */
+static void im2col_batch(float *col, const float *in, const nn_conv2d_dims *d) {
+  size_t N = (size_t)d->Ho * d->Wo, BN = N * d->B, isz = (size_t)d->Cin * d->H * d->W;
+  int K = d->Cin * d->KH * d->KW;
+#pragma omp parallel for schedule(static) num_threads(nn_threads())
+  for (int b = 0; b < d->B; b++) {
+    if (conv2d_is_pointwise(d)) {
+      for (int c = 0; c < K; c++) memcpy(col + c * BN + b * N, in + b * isz + c * N, N * sizeof(float));
+    } else {
+      im2col_ld(col + b * N, BN, in + b * isz, d, 0, d->Ho);
+    }
+  }
+}
+
+static void conv2d_forward_batched(float *out, const float *in, const float *w, const float *b,
+                                   const nn_conv2d_dims *d, float *scratch, float beta) {
+  size_t K = (size_t)d->Cin * d->KH * d->KW, N = (size_t)d->Ho * d->Wo, BN = N * d->B;
+  float *col = scratch, *y = col + K * BN;
+  im2col_batch(col, in, d);
+  nn_sgemm(0, 0, d->Cout, (int)BN, (int)K, 1.f, w, (int)K, col, (int)BN, 0.f, y, (int)BN);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nn_threads())
+  for (int bi = 0; bi < d->B; bi++)
+    for (int o = 0; o < d->Cout; o++) {
+      float *r = out + ((size_t)bi * d->Cout + o) * N;
+      const float *src = y + o * BN + bi * N;
+      float bo = b ? b[o] : 0.f;
+      if (beta != 0.f)
+        for (size_t i = 0; i < N; i++) r[i] += src[i] + bo;
+      else
+        for (size_t i = 0; i < N; i++) r[i] = src[i] + bo;
+    }
+}
+
+static void conv2d_backward_batched(float *din, float *dw, float *db, const float *dout,
+                                    const float *in, const float *w, const nn_conv2d_dims *d,
+                                    float *scratch) {
+  size_t K = (size_t)d->Cin * d->KH * d->KW, N = (size_t)d->Ho * d->Wo, BN = N * d->B;
+  size_t isz = (size_t)d->Cin * d->H * d->W;
+  float *col = scratch, *dy = col + K * BN;
+  /* dy (Cout, B*N) */
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nn_threads())
+  for (int bi = 0; bi < d->B; bi++)
+    for (int o = 0; o < d->Cout; o++)
+      memcpy(dy + o * BN + bi * N, dout + ((size_t)bi * d->Cout + o) * N, N * sizeof(float));
+  if (db) {
+#pragma omp parallel for schedule(static) num_threads(nn_threads())
+    for (int o = 0; o < d->Cout; o++) {
+      float s = 0.f;
+      for (size_t i = 0; i < BN; i++) s += dy[o * BN + i];
+      db[o] += s;
+    }
+  }
+  if (dw) {
+    im2col_batch(col, in, d);
+    nn_sgemm(0, 1, d->Cout, (int)K, (int)BN, 1.f, dy, (int)BN, col, (int)BN, 1.f, dw, (int)K);
+  }
+  if (din) {
+    /* col = W^T dy, then scattered back sample by sample */
+    nn_sgemm(1, 0, (int)K, (int)BN, d->Cout, 1.f, w, (int)K, dy, (int)BN, 0.f, col, (int)BN);
+#pragma omp parallel for schedule(static) num_threads(nn_threads())
+    for (int b = 0; b < d->B; b++) {
+      if (conv2d_is_pointwise(d)) {
+        for (size_t c = 0; c < K; c++) {
+          float *o = din + b * isz + c * N;
+          const float *src = col + c * BN + b * N;
+          for (size_t i = 0; i < N; i++) o[i] += src[i];
+        }
+      } else {
+        col2im_add(din + b * isz, col + b * N, BN, d);
       }
     }
   }
@@ -149,6 +238,10 @@ static void conv2d_forward(float *out, const float *in, const float *w, const fl
                            const nn_conv2d_dims *d, float *scratch, float beta) {
   if (nn_wino_applies(d)) {
     nn_wino_forward(out, in, w, b, d, scratch, beta != 0.f);
+    return;
+  }
+  if (conv2d_batched(d)) {
+    conv2d_forward_batched(out, in, w, b, d, scratch, beta);
     return;
   }
   size_t K = (size_t)d->Cin * d->KH * d->KW, N = (size_t)d->Ho * d->Wo;
@@ -218,7 +311,7 @@ static void conv2d_bwd_sample(float *din, float *dw, float *db, const float *dou
       }
     } else {
       nn_sgemm(1, 0, K, N, d->Cout, 1.f, w, K, dout, N, 0.f, col, N);
-      col2im_add(din, col, d);
+      col2im_add(din, col, N, d);
     }
   }
 }
@@ -244,6 +337,10 @@ void nn_conv2d_backward(float *din, float *dw, float *db, const float *dout, con
       }
     }
     nn_wino_backward(din, dw, dout, in, w, d, scratch);
+    return;
+  }
+  if (conv2d_batched(d)) {
+    conv2d_backward_batched(din, dw, db, dout, in, w, d, scratch);
     return;
   }
   float *wf = NULL;
