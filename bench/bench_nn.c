@@ -4,7 +4,7 @@
  *   <case> c_ms=<median> gflops=<achieved> fwd_gflop=<counted forward GFLOP> loss=<first loss>
  * bench/bench_nn.py runs this and the PyTorch script in one go and adds torch_ms and ratio.
  *
- *   build/bench/bench_nn [threads] [cases: unet32,unet64,resnet18,dp1d] [iters]
+ *   build/bench/bench_nn [threads] [cases: unet32,unet64,resnet18,dp1d] [iters] [train|infer]
  * FLOPs are counted as torch_baseline.py counts them (conv, linear, attention matmuls; 2 per
  * MAC; a training step is 3x the forward). */
 #include <math.h>
@@ -869,12 +869,14 @@ static void dp_backward(dpunet *u) {
 typedef float (*fwd_fn)(void *m);
 typedef void (*bwd_fn)(void *m);
 
+static int g_train = 1, g_infer = 1;  // which halves to run
+
 static void run_case(const char *name, void *m, model_base *mb, fwd_fn fwd, bwd_fn bwd, int warm, int iters,
                      int infer_ddim, int B, size_t per) {
   nn_adamw_cfg cfg = nn_adamw_defaults();
   double ts[64], ti[64];
   float first = 0.f;
-  for (int i = 0; i < warm + iters; i++) {
+  for (int i = 0; g_train && i < warm + iters; i++) {
     double t0 = now_ms();
     nn_params_zero_grad(&mb->ps);
     float loss = fwd(m);
@@ -889,14 +891,15 @@ static void run_case(const char *name, void *m, model_base *mb, fwd_fn fwd, bwd_
     if (i >= warm) ts[i - warm] = t1 - t0;
   }
   double med = median(ts, iters), step_flops = 3.0 * mb->fwd_flops;
-  printf("%s_train c_ms=%.1f gflops=%.1f fwd_gflop=%.2f params=%.2fM loss0=%.5f arena_mb=%.0f\n", name, med,
+  if (g_train)
+    printf("%s_train c_ms=%.1f gflops=%.1f fwd_gflop=%.2f params=%.2fM loss0=%.5f arena_mb=%.0f\n", name, med,
          step_flops / med / 1e6, mb->fwd_flops / 1e9, mb->ps.total / 1e6, first, mb->ar.cap / 1048576.0);
   fflush(stdout);
   /* no-grad inference: one forward (plus one DDIM update for the video model) */
   nn_sched *s = malloc(sizeof *s);
   nn_sched_init(s, NN_SCHED_COSINE, 100, 0, 0, NULL);
   float *buf = infer_ddim ? malloc((size_t)B * per * 3 * 4) : NULL;
-  for (int i = 0; i < warm + iters; i++) {
+  for (int i = 0; g_infer && i < warm + iters; i++) {
     double t0 = now_ms();
     fwd(m);
     if (infer_ddim) {
@@ -908,7 +911,8 @@ static void run_case(const char *name, void *m, model_base *mb, fwd_fn fwd, bwd_
     if (i >= warm) ti[i - warm] = t1 - t0;
   }
   med = median(ti, iters);
-  printf("%s_infer c_ms=%.1f gflops=%.1f\n", name, med, mb->fwd_flops / med / 1e6);
+  if (g_infer)
+    printf("%s_infer c_ms=%.1f gflops=%.1f\n", name, med, mb->fwd_flops / med / 1e6);
   fflush(stdout);
   free(s);
   free(buf);
@@ -926,6 +930,10 @@ int main(int argc, char **argv) {
   const char *cases = argc > 2 ? argv[2] : "unet32,unet64,resnet18,dp1d";
   int iters = argc > 3 ? atoi(argv[3]) : 10, warm = 3;
   if (iters < 1 || iters > 64) iters = 10;
+  if (argc > 4) {
+    g_train = strcmp(argv[4], "infer") != 0;
+    g_infer = strcmp(argv[4], "train") != 0;
+  }
   nn_init(threads);
   printf("# bench_nn threads=%d iters=%d warm=%d\n", nn_threads(), iters, warm);
   char buf[256];

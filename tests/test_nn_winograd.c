@@ -1,8 +1,8 @@
 /* tests of the Winograd F(4x4, 3x3) path of conv2d (src/nn/winograd.c): forward (plain and
  * accumulating, with bias), backward data and weight (accumulating), against the double
  * precision reference, over shapes that exercise every edge: images smaller than a tile,
- * sizes not a multiple of 4, channel counts not a multiple of the kernel blocks (6, 8, 16), and
- * more tiles than one block. The im2col path is checked on the same shapes. */
+ * sizes not a multiple of 4, channel counts not a multiple of the kernel blocks (6, 8, 16), more
+ * tiles than one block, and rows of 8 or more tiles (the deinterleaving fast path). The im2col path is checked on the same shapes. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -82,6 +82,8 @@ static void check(int wino, int B, int Cin, int H, int W, int Cout) {
 static const int SHAPES[][5] = {
     {1, 1, 1, 1, 1},    {2, 3, 7, 6, 4},     {3, 27, 13, 9, 10}, {2, 20, 34, 18, 13},
     {1, 70, 10, 10, 33}, {4, 16, 4, 4, 64},  {2, 9, 3, 17, 7},   {5, 40, 8, 8, 24},
+    /* row groups (8 tiles side by side): whole, clipped at the right and bottom edges */
+    {2, 5, 30, 33, 7},   {1, 8, 8, 64, 9},
 };
 
 Test(nn_winograd, against_reference) {

@@ -251,6 +251,99 @@ WINO_TARGET static void dy8(float *dst, size_t xs, const float *const src[8], co
   }
 }
 
+/* row groups: 8 tiles side by side in one tile row. Their windows are one strip of the padded
+ * plane, so a stride-4 deinterleave (8 shuffles) replaces the 8x8 transposes. The lanes then
+ * hold the tiles in the order ROW_ORDER; the output side interleaves them back. */
+static const int ROW_ORDER[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+/* 32 floats at p -> x[q] = p[4 t + q] for the tiles t in ROW_ORDER */
+#define WINO_DEINT(p, x)                                                                  \
+  do {                                                                                    \
+    __m256 v0_ = _mm256_loadu_ps(p), v1_ = _mm256_loadu_ps((p) + 8);                      \
+    __m256 v2_ = _mm256_loadu_ps((p) + 16), v3_ = _mm256_loadu_ps((p) + 24);              \
+    __m256 t0_ = _mm256_unpacklo_ps(v0_, v1_), t1_ = _mm256_unpackhi_ps(v0_, v1_);        \
+    __m256 t2_ = _mm256_unpacklo_ps(v2_, v3_), t3_ = _mm256_unpackhi_ps(v2_, v3_);        \
+    x[0] = _mm256_shuffle_ps(t0_, t2_, 0x44);                                             \
+    x[1] = _mm256_shuffle_ps(t0_, t2_, 0xEE);                                             \
+    x[2] = _mm256_shuffle_ps(t1_, t3_, 0x44);                                             \
+    x[3] = _mm256_shuffle_ps(t1_, t3_, 0xEE);                                             \
+  } while (0)
+
+/* lanes in ROW_ORDER, shifted to the next tile; e: the value for the lane of tile 8 */
+WINO_TARGET static inline __m256 next_tile(__m256 x, __m128 e) {
+  __m128 lo = _mm256_castps256_ps128(x), hi = _mm256_extractf128_ps(x, 1);
+  __m128 sh = _mm_castsi128_ps(_mm_alignr_epi8(_mm_castps_si128(e), _mm_castps_si128(lo), 4));
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(hi), sh, 1);
+}
+
+/* input transform of a row group: src at the strip's first window (row stride ld) */
+WINO_TARGET static void in8_row(float *dst, size_t xs, const float *src, int ld) {
+  const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), five = _mm256_set1_ps(5.f);
+  __m256 h[6][6];
+  for (int r = 0; r < 6; r++) {
+    const float *p = src + (size_t)r * ld;
+    __m256 x[6];
+    WINO_DEINT(p, x);
+    __m128 e = _mm_loadu_ps(p + 32);  // columns 32, 33: the first two of a ninth tile
+    x[4] = next_tile(x[0], e);
+    x[5] = next_tile(x[1], _mm_castsi128_ps(_mm_srli_si128(_mm_castps_si128(e), 4)));
+    WINO_BT(x, h[r]);
+  }
+  for (int k = 0; k < 6; k++) {
+    __m256 x[6], y[6];
+    for (int r = 0; r < 6; r++) x[r] = h[r][k];
+    WINO_BT(x, y);
+    for (int r = 0; r < 6; r++) _mm256_storeu_ps(dst + (size_t)(r * 6 + k) * xs, y[r]);
+  }
+}
+
+/* output-gradient transform of a row group (4 rows of the strip) */
+WINO_TARGET static void dy8_row(float *dst, size_t xs, const float *src, int ld) {
+  const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f);
+  __m256 h[4][6];
+  for (int r = 0; r < 4; r++) {
+    __m256 x[4];
+    WINO_DEINT(src + (size_t)r * ld, x);
+    WINO_A(x, h[r]);
+  }
+  for (int k = 0; k < 6; k++) {
+    __m256 x[4], y[6];
+    for (int r = 0; r < 4; r++) x[r] = h[r][k];
+    WINO_A(x, y);
+    for (int r = 0; r < 6; r++) _mm256_storeu_ps(dst + (size_t)(r * 6 + k) * xs, y[r]);
+  }
+}
+
+/* output transform of a row group whose 8 tiles lie inside the plane: 36 lanes at src + xi * xs
+ * -> rows of 32 floats at dst (row stride W), plus bias, stored or added (acc) */
+WINO_TARGET static void out8_row(float *dst, int W, const float *src, size_t xs, float bias,
+                                 int acc) {
+  const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), eight = _mm256_set1_ps(8.f);
+  __m256 t[4][6];
+  for (int k = 0; k < 6; k++) {
+    __m256 m[6], o[4];
+    for (int r = 0; r < 6; r++) m[r] = _mm256_loadu_ps(src + (size_t)(r * 6 + k) * xs);
+    WINO_AT(m, o);
+    for (int i = 0; i < 4; i++) t[i][k] = o[i];
+  }
+  const __m256 vb = _mm256_set1_ps(bias);
+  for (int i = 0; i < 4; i++) {
+    __m256 x[4];
+    WINO_AT(t[i], x);
+    /* inverse of WINO_DEINT */
+    __m256 a0 = _mm256_shuffle_ps(x[0], x[1], 0x44), a2 = _mm256_shuffle_ps(x[0], x[1], 0xEE);
+    __m256 a1 = _mm256_shuffle_ps(x[2], x[3], 0x44), a3 = _mm256_shuffle_ps(x[2], x[3], 0xEE);
+    __m256 v[4] = {_mm256_shuffle_ps(a0, a1, 0x88), _mm256_shuffle_ps(a0, a1, 0xDD),
+                   _mm256_shuffle_ps(a2, a3, 0x88), _mm256_shuffle_ps(a2, a3, 0xDD)};
+    float *o = dst + (size_t)i * W;
+    for (int j = 0; j < 4; j++) {
+      __m256 y = _mm256_add_ps(v[j], vb);
+      if (acc) y = _mm256_add_ps(y, _mm256_loadu_ps(o + 8 * j));
+      _mm256_storeu_ps(o + 8 * j, y);
+    }
+  }
+}
+
 /* T (8 channels, 36, 8 tiles) -> dst[xi * xs + t * ld + c] for tile t, channel c */
 WINO_TARGET static void scatter8(float *dst, size_t xs, size_t ld, const float *T) {
   for (int xi = 0; xi < 36; xi++) {
@@ -357,8 +450,11 @@ static inline void tile_of(const wino_geom *g, int p, int *b, int *ty, int *tx) 
   *tx = r % g->tw;
 }
 
-/* out (B, cout, H, W) (=, or += with acc) = conv3x3(in (B, cin, H, W)) + bias, with the
- * weight packed as U (36, coutp/MR, cin, MR) */
+/* the 8 tiles from p on form a row group (same image and tile row) */
+static inline int row_group(const wino_geom *g, int p, int n_valid) {
+  return n_valid >= 8 && p % g->tw + 8 <= g->tw;
+}
+
 /* out (B, cout, H, W) (=, or += with acc) = conv3x3(in (B, cin, H, W)) + bias, with the
  * transformed weight U (36, ...): output channel o, input channel c at U[xi][c uk + o ur] */
 static void fwd_run(float *out, const float *in, const float *U, size_t uk, size_t ur,
@@ -381,6 +477,12 @@ static void fwd_run(float *out, const float *in, const float *U, size_t uk, size
         int bs[8], ys[8], xs[8];
         for (int t = 0; t < 8; t++)
           if (q0 + t < n) tile_of(g, p0 + q0 + t, bs + t, ys + t, xs + t);
+        if (row_group(g, p0 + q0, n - q0)) {
+          for (int c = 0; c < cin; c++)
+            in8_row(V + (size_t)c * nb + q0, (size_t)cin * nb,
+                    pin + ((size_t)bs[0] * cin + c) * pplane + (size_t)ys[0] * 4 * g->Wp + xs[0] * 4, g->Wp);
+          continue;
+        }
         for (int c = 0; c < cin; c++) {
           const float *src[8];
           int ld[8];
@@ -408,6 +510,15 @@ static void fwd_run(float *out, const float *in, const float *U, size_t uk, size
       for (int q0 = 0; q0 < n; q0 += 8) {
         int bs[8], ys[8], xs[8], m = n - q0 < 8 ? n - q0 : 8;
         for (int t = 0; t < m; t++) tile_of(g, p0 + q0 + t, bs + t, ys + t, xs + t);
+        if (row_group(g, p0 + q0, n - q0)) {
+          if (4 * (xs[0] + 8) <= W && 4 * ys[0] + 4 <= H) {
+            for (int o = 0; o < cout; o++)
+              out8_row(out + ((size_t)bs[0] * cout + o) * plane + (size_t)ys[0] * 4 * W + xs[0] * 4,
+                       W, M + (size_t)o * nb + q0, (size_t)coutp * nb, bias ? bias[o] : 0.f, acc);
+            continue;
+          }
+          for (int t = 0; t < 8; t++) xs[t] = xs[0] + ROW_ORDER[t];  // lanes in row order
+        }
         /* tiles of one group may span two images: split by image */
         for (int t0 = 0; t0 < m;) {
           int t1 = t0 + 1;
@@ -582,9 +693,17 @@ static void bwd_weight(float *dw, const float *dout, const float *in, const nn_c
         int bs[8], ys[8], xs[8];
         for (int t = 0; t < 8; t++)
           if (q0 + t < n) tile_of(&g, p0 + q0 + t, bs + t, ys + t, xs + t);
+        int rowg = row_group(&g, p0 + q0, n - q0);
         for (int c8 = 0; c8 < 8; c8++) {
           const float *src[8];
           int ld[8], ch = c0 + c8;
+          if (rowg && ch < C) {
+            if (isin)
+              in8_row(T + c8 * 288, 8, pin + ((size_t)bs[0] * Cin + ch) * pplane + (size_t)ys[0] * 4 * g.Wp + xs[0] * 4, g.Wp);
+            else
+              dy8_row(T + c8 * 288, 8, pdy + ((size_t)bs[0] * Cout + ch) * dplane + (size_t)ys[0] * 4 * g.Wp + xs[0] * 4, g.Wp);
+            continue;
+          }
           for (int t = 0; t < 8; t++) {
             src[t] = zero;
             ld[t] = 8;
