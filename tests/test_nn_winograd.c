@@ -115,3 +115,52 @@ Test(nn_winograd, one_thread) {
   check(1, 3, 27, 13, 9, 10);
   check(1, 2, 20, 34, 18, 13);
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * conv1d, Winograd F(4, K) for K = 3 and 5 */
+
+static void check1d(int wino, int B, int Cin, int T, int Cout, int K, double tol) {
+  cr_assert_eq(nn_conv1d_set_winograd(wino ? 2 : 0), wino ? 2 : 0);
+  nn_conv1d_dims d = nn_conv1d_make(B, Cin, T, Cout, K, 1, K / 2);
+  size_t nx = (size_t)B * Cin * T, ny = (size_t)B * Cout * d.To, nw = (size_t)Cout * Cin * K;
+  float *x = rnd(nx, 11), *w = rnd(nw, 12), *b = rnd(Cout, 13), *dy = rnd(ny, 14);
+  float *y = malloc(ny * sizeof(float)), *yr = malloc(ny * sizeof(float)), *y0 = rnd(ny, 15);
+  float *s = rnd(nn_conv1d_scratch(&d), 16);
+  char what[128];
+  snprintf(what, sizeof what, "conv1d %s B=%d Cin=%d T=%d Cout=%d K=%d", wino ? "winograd" : "im2col",
+           B, Cin, T, Cout, K);
+  nn_conv1d_forward(y, x, w, b, &d, s);
+  nn_conv1d_forward_ref(yr, x, w, b, &d);
+  expect_near(what, y, yr, ny, tol);
+  memcpy(y, y0, ny * sizeof(float));
+  nn_conv1d_forward_acc(y, x, w, b, &d, s);
+  for (size_t i = 0; i < ny; i++) yr[i] += y0[i];
+  expect_near(what, y, yr, ny, tol);
+  float *dx = rnd(nx, 17), *dxr = malloc(nx * sizeof(float));
+  float *dw = rnd(nw, 18), *dwr = malloc(nw * sizeof(float));
+  float *db = rnd(Cout, 19), *dbr = malloc(Cout * sizeof(float));
+  memcpy(dxr, dx, nx * sizeof(float));
+  memcpy(dwr, dw, nw * sizeof(float));
+  memcpy(dbr, db, Cout * sizeof(float));
+  nn_conv1d_backward(dx, dw, db, dy, x, w, &d, s);
+  nn_conv1d_backward_ref(dxr, dwr, dbr, dy, x, w, &d);
+  expect_near(what, dx, dxr, nx, tol);
+  expect_near(what, dw, dwr, nw, tol);
+  expect_near(what, db, dbr, Cout, tol);
+  free(x), free(w), free(b), free(dy), free(y), free(yr), free(y0), free(s);
+  free(dx), free(dxr), free(dw), free(dwr), free(db), free(dbr);
+}
+
+static const int SHAPES1D[][5] = {
+    {3, 5, 16, 7, 5}, {2, 9, 4, 11, 5}, {4, 3, 8, 6, 3}, {1, 2, 13, 3, 5}, {2, 64, 9, 70, 5},
+    {5, 33, 1, 17, 5}, {2, 16, 6, 8, 3},
+};
+
+Test(nn_winograd, conv1d_against_reference) {
+  nn_init(2);
+  for (size_t i = 0; i < sizeof SHAPES1D / sizeof SHAPES1D[0]; i++) {
+    const int *v = SHAPES1D[i];
+    check1d(1, v[0], v[1], v[2], v[3], v[4], 2e-5);
+    check1d(0, v[0], v[1], v[2], v[3], v[4], 2e-5);
+  }
+}

@@ -454,6 +454,7 @@ nn_conv1d_dims nn_convt1d_make(int B, int Cin, int T, int Cout, int K, int strid
 }
 
 size_t nn_conv1d_scratch(const nn_conv1d_dims *d) {
+  if (nn_wino1d_applies(d)) return nn_wino1d_scratch(d);
   size_t cols = (size_t)d->B * d->To;
   return (size_t)d->Cin * d->K * cols + (size_t)d->Cout * cols + 16;
 }
@@ -530,6 +531,10 @@ static void rowsum_add(float *db, const float *y, int C, size_t n) {
 
 static void conv1d_forward(float *out, const float *in, const float *w, const float *b,
                            const nn_conv1d_dims *d, float *scratch, int acc) {
+  if (nn_wino1d_applies(d)) {
+    nn_wino1d_forward(out, in, w, b, d, scratch, acc);
+    return;
+  }
   int KC = d->Cin * d->K, N = d->B * d->To;
   float *col = scratch, *y = scratch + (size_t)KC * N;
   const float *c = in;
@@ -559,6 +564,10 @@ void nn_conv1d_forward_acc(float *out, const float *in, const float *w, const fl
 
 void nn_conv1d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                         const float *w, const nn_conv1d_dims *d, float *scratch) {
+  if (nn_wino1d_applies(d)) {
+    nn_wino1d_backward(din, dw, db, dout, in, w, d, scratch);
+    return;
+  }
   int KC = d->Cin * d->K, N = d->B * d->To;
   float *col = scratch, *y = scratch + (size_t)KC * N;
   bct_to_cbt(y, dout, d->B, d->Cout, d->To);  // dY (Cout, N)

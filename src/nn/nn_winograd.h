@@ -1,5 +1,6 @@
 /* nn_winograd.h (internal): 3x3 stride-1 pad-1 conv2d by Winograd F(4x4, 3x3), used by
- * nn_conv2d_* when it applies (AVX2 + FMA present and not switched off). */
+ * nn_conv2d_* when it applies (AVX2 + FMA present and not switched off), and the 1D
+ * counterpart used by nn_conv1d_*. */
 #ifndef SP_NN_WINOGRAD_H
 #define SP_NN_WINOGRAD_H
 
@@ -17,5 +18,13 @@ void nn_wino_forward(float *out, const float *in, const float *w, const float *b
 /* din += and dw += (either may be NULL); db is the caller's */
 void nn_wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w,
                       const nn_conv2d_dims *d, float *scratch);
+
+/* stride-1 "same" conv1d with an odd kernel of 3 or 5 by Winograd F(4, K) (winograd1d.c) */
+int nn_wino1d_applies(const nn_conv1d_dims *d);
+size_t nn_wino1d_scratch(const nn_conv1d_dims *d);
+void nn_wino1d_forward(float *out, const float *in, const float *w, const float *b,
+                       const nn_conv1d_dims *d, float *scratch, int acc);
+void nn_wino1d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                        const float *w, const nn_conv1d_dims *d, float *scratch);
 
 #endif
