@@ -13,6 +13,12 @@ void nn_init(int nthreads) {
   openblas_set_num_threads(1);
   if (nthreads > 0) omp_set_num_threads(nthreads);
   g_threads = omp_get_max_threads();
+  /* SP_NN_WINOGRAD=0|1|2: the convolution algorithm switch of nn_conv2d/1d_set_winograd */
+  const char *wm = getenv("SP_NN_WINOGRAD");
+  if (wm && *wm) {
+    nn_conv2d_set_winograd(atoi(wm));
+    nn_conv1d_set_winograd(atoi(wm));
+  }
 }
 
 int nn_threads(void) {
