@@ -200,16 +200,18 @@ static void pad_planes(float *dst, const float *src, int n, int H, int W, int Hp
   for (int i = 0; i < n; i++) {
     float *o = dst + (size_t)i * Hp * Wp;
     const float *sp = src + (size_t)i * H * W;
+    /* plain loops: rows are short, library calls per row cost more than the copy */
     for (int y = 0; y < Hp; y++) {
       float *r = o + (size_t)y * Wp;
       int sy = y - top;
       if (sy < 0 || sy >= H) {
-        memset(r, 0, sizeof(float) * Wp);
+        for (int x = 0; x < Wp; x++) r[x] = 0.f;
         continue;
       }
-      memset(r, 0, sizeof(float) * left);
-      memcpy(r + left, sp + (size_t)sy * W, sizeof(float) * W);
-      memset(r + left + W, 0, sizeof(float) * (Wp - left - W));
+      const float *srow = sp + (size_t)sy * W;
+      for (int x = 0; x < left; x++) r[x] = 0.f;
+      for (int x = 0; x < W; x++) r[left + x] = srow[x];
+      for (int x = left + W; x < Wp; x++) r[x] = 0.f;
     }
   }
 }
@@ -673,14 +675,18 @@ static void bwd_weight(float *dw, const float *dout, const float *in, const nn_c
   float *pdy = pin + (size_t)d->B * Cin * g.Hp * g.Wp;  // (B, Cout, 4 th, Wp) padded dout
   float *pb = pdy + (size_t)d->B * Cout * 4 * g.th * g.Wp;  // per thread: zero patch, 8 x 36 x 8
   size_t pplane = (size_t)g.Hp * g.Wp, dplane = (size_t)4 * g.th * g.Wp;
-  /* X accumulates; V and D need zeros only in the columns the 8-channel transposes skip */
-  memset(X, 0, sizeof(float) * 36 * (size_t)co6 * ldv);
-  if (ldv > rup(Cin, 8)) memset(V, 0, sizeof(float) * 36 * (size_t)nb * ldv);
-  if (ldd > rup(Cout, 8)) memset(D, 0, sizeof(float) * 36 * (size_t)nb * ldd);
   pad_planes(pin, in, d->B * Cin, H, W, g.Hp, g.Wp, 1, 1);
   pad_planes(pdy, dout, d->B * Cout, H, W, 4 * g.th, g.Wp, 0, 0);
 #pragma omp parallel num_threads(nn_threads())
   {
+    /* V and D need zeros in the columns the 8-channel transposes skip (X needs none: the first
+     * block stores, later ones accumulate) */
+    int cv = rup(Cin, 8), cd = rup(Cout, 8);
+#pragma omp for schedule(static)
+    for (int r = 0; r < 36 * nb; r++) {
+      for (int c = cv; c < ldv; c++) V[(size_t)r * ldv + c] = 0.f;
+      for (int c = cd; c < ldd; c++) D[(size_t)r * ldd + c] = 0.f;
+    }
     float *zero = pb + bwd_thread_floats() * omp_get_thread_num(), *T = zero + PATCH;
     memset(zero, 0, PATCH * sizeof(float));
     for (int blk = 0; blk < nblk; blk++) {
@@ -731,7 +737,7 @@ static void bwd_weight(float *dw, const float *dout, const float *in, const nn_c
         float *Xx = X + (size_t)xi * co6 * ldv;
         for (int ci = 0; ci < ldv; ci += NR)
           for (int co = 0; co < co6; co += MR)
-            kern6x16(n, Dx + co, ldd, 1, Vx + ci, ldv, Xx + (size_t)co * ldv + ci, ldv, 1);
+            kern6x16(n, Dx + co, ldd, 1, Vx + ci, ldv, Xx + (size_t)co * ldv + ci, ldv, blk > 0);
       }
     }
     unpack_dw(dw, X, Cout, Cin, co6, ldv);
