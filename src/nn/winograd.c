@@ -15,6 +15,7 @@
  * V (36, Cin, NB), multiplied into M (36, Coutp, NB) by a 6x16 register-blocked kernel, and
  * transformed back, so each block stays in L2. Patches that cross the image border are copied
  * into a small zero-padded buffer first; lanes past the last tile read a zero patch. */
+#pragma GCC optimize("O3", "no-math-errno", "no-trapping-math")  // vectorise the plain loops
 #include <omp.h>
 #include <string.h>
 
@@ -476,7 +477,7 @@ static void fwd_run(float *out, const float *in, const float *U, size_t uk, size
       int p0 = blk * nb, n = g->P - p0 < nb ? g->P - p0 : nb;
       /* input transform */
       for (int q0 = 0; q0 < nb; q0 += 8) {
-        int bs[8], ys[8], xs[8];
+        int bs[8] = {0}, ys[8] = {0}, xs[8] = {0};
         for (int t = 0; t < 8; t++)
           if (q0 + t < n) tile_of(g, p0 + q0 + t, bs + t, ys + t, xs + t);
         if (row_group(g, p0 + q0, n - q0)) {
@@ -510,7 +511,7 @@ static void fwd_run(float *out, const float *in, const float *U, size_t uk, size
       }
       /* output transform */
       for (int q0 = 0; q0 < n; q0 += 8) {
-        int bs[8], ys[8], xs[8], m = n - q0 < 8 ? n - q0 : 8;
+        int bs[8] = {0}, ys[8] = {0}, xs[8] = {0}, m = n - q0 < 8 ? n - q0 : 8;
         for (int t = 0; t < m; t++) tile_of(g, p0 + q0 + t, bs + t, ys + t, xs + t);
         if (row_group(g, p0 + q0, n - q0)) {
           if (4 * (xs[0] + 8) <= W && 4 * ys[0] + 4 <= H) {
@@ -552,8 +553,8 @@ static void fwd_run(float *out, const float *in, const float *U, size_t uk, size
   } while (0)
 
 /* U (36, cout * cin) = G g G^T for every 3x3 kernel g of w (cout, cin, 3, 3), in w's order;
- * flip: of the flipped kernels (the backward-data convolution). 8 kernels in lanes: 9 gathers
- * in, 36 contiguous stores out. The kernel reads U with strides, so no transposition here. */
+ * flip: of the flipped kernels (the backward-data convolution). 8 kernels in lanes: an 8x8
+ * transpose and a gather in, 36 contiguous stores out. The kernel reads U with strides, so no transposition here. */
 WINO_TARGET static void pack_u(float *U, const float *w, int cout, int cin, int flip) {
   const __m256 r4 = _mm256_set1_ps(R4), r6 = _mm256_set1_ps(R6), r12 = _mm256_set1_ps(R12);
   const __m256 r24 = _mm256_set1_ps(R24);
@@ -564,12 +565,17 @@ WINO_TARGET static void pack_u(float *U, const float *w, int cout, int cin, int 
 #pragma omp for schedule(static)
     for (size_t i = 0; i < n8; i += 8) {
       const float *g = w + i * 9;
+      /* taps 0..7 of the 8 kernels by an 8x8 transpose, tap 8 by a gather */
+      __m256 tap[9];
+      for (int j = 0; j < 8; j++) tap[j] = _mm256_loadu_ps(g + 9 * j);
+      tr8(tap);
+      tap[8] = _mm256_i32gather_ps(g + 8, vi, 4);
       __m256 t[6][3];
       for (int col = 0; col < 3; col++) {
         __m256 x[3], y[6];
         for (int r = 0; r < 3; r++) {
           int k = r * 3 + col;
-          x[r] = _mm256_i32gather_ps(g + (flip ? 8 - k : k), vi, 4);
+          x[r] = tap[flip ? 8 - k : k];
         }
         WINO_G(x, y);
         for (int r = 0; r < 6; r++) t[r][col] = y[r];
@@ -696,7 +702,7 @@ static void bwd_weight(float *dw, const float *dout, const float *in, const nn_c
       for (int job = 0; job < (gin + gout) * ngrp; job++) {
         int cg = job / ngrp, q0 = job % ngrp * 8, isin = cg < gin;
         int c0 = (isin ? cg : cg - gin) * 8, C = isin ? Cin : Cout;
-        int bs[8], ys[8], xs[8];
+        int bs[8] = {0}, ys[8] = {0}, xs[8] = {0};
         for (int t = 0; t < 8; t++)
           if (q0 + t < n) tile_of(&g, p0 + q0 + t, bs + t, ys + t, xs + t);
         int rowg = row_group(&g, p0 + q0, n - q0);
