@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "nn/nn.h"
+#include "nn/nn_fast.h"
 #include "nn/nn_winograd.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -55,7 +56,7 @@ size_t nn_conv2d_scratch(const nn_conv2d_dims *d) {
 
 /* col (K, Ho*Wo) from one sample in (Cin, H, W) */
 /* rows [oh0, oh1) of the output only: col (K, (oh1-oh0)*Wo) */
-static void im2col_ld(float *col, size_t ld, const float *in, const nn_conv2d_dims *d, int oh0,
+NN_HOT static void im2col_ld(float *col, size_t ld, const float *in, const nn_conv2d_dims *d, int oh0,
                       int oh1) {
   const int H = d->H, W = d->W, Wo = d->Wo, s = d->stride, p = d->pad;
   for (int c = 0; c < d->Cin; c++) {
@@ -102,7 +103,7 @@ static int conv2d_tile_rows(const nn_conv2d_dims *d, int K) {
 }
 
 /* din (Cin, H, W) += col2im(col), col rows of stride ld */
-static void col2im_add(float *in, const float *col, size_t ld, const nn_conv2d_dims *d) {
+NN_HOT static void col2im_add(float *in, const float *col, size_t ld, const nn_conv2d_dims *d) {
   const int H = d->H, W = d->W, Ho = d->Ho, Wo = d->Wo, s = d->stride, p = d->pad;
   for (int c = 0; c < d->Cin; c++) {
     float *ic = in + (size_t)c * H * W;
