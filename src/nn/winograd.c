@@ -217,6 +217,29 @@ static void pad_planes(float *dst, const float *src, int n, int H, int W, int Hp
   }
 }
 
+/* second (column) pass of the input transform: h[r][k] (row r already transformed) -> V[xi]
+ * lanes at dst + xi * xs */
+WINO_TARGET static inline void in_cols(float *dst, size_t xs, __m256 h[6][6]) {
+  const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), five = _mm256_set1_ps(5.f);
+  for (int k = 0; k < 6; k++) {
+    __m256 x[6], y[6];
+    for (int r = 0; r < 6; r++) x[r] = h[r][k];
+    WINO_BT(x, y);
+    for (int r = 0; r < 6; r++) _mm256_storeu_ps(dst + (size_t)(r * 6 + k) * xs, y[r]);
+  }
+}
+
+/* second pass of the output-gradient transform: h[r][k], 4 rows -> 36 lanes */
+WINO_TARGET static inline void dy_cols(float *dst, size_t xs, __m256 h[4][6]) {
+  const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f);
+  for (int k = 0; k < 6; k++) {
+    __m256 x[4], y[6];
+    for (int r = 0; r < 4; r++) x[r] = h[r][k];
+    WINO_A(x, y);
+    for (int r = 0; r < 6; r++) _mm256_storeu_ps(dst + (size_t)(r * 6 + k) * xs, y[r]);
+  }
+}
+
 /* input transform of 8 tiles: src[t] is the 6x8 window of tile t (row stride ld[t]);
  * writes V[xi] lanes to dst + xi * xs */
 WINO_TARGET static void in8(float *dst, size_t xs, const float *const src[8], const int ld[8]) {
@@ -228,12 +251,7 @@ WINO_TARGET static void in8(float *dst, size_t xs, const float *const src[8], co
     tr8(v);  // v[c]: column c of row r, tiles in lanes
     WINO_BT(v, h[r]);
   }
-  for (int k = 0; k < 6; k++) {
-    __m256 x[6], y[6];
-    for (int r = 0; r < 6; r++) x[r] = h[r][k];
-    WINO_BT(x, y);
-    for (int r = 0; r < 6; r++) _mm256_storeu_ps(dst + (size_t)(r * 6 + k) * xs, y[r]);
-  }
+  in_cols(dst, xs, h);
 }
 
 /* output-gradient transform of 8 tiles: src[t] the 4x8 window (4 used) -> 36 lanes */
@@ -246,12 +264,7 @@ WINO_TARGET static void dy8(float *dst, size_t xs, const float *const src[8], co
     tr8(v);
     WINO_A(v, h[r]);
   }
-  for (int k = 0; k < 6; k++) {
-    __m256 x[4], y[6];
-    for (int r = 0; r < 4; r++) x[r] = h[r][k];
-    WINO_A(x, y);
-    for (int r = 0; r < 6; r++) _mm256_storeu_ps(dst + (size_t)(r * 6 + k) * xs, y[r]);
-  }
+  dy_cols(dst, xs, h);
 }
 
 /* row groups: 8 tiles side by side in one tile row. Their windows are one strip of the padded
@@ -292,12 +305,7 @@ WINO_TARGET static void in8_row(float *dst, size_t xs, const float *src, int ld)
     x[5] = next_tile(x[1], _mm_castsi128_ps(_mm_srli_si128(_mm_castps_si128(e), 4)));
     WINO_BT(x, h[r]);
   }
-  for (int k = 0; k < 6; k++) {
-    __m256 x[6], y[6];
-    for (int r = 0; r < 6; r++) x[r] = h[r][k];
-    WINO_BT(x, y);
-    for (int r = 0; r < 6; r++) _mm256_storeu_ps(dst + (size_t)(r * 6 + k) * xs, y[r]);
-  }
+  in_cols(dst, xs, h);
 }
 
 /* output-gradient transform of a row group (4 rows of the strip) */
@@ -309,11 +317,17 @@ WINO_TARGET static void dy8_row(float *dst, size_t xs, const float *src, int ld)
     WINO_DEINT(src + (size_t)r * ld, x);
     WINO_A(x, h[r]);
   }
+  dy_cols(dst, xs, h);
+}
+
+/* first (column) pass of the output transform: 36 lanes at src + xi * xs -> t[i][k] */
+WINO_TARGET static inline void out_cols(__m256 t[4][6], const float *src, size_t xs) {
+  const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), eight = _mm256_set1_ps(8.f);
   for (int k = 0; k < 6; k++) {
-    __m256 x[4], y[6];
-    for (int r = 0; r < 4; r++) x[r] = h[r][k];
-    WINO_A(x, y);
-    for (int r = 0; r < 6; r++) _mm256_storeu_ps(dst + (size_t)(r * 6 + k) * xs, y[r]);
+    __m256 m[6], o[4];
+    for (int r = 0; r < 6; r++) m[r] = _mm256_loadu_ps(src + (size_t)(r * 6 + k) * xs);
+    WINO_AT(m, o);
+    for (int i = 0; i < 4; i++) t[i][k] = o[i];
   }
 }
 
@@ -323,12 +337,7 @@ WINO_TARGET static void out8_row(float *dst, int W, const float *src, size_t xs,
                                  int acc) {
   const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), eight = _mm256_set1_ps(8.f);
   __m256 t[4][6];
-  for (int k = 0; k < 6; k++) {
-    __m256 m[6], o[4];
-    for (int r = 0; r < 6; r++) m[r] = _mm256_loadu_ps(src + (size_t)(r * 6 + k) * xs);
-    WINO_AT(m, o);
-    for (int i = 0; i < 4; i++) t[i][k] = o[i];
-  }
+  out_cols(t, src, xs);
   const __m256 vb = _mm256_set1_ps(bias);
   for (int i = 0; i < 4; i++) {
     __m256 x[4];
@@ -363,12 +372,7 @@ WINO_TARGET static void out8(float *plane, int H, int W, const int *ty, const in
                              const float *src, size_t xs, float bias, int acc) {
   const __m256 two = _mm256_set1_ps(2.f), four = _mm256_set1_ps(4.f), eight = _mm256_set1_ps(8.f);
   __m256 t[4][6];
-  for (int k = 0; k < 6; k++) {
-    __m256 m[6], o[4];
-    for (int r = 0; r < 6; r++) m[r] = _mm256_loadu_ps(src + (size_t)(r * 6 + k) * xs);
-    WINO_AT(m, o);
-    for (int i = 0; i < 4; i++) t[i][k] = o[i];
-  }
+  out_cols(t, src, xs);
   const __m256 vb = _mm256_set1_ps(bias);
   for (int i = 0; i < 4; i++) {
     __m256 o[8];
