@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "nn/nn.h"
+#include "nn/nn_fast.h"
 
 #define NN_PAR_IF(n) if ((size_t)(n) > 32768)
 
@@ -203,30 +204,47 @@ void nn_gap_backward(float *din, const float *dout, int N, int S) {
   }
 }
 
+/* one output row of max pooling: each output starts from its first valid input, then every
+ * window tap runs over the outputs it is valid for, so the inner loop is a plain (strided)
+ * compare-and-select that vectorises. Ties and NaNs as the per-window loop: the first maximum in
+ * (row, column) order wins; a NaN first element stays. */
+NN_HOT static void maxpool_row(float *o, int32_t *a, const float *in, int H, int W, int k, int s,
+                               int p, int oh, int Wo) {
+  for (int ow = 0; ow < Wo; ow++) {
+    int ih = oh * s - p, iw = ow * s - p;
+    ih = ih < 0 ? 0 : ih;
+    iw = iw < 0 ? 0 : iw;
+    o[ow] = in[(size_t)ih * W + iw];
+    a[ow] = ih * W + iw;
+  }
+  for (int i = 0; i < k; i++) {
+    int ih = oh * s - p + i;
+    if (ih < 0 || ih >= H) continue;
+    const float *ir = in + (size_t)ih * W;
+    for (int j = 0; j < k; j++) {
+      /* valid ow: 0 <= ow*s - p + j < W */
+      int ow0 = p - j > 0 ? (p - j + s - 1) / s : 0;
+      int ow1 = (W - 1 + p - j) >= 0 ? (W - 1 + p - j) / s + 1 : 0;
+      if (ow1 > Wo) ow1 = Wo;
+      for (int ow = ow0; ow < ow1; ow++) {
+        int iw = ow * s - p + j;
+        float v = ir[iw];
+        int32_t idx = ih * W + iw;
+        int take = v > o[ow];
+        o[ow] = take ? v : o[ow];
+        a[ow] = take ? idx : a[ow];
+      }
+    }
+  }
+}
+
 void nn_maxpool_forward(float *out, int32_t *arg, const float *in, int N, int H, int W, int k,
                         int s, int p, int Ho, int Wo) {
-#pragma omp parallel for schedule(static) num_threads(nn_threads()) NN_PAR_IF((size_t)N * Ho * Wo * k * k)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nn_threads()) NN_PAR_IF((size_t)N * Ho * Wo * k * k)
   for (int n = 0; n < N; n++)
     for (int oh = 0; oh < Ho; oh++)
-      for (int ow = 0; ow < Wo; ow++) {
-        float best = -INFINITY;
-        int bi = -1;
-        for (int i = 0; i < k; i++) {
-          int ih = oh * s - p + i;
-          if (ih < 0 || ih >= H) continue;
-          for (int j = 0; j < k; j++) {
-            int iw = ow * s - p + j;
-            if (iw < 0 || iw >= W) continue;
-            float v = in[((size_t)n * H + ih) * W + iw];
-            if (v > best || bi < 0) {
-              best = v;
-              bi = ih * W + iw;
-            }
-          }
-        }
-        out[((size_t)n * Ho + oh) * Wo + ow] = best;
-        arg[((size_t)n * Ho + oh) * Wo + ow] = bi;
-      }
+      maxpool_row(out + ((size_t)n * Ho + oh) * Wo, arg + ((size_t)n * Ho + oh) * Wo,
+                  in + (size_t)n * H * W, H, W, k, s, p, oh, Wo);
 }
 
 void nn_maxpool_backward(float *din, const float *dout, const int32_t *arg, int N, int H, int W,
