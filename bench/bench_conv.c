@@ -41,7 +41,7 @@ static double maxdiff(const float *a, const float *b, size_t n, double *scale) {
 /* times[0..2]: forward, backward data, backward weight (ms, median) */
 static void run(int wino, nn_conv2d_dims *d, int iters, const float *x, const float *w,
                 const float *dy, float *y, float *dx, float *dw, double times[3]) {
-  nn_conv2d_set_winograd(wino);
+  nn_conv2d_set_winograd(wino ? 2 : 0);  // 2: Winograd even where the default would not pick it
   float *s = buf(nn_conv2d_scratch(d), 1);
   size_t nx = (size_t)d->B * d->Cin * d->H * d->W, nw = (size_t)d->Cout * d->Cin * 9;
   double *t = malloc(sizeof(double) * 3 * iters);
@@ -97,9 +97,20 @@ static void shape(int B, int Cin, int H, int W, int Cout, int iters) {
 int main(int argc, char **argv) {
   nn_init(2);
   if (argc >= 6) {
-    shape(atoi(argv[1]), atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]),
-          argc > 6 ? atoi(argv[6]) : 10);
+    int v[6];
+    for (int i = 0; i < 6; i++) v[i] = i + 1 < argc ? atoi(argv[i + 1]) : 10;
+    for (int i = 0; i < 6; i++)
+      if (v[i] < 1 || v[i] > (i == 5 ? 1000 : 4096)) {
+        fprintf(stderr, "bench_conv: argument %d (%s) must be a positive integer\n"
+                        "usage: bench_conv [B Cin H W Cout [iters]]\n", i + 1, argv[i + 1]);
+        return 2;
+      }
+    shape(v[0], v[1], v[2], v[3], v[4], v[5]);
     return 0;
+  }
+  if (argc > 1) {
+    fprintf(stderr, "usage: bench_conv [B Cin H W Cout [iters]]\n");
+    return 2;
   }
   static const int S[][5] = {{8, 27, 32, 32, 32},  {8, 32, 32, 32, 32},  {8, 64, 32, 32, 32},
                              {8, 64, 16, 16, 64},  {8, 128, 16, 16, 64}, {8, 128, 8, 8, 128},

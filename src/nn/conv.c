@@ -64,11 +64,8 @@ NN_HOT static void im2col_ld(float *col, size_t ld, const float *in, const nn_co
     for (int kh = 0; kh < d->KH; kh++) {
       for (int kw = 0; kw < d->KW; kw++) {
         float *row = col + ((size_t)(c * d->KH + kh) * d->KW + kw) * ld - (size_t)oh0 * Wo;
-        /* valid ow range: 0 <= ow*s - p + kw < W */
-        int ow0 = p - kw > 0 ? (p - kw + s - 1) / s : 0;
-        int ow1 = (W - 1 + p - kw) >= 0 ? (W - 1 + p - kw) / s + 1 : 0;
-        if (ow1 > Wo) ow1 = Wo;
-        if (ow0 > ow1) ow0 = ow1;
+        int ow0, ow1;
+        nn_valid_range(W, Wo, s, p, kw, &ow0, &ow1);
         for (int oh = oh0; oh < oh1; oh++) {
           int ih = oh * s - p + kh;
           float *r = row + (size_t)oh * Wo;
@@ -110,9 +107,8 @@ NN_HOT static void col2im_add(float *in, const float *col, size_t ld, const nn_c
     for (int kh = 0; kh < d->KH; kh++) {
       for (int kw = 0; kw < d->KW; kw++) {
         const float *row = col + ((size_t)(c * d->KH + kh) * d->KW + kw) * ld;
-        int ow0 = p - kw > 0 ? (p - kw + s - 1) / s : 0;
-        int ow1 = (W - 1 + p - kw) >= 0 ? (W - 1 + p - kw) / s + 1 : 0;
-        if (ow1 > Wo) ow1 = Wo;
+        int ow0, ow1;
+        nn_valid_range(W, Wo, s, p, kw, &ow0, &ow1);
         for (int oh = 0; oh < Ho; oh++) {
           int ih = oh * s - p + kh;
           if (ih < 0 || ih >= H) continue;
@@ -138,6 +134,20 @@ static int conv2d_batched(const nn_conv2d_dims *d) { return d->B > 1 && d->Ho * 
 static size_t conv2d_batched_scratch(const nn_conv2d_dims *d) {
   size_t K = (size_t)d->Cin * d->KH * d->KW, BN = (size_t)d->B * d->Ho * d->Wo;
   return K * BN + (size_t)d->Cout * BN + 16;
+}
+
+/* db (Cout) += dout (B, Cout, Ho*Wo) summed over the batch and pixels */
+static void conv2d_bias_grad(float *db, const float *dout, const nn_conv2d_dims *d) {
+  size_t N = (size_t)d->Ho * d->Wo;
+#pragma omp parallel for schedule(static) num_threads(nn_threads())
+  for (int o = 0; o < d->Cout; o++) {
+    float s = 0.f;
+    for (int bi = 0; bi < d->B; bi++) {
+      const float *r = dout + ((size_t)bi * d->Cout + o) * N;
+      for (size_t i = 0; i < N; i++) s += r[i];
+    }
+    db[o] += s;
+  }
 }
 
 /* col (K, B*N) of the whole batch */
@@ -184,14 +194,7 @@ static void conv2d_backward_batched(float *din, float *dw, float *db, const floa
   for (int bi = 0; bi < d->B; bi++)
     for (int o = 0; o < d->Cout; o++)
       memcpy(dy + o * BN + bi * N, dout + ((size_t)bi * d->Cout + o) * N, N * sizeof(float));
-  if (db) {
-#pragma omp parallel for schedule(static) num_threads(nn_threads())
-    for (int o = 0; o < d->Cout; o++) {
-      float s = 0.f;
-      for (size_t i = 0; i < BN; i++) s += dy[o * BN + i];
-      db[o] += s;
-    }
-  }
+  if (db) conv2d_bias_grad(db, dout, d);
   if (dw) {
     im2col_batch(col, in, d);
     nn_sgemm(0, 1, d->Cout, (int)K, (int)BN, 1.f, dy, (int)BN, col, (int)BN, 1.f, dw, (int)K);
@@ -326,17 +329,7 @@ void nn_conv2d_backward(float *din, float *dw, float *db, const float *dout, con
   size_t wsz = (size_t)d->Cout * K;
   int nt = nn_threads();
   if (nn_wino_applies(d)) {
-    if (db) {
-#pragma omp parallel for schedule(static) num_threads(nt)
-      for (int o = 0; o < d->Cout; o++) {
-        float s = 0.f;
-        for (int bi = 0; bi < d->B; bi++) {
-          const float *r = dout + bi * osz + (size_t)o * N;
-          for (size_t i = 0; i < N; i++) s += r[i];
-        }
-        db[o] += s;
-      }
-    }
+    if (db) conv2d_bias_grad(db, dout, d);
     nn_wino_backward(din, dw, dout, in, w, d, scratch);
     return;
   }

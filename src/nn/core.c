@@ -16,8 +16,12 @@ void nn_init(int nthreads) {
   /* SP_NN_WINOGRAD=0|1|2: the convolution algorithm switch of nn_conv2d/1d_set_winograd */
   const char *wm = getenv("SP_NN_WINOGRAD");
   if (wm && *wm) {
-    nn_conv2d_set_winograd(atoi(wm));
-    nn_conv1d_set_winograd(atoi(wm));
+    if ((wm[0] == '0' || wm[0] == '1' || wm[0] == '2') && !wm[1]) {
+      nn_conv2d_set_winograd(wm[0] - '0');
+      nn_conv1d_set_winograd(wm[0] - '0');
+    } else {
+      sp_log(SP_LOG_WARN, "SP_NN_WINOGRAD=%s ignored: expected 0 (off), 1 (default) or 2 (always)", wm);
+    }
   }
 }
 

@@ -91,7 +91,8 @@ typedef struct {
 
 nn_conv1d_dims nn_conv1d_make(int B, int Cin, int T, int Cout, int K, int stride, int pad);
 /* stride-1 "same" conv1d with kernel 3 or 5 (Diffusion Policy's) runs by Winograd F(4, K):
- * mode 1 (the default) when Cin * Cout >= 4096, 2 for every such shape, 0 never (im2col).
+ * mode 1 (the default) when Cin * Cout >= 4096 and there are at least 128 tiles of 4 outputs
+ * (B * ceil(To / 4)), 2 for every such shape, 0 never (im2col).
  * Returns the mode. Set it before sizing scratch buffers. */
 int nn_conv1d_set_winograd(int mode);
 nn_conv1d_dims nn_convt1d_make(int B, int Cin, int T, int Cout, int K, int stride, int pad);

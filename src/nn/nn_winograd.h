@@ -8,7 +8,8 @@
 
 #include "nn/nn.h"
 
-/* 1 when d is a 3x3, stride-1, pad-1 convolution and the CPU has AVX2 + FMA */
+/* 1 when d is a 3x3, stride-1, pad-1 convolution, the CPU has AVX2 + FMA, and the mode
+ * (nn_conv2d_set_winograd) says so for this shape */
 int nn_wino_applies(const nn_conv2d_dims *d);
 /* floats of scratch for forward and backward */
 size_t nn_wino_scratch(const nn_conv2d_dims *d);

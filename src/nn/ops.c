@@ -222,10 +222,8 @@ NN_HOT static void maxpool_row(float *o, int32_t *a, const float *in, int H, int
     if (ih < 0 || ih >= H) continue;
     const float *ir = in + (size_t)ih * W;
     for (int j = 0; j < k; j++) {
-      /* valid ow: 0 <= ow*s - p + j < W */
-      int ow0 = p - j > 0 ? (p - j + s - 1) / s : 0;
-      int ow1 = (W - 1 + p - j) >= 0 ? (W - 1 + p - j) / s + 1 : 0;
-      if (ow1 > Wo) ow1 = Wo;
+      int ow0, ow1;
+      nn_valid_range(W, Wo, s, p, j, &ow0, &ow1);
       for (int ow = ow0; ow < ow1; ow++) {
         int iw = ow * s - p + j;
         float v = ir[iw];

@@ -16,7 +16,6 @@
 #pragma GCC optimize("O3", "no-math-errno", "no-trapping-math")
 #include <string.h>
 
-#include "core/log.h"
 #include "nn/nn.h"
 #include "nn/nn_fast.h"
 #include "nn/nn_winograd.h"
