@@ -10,17 +10,6 @@
 #define NN_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define NN_HOT
-/* outputs o in [*o0, *o1) of a window sweep (stride s, padding p, tap j) that read inside
- * an input row of W: 0 <= o s - p + j < W, clipped to [0, Wo); *o0 <= *o1 */
-static inline void nn_valid_range(int W, int Wo, int s, int p, int j, int *o0, int *o1) {
-  int a = p - j > 0 ? (p - j + s - 1) / s : 0;
-  int b = (W - 1 + p - j) >= 0 ? (W - 1 + p - j) / s + 1 : 0;
-  if (b > Wo) b = Wo;
-  if (a > b) a = b;
-  *o0 = a;
-  *o1 = b;
-}
-
 #endif
 
 /* exp(x) to about 1 ulp for x in [-87, 88] (Cephes polynomial, branch-free so loops vectorise) */
