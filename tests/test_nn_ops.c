@@ -196,6 +196,54 @@ Test(nn_ops, conv2d_single_thread_and_batch1) {
   free(x); free(w); free(b); free(y); free(y2); free(s); free(dx); free(dx2); free(dw); free(dw2); free(db); free(db2);
 }
 
+/* one shape through the default dispatch against the double reference: forward, and backward
+ * accumulated onto non-zero gradients (every path adds, none overwrites) */
+static void conv2d_vs_ref(int B, int Ci, int H, int W, int Co, int K, int s, int pd) {
+  nn_conv2d_dims d = nn_conv2d_make(B, Ci, H, W, Co, K, s, pd);
+  size_t nx = (size_t)B * Ci * H * W, nw = (size_t)Co * Ci * K * K, ny = (size_t)B * Co * d.Ho * d.Wo;
+  float *x = zeros(nx), *w = zeros(nw), *b = zeros(Co), *y = zeros(ny), *y2 = zeros(ny), *dy = zeros(ny);
+  for (size_t i = 0; i < nx; i++) x[i] = sinf(0.37f * i + 0.1f);
+  for (size_t i = 0; i < nw; i++) w[i] = cosf(0.11f * i) / K;
+  for (int i = 0; i < Co; i++) b[i] = 0.1f * i;
+  for (size_t i = 0; i < ny; i++) dy[i] = cosf(0.23f * i);
+  float *sc = zeros(nn_conv2d_scratch(&d));
+  char what[96];
+  nn_conv2d_forward(y, x, w, b, &d, sc);
+  nn_conv2d_forward_ref(y2, x, w, b, &d);
+  snprintf(what, sizeof what, "conv2d B%d C%d %dx%d ->%d k%d s%d p%d fwd", B, Ci, H, W, Co, K, s, pd);
+  expect_close(what, y, y2, ny, 1e-4f, 1e-4f);
+  float *g[2][3];
+  for (int r = 0; r < 2; r++) {
+    g[r][0] = zeros(nx), g[r][1] = zeros(nw), g[r][2] = zeros(Co);
+    for (size_t i = 0; i < nx; i++) g[r][0][i] = 0.5f;
+    for (size_t i = 0; i < nw; i++) g[r][1][i] = -0.25f;
+  }
+  nn_conv2d_backward(g[0][0], g[0][1], g[0][2], dy, x, w, &d, sc);
+  nn_conv2d_backward_ref(g[1][0], g[1][1], g[1][2], dy, x, w, &d);
+  const char *nm[3] = {"dx", "dw", "db"};
+  size_t n[3] = {nx, nw, (size_t)Co};
+  for (int k = 0; k < 3; k++) {
+    snprintf(what, sizeof what, "conv2d B%d C%d %dx%d ->%d k%d s%d p%d %s", B, Ci, H, W, Co, K, s, pd, nm[k]);
+    expect_close(what, g[0][k], g[1][k], n[k], 1e-3f, 1e-4f);
+    free(g[0][k]);
+    free(g[1][k]);
+  }
+  free(x); free(w); free(b); free(y); free(y2); free(dy); free(sc);
+}
+
+Test(nn_ops, conv2d_paths) {
+  /* per-sample path, stride 2 on split columns: even and odd widths, the stem's 7x7 */
+  conv2d_vs_ref(3, 3, 18, 18, 5, 3, 2, 1);
+  conv2d_vs_ref(3, 2, 19, 21, 4, 7, 2, 3);
+  conv2d_vs_ref(1, 2, 17, 20, 3, 5, 2, 1);
+  /* whole-batch path through the tap table: 3x3 images, stride 2, 1x1 stride 2 */
+  conv2d_vs_ref(4, 6, 3, 3, 5, 3, 1, 1);
+  conv2d_vs_ref(3, 4, 11, 9, 6, 3, 2, 1);
+  conv2d_vs_ref(3, 4, 9, 9, 6, 1, 2, 0);
+  /* whole-batch path with a table too big for the stack: 9x9 kernel, 8x8 output */
+  conv2d_vs_ref(2, 2, 8, 8, 3, 9, 1, 4);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * conv1d and transposed conv1d */
 

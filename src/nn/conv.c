@@ -41,10 +41,37 @@ static size_t conv2d_col_size(const nn_conv2d_dims *d) {
   return c * kk * N;
 }
 
-/* per thread: column matrix + private dW + private db */
+/* stride 2 on the per-sample path: the input rows are first split into their even and odd
+ * columns, so that im2col copies contiguous runs instead of gathering every other float */
+static int conv2d_split(const nn_conv2d_dims *d) {
+  return d->stride == 2 && !conv2d_is_pointwise(d) && !conv2d_batched(d);
+}
+
+/* per thread: column matrix + private dW + private db + split input */
 static size_t conv2d_per_thread(const nn_conv2d_dims *d) {
   size_t K = (size_t)d->Cin * d->KH * d->KW;
-  return (conv2d_col_size(d) + (size_t)d->Cout * K + d->Cout + 15) / 16 * 16;
+  size_t split = conv2d_split(d) ? (size_t)d->Cin * d->H * d->W : 0;
+  return (conv2d_col_size(d) + (size_t)d->Cout * K + d->Cout + split + 15) / 16 * 16;
+}
+
+/* the split-input slot of a thread's block my (NULL when the dims do not use one) */
+static float *conv2d_split_buf(float *my, const nn_conv2d_dims *d) {
+  size_t K = (size_t)d->Cin * d->KH * d->KW;
+  return conv2d_split(d) ? my + conv2d_col_size(d) + (size_t)d->Cout * K + d->Cout : NULL;
+}
+
+/* sp (rows, W) = each row of in (rows, W) as its even columns, then its odd columns */
+NN_HOT static void split_cols(float *sp, const float *in, size_t rows, int W) {
+  int we = (W + 1) / 2, wo = W / 2;
+  for (size_t r = 0; r < rows; r++) {
+    const float *i = in + r * W;
+    float *e = sp + r * W, *o = e + we;
+    for (int x = 0; x < wo; x++) {
+      e[x] = i[2 * x];
+      o[x] = i[2 * x + 1];
+    }
+    if (W & 1) e[wo] = i[W - 1];
+  }
 }
 
 size_t nn_conv2d_scratch(const nn_conv2d_dims *d) {
@@ -54,10 +81,10 @@ size_t nn_conv2d_scratch(const nn_conv2d_dims *d) {
   return (size_t)nn_threads() * conv2d_per_thread(d) + wf + 16;
 }
 
-/* col (K, Ho*Wo) from one sample in (Cin, H, W) */
-/* rows [oh0, oh1) of the output only: col (K, (oh1-oh0)*Wo) */
+/* col (K, Ho*Wo) from one sample in (Cin, H, W), rows [oh0, oh1) of the output only: col
+ * (K, (oh1-oh0)*Wo) with rows ld apart; in is split_cols' layout when split (stride 2 only) */
 NN_HOT static void im2col_ld(float *col, size_t ld, const float *in, const nn_conv2d_dims *d, int oh0,
-                      int oh1) {
+                             int oh1, int split) {
   const int H = d->H, W = d->W, Wo = d->Wo, s = d->stride, p = d->pad;
   for (int c = 0; c < d->Cin; c++) {
     const float *ic = in + (size_t)c * H * W;
@@ -77,6 +104,12 @@ NN_HOT static void im2col_ld(float *col, size_t ld, const float *in, const nn_co
           for (int ow = 0; ow < ow0; ow++) r[ow] = 0.f;
           if (s == 1) {
             memcpy(r + ow0, ir + ow0 - p + kw, sizeof(float) * (ow1 - ow0));
+          } else if (split) {
+            /* column 2 ow - p + kw has parity q = (kw - p) mod 2: entry ow + (kw - p - q) / 2
+             * of that half */
+            int q = (kw - p) & 1;
+            const float *h = ir + (q ? (W + 1) / 2 : 0) + (kw - p - q) / 2;
+            memcpy(r + ow0, h + ow0, sizeof(float) * (ow1 - ow0));
           } else {
             for (int ow = ow0; ow < ow1; ow++) r[ow] = ir[ow * s - p + kw];
           }
@@ -88,8 +121,8 @@ NN_HOT static void im2col_ld(float *col, size_t ld, const float *in, const nn_co
 }
 
 static inline void im2col_rows(float *col, const float *in, const nn_conv2d_dims *d, int oh0,
-                               int oh1) {
-  im2col_ld(col, (size_t)(oh1 - oh0) * d->Wo, in, d, oh0, oh1);
+                               int oh1, int split) {
+  im2col_ld(col, (size_t)(oh1 - oh0) * d->Wo, in, d, oh0, oh1, split);
 }
 
 /* output rows per tile, so that one tile of the column matrix (about 512 KB, Zen 3's L2) stays in L2
@@ -190,7 +223,7 @@ static void im2col_batch(float *col, const float *in, const nn_conv2d_dims *d) {
         }
       }
     } else {
-      im2col_ld(col + b * N, BN, in + b * isz, d, 0, d->Ho);
+      im2col_ld(col + b * N, BN, in + b * isz, d, 0, d->Ho, 0);
     }
   }
 }
@@ -268,10 +301,12 @@ static void conv2d_fwd_sample(float *out, const float *in, const float *w, const
   if (conv2d_is_pointwise(d)) {
     nn_sgemm(0, 0, d->Cout, N, K, 1.f, w, K, in, N, beta, out, N);
   } else {
+    float *sp = conv2d_split_buf(col, d);
+    if (sp) split_cols(sp, in, (size_t)d->Cin * d->H, d->W);
     int tr = conv2d_tile_rows(d, K);
     for (int oh0 = 0; oh0 < d->Ho; oh0 += tr) {
       int oh1 = oh0 + tr < d->Ho ? oh0 + tr : d->Ho, nt = (oh1 - oh0) * d->Wo;
-      im2col_rows(col, in, d, oh0, oh1);
+      im2col_rows(col, sp ? sp : in, d, oh0, oh1, sp != NULL);
       nn_sgemm(0, 0, d->Cout, nt, K, 1.f, w, K, col, nt, beta, out + (size_t)oh0 * d->Wo, N);
     }
   }
@@ -328,10 +363,12 @@ static void conv2d_bwd_sample(float *din, float *dw, float *db, const float *dou
     if (pw) {
       nn_sgemm(0, 1, d->Cout, K, N, 1.f, dout, N, in, N, 1.f, dw, K);
     } else {
+      float *sp = conv2d_split_buf(col, d);
+      if (sp) split_cols(sp, in, (size_t)d->Cin * d->H, d->W);
       int tr = conv2d_tile_rows(d, K);
       for (int oh0 = 0; oh0 < d->Ho; oh0 += tr) {
         int oh1 = oh0 + tr < d->Ho ? oh0 + tr : d->Ho, nt = (oh1 - oh0) * d->Wo;
-        im2col_rows(col, in, d, oh0, oh1);
+        im2col_rows(col, sp ? sp : in, d, oh0, oh1, sp != NULL);
         nn_sgemm(0, 1, d->Cout, K, nt, 1.f, dout + (size_t)oh0 * d->Wo, N, col, nt, 1.f, dw, K);
       }
     }
@@ -354,7 +391,7 @@ static void conv2d_bwd_sample(float *din, float *dw, float *db, const float *dou
       int KO = d->Cout * d->KH * d->KW, tr = conv2d_tile_rows(&t, KO);
       for (int oh0 = 0; oh0 < t.Ho; oh0 += tr) {
         int oh1 = oh0 + tr < t.Ho ? oh0 + tr : t.Ho, nt = (oh1 - oh0) * t.Wo;
-        im2col_rows(col, dout, &t, oh0, oh1);
+        im2col_rows(col, dout, &t, oh0, oh1, 0);
         nn_sgemm(0, 0, d->Cin, nt, KO, 1.f, wf, KO, col, nt, 1.f, din + (size_t)oh0 * t.Wo, N);
       }
     } else {
