@@ -92,9 +92,9 @@ void nn_act_backward(float *dx, const float *dout, const float *x, size_t n, nn_
 /* ---------------------------------------------------------------------------------------------
  * group norm */
 
-/* mean and rstd of n floats: two passes over 8 float lanes (vectorised; the second pass sums
- * squared deviations, so there is no cancellation) */
-NN_HOT static void moments(const float *restrict x, size_t n, float eps, float *mean, float *rstd) {
+/* mean and sum of squared deviations of n floats: two passes over 8 float lanes (vectorised;
+ * the second sums squared deviations, so there is no cancellation) */
+NN_HOT static void mean_m2(const float *restrict x, size_t n, float *mean, double *m2) {
   float s[8] = {0}, q[8] = {0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -112,7 +112,13 @@ NN_HOT static void moments(const float *restrict x, size_t n, float eps, float *
   for (int l = 0; l < 8; l++) v += q[l];
   for (; i < n; i++) v += (double)(x[i] - m) * (x[i] - m);
   *mean = m;
-  *rstd = (float)(1.0 / sqrt(v / n + eps));
+  *m2 = v;
+}
+
+static void moments(const float *x, size_t n, float eps, float *mean, float *rstd) {
+  double m2;
+  mean_m2(x, n, mean, &m2);
+  *rstd = (float)(1.0 / sqrt(m2 / n + eps));
 }
 
 /* out = act(x sc + sh) over one channel */
@@ -348,25 +354,19 @@ void nn_batchnorm_forward(float *out, float *mean, float *rstd, float *run_mean,
                           int S, float eps, float momentum, nn_act act) {
 #pragma omp parallel for schedule(dynamic) num_threads(nn_threads()) if ((size_t)B * C * S > 16384)
   for (int c = 0; c < C; c++) {
-    /* mean over the batch, then squared deviations (two passes, no cancellation) */
-    double s = 0.0;
+    /* mean and squared deviations per sample (one slice, cache-resident for its second pass),
+     * merged over the batch as Chan et al.: no cancellation, one pass over x from memory */
+    double mu = 0.0, q = 0.0;
     for (int b = 0; b < B; b++) {
-      float m1, r1;
-      moments(x + ((size_t)b * C + c) * S, S, 0.f, &m1, &r1);
-      s += m1;
+      float m1;
+      double m2;
+      mean_m2(x + ((size_t)b * C + c) * S, S, &m1, &m2);
+      double delta = m1 - mu;
+      mu += delta / (b + 1);
+      q += m2 + delta * delta * S * ((double)b / (b + 1));
     }
     size_t n = (size_t)B * S;
-    float m = (float)(s / B);
-    double q = 0.0;
-    for (int b = 0; b < B; b++) {
-      const float *xc = x + ((size_t)b * C + c) * S;
-      float acc[8] = {0};
-      int i = 0;
-      for (; i + 8 <= S; i += 8)
-        for (int l = 0; l < 8; l++) acc[l] += (xc[i + l] - m) * (xc[i + l] - m);
-      for (int l = 0; l < 8; l++) q += acc[l];
-      for (; i < S; i++) q += (double)(xc[i] - m) * (xc[i] - m);
-    }
+    float m = (float)mu;
     double v = q / n;
     float r = (float)(1.0 / sqrt(v + eps));
     mean[c] = m;
