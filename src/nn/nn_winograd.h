@@ -28,4 +28,11 @@ void nn_wino1d_forward(float *out, const float *in, const float *w, const float 
 void nn_wino1d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                         const float *w, const nn_conv1d_dims *d, float *scratch);
 
+/* derived weights of frozen ranges (wcache.c): the buffer of usize floats that build made from
+ * the nw floats at w for key (tag, d0, d1), built on first use; NULL when w is not inside a
+ * frozen range (or memory ran out): the caller then derives into its scratch as usual */
+typedef void (*nn_wcache_build)(float *u, const float *w, int d0, int d1);
+const float *nn_wcache_get(const float *w, size_t nw, int tag, int d0, int d1, size_t usize,
+                           nn_wcache_build build);
+
 #endif

@@ -62,6 +62,8 @@ int nn_params_alloc(nn_params *ps, int with_ema, char *err) {
 }
 
 void nn_params_free(nn_params *ps) {
+  if (ps->data) nn_weights_thaw(ps->data, ps->total);
+  if (ps->ema) nn_weights_thaw(ps->ema, ps->total);
   free(ps->data);
   free(ps->grad);
   free(ps->m);
@@ -88,6 +90,7 @@ void nn_adamw_step(nn_params *ps, const nn_adamw_cfg *c, float lr, long step) {
   const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
   const float bc1 = 1.f - powf(b1, (float)step), bc2s = sqrtf(1.f - powf(b2, (float)step));
   const float step_size = lr / bc1, decay = 1.f - lr * c->weight_decay;
+  nn_weights_thaw(ps->data, ps->total);
   float *restrict p = ps->data, *restrict g = ps->grad, *restrict m = ps->m, *restrict v = ps->v;
   const size_t n = ps->total;
 #pragma omp parallel for schedule(static) num_threads(nn_threads()) if (n > 65536)
@@ -126,12 +129,14 @@ float nn_lr_cosine(float base_lr, long step, long warmup, long total) {
 
 void nn_ema_init(nn_params *ps) {
   SP_ASSERT(ps->ema);
+  nn_weights_thaw(ps->ema, ps->total);
   memcpy(ps->ema, ps->data, sizeof(float) * ps->total);
 }
 
 void nn_ema_update(nn_params *ps, float decay) {
   SP_ASSERT(ps->ema);
   const size_t n = ps->total;
+  nn_weights_thaw(ps->ema, n);
 #pragma omp parallel for schedule(static) num_threads(nn_threads()) if (n > 65536)
   for (size_t i = 0; i < n; i++) ps->ema[i] = decay * ps->ema[i] + (1.f - decay) * ps->data[i];
 }

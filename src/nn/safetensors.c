@@ -8,6 +8,7 @@
 
 #include "core/fileio.h"
 #include "core/log.h"
+#include "nn/nn.h"
 #include "nn/nn_train.h"
 
 static size_t dtype_size(const char *dt) {
@@ -226,6 +227,8 @@ int nn_checkpoint_save(const char *path, const nn_params *ps, const char *config
 
 int nn_checkpoint_load(const char *path, nn_params *ps, long *step, char **config, char *err) {
   nn_safetensors st;
+  if (ps->data) nn_weights_thaw(ps->data, ps->total);
+  if (ps->ema) nn_weights_thaw(ps->ema, ps->total);
   if (nn_st_open(&st, path, err)) return -1;
   const char *fmt = nn_st_meta(&st, "format"), *ver = nn_st_meta(&st, "version");
   if (!fmt || strcmp(fmt, NN_CKPT_FORMAT)) {

@@ -619,12 +619,16 @@ WINO_TARGET static void pack_u(float *U, const float *w, int cout, int cin, int 
   }
 }
 
+static void build_u(float *U, const float *w, int cout, int cin) { pack_u(U, w, cout, cin, 0); }
+
 void nn_wino_forward(float *out, const float *in, const float *w, const float *b,
                      const nn_conv2d_dims *d, float *scratch, int acc) {
   wino_geom g = geom(d, d->Cin, d->Cout);
   float *U = scratch, *pin = U + u_size(d->Cin, d->Cout);
-  pack_u(U, w, d->Cout, d->Cin, 0);
-  fwd_run(out, in, U, 1, d->Cin, b, d->B, d->Cin, d->Cout, d->H, d->W, &g, pin,
+  const float *Uk = nn_wcache_get(w, (size_t)d->Cout * d->Cin * 9, 2, d->Cout, d->Cin,
+                                  u_size(d->Cin, d->Cout), build_u);
+  if (!Uk) pack_u(U, w, d->Cout, d->Cin, 0);
+  fwd_run(out, in, Uk ? Uk : U, 1, d->Cin, b, d->B, d->Cin, d->Cout, d->H, d->W, &g, pin,
           scratch + fwd_shared(d, d->Cin, d->Cout), fwd_thread(d, d->Cin, d->Cout), acc);
 }
 
