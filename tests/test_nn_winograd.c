@@ -205,3 +205,28 @@ Test(nn_winograd, frozen_weights_cache) {
   nn_conv2d_set_winograd(1);
   free(x), free(src), free(y), free(yf), free(yr), free(s);
 }
+
+/* conv1d with frozen weights takes Winograd even where the default rule would not (a small
+ * batch): same result as the im2col path within the Winograd tolerance, and a thaw goes back */
+Test(nn_winograd, frozen_weights_conv1d) {
+  cr_assert_eq(nn_conv1d_set_winograd(1), 1);
+  for (int K = 3; K <= 5; K += 2) {
+    nn_conv1d_dims d = nn_conv1d_make(2, 7, 13, 9, K, 1, K / 2);
+    size_t nx = (size_t)2 * 7 * 13, ny = (size_t)2 * 9 * d.To, nw = (size_t)9 * 7 * K;
+    float *x = rnd(nx, 21), *w = rnd(nw, 22), *b = rnd(9, 23), *s = rnd(nn_conv1d_scratch(&d), 24);
+    float *y = malloc(ny * sizeof(float)), *yf = malloc(ny * sizeof(float)), *yr = malloc(ny * sizeof(float));
+    nn_conv1d_forward(y, x, w, b, &d, s);
+    nn_conv1d_forward_ref(yr, x, w, b, &d);
+    expect_near("conv1d unfrozen", y, yr, ny, 2e-5);
+    cr_assert_eq(nn_weights_freeze(w, nw), 0);
+    nn_conv1d_forward(yf, x, w, b, &d, s);
+    expect_near("conv1d frozen", yf, yr, ny, 2e-5);
+    cr_expect_neq(memcmp(y, yf, ny * sizeof(float)), 0, "K=%d: frozen weights did not take Winograd", K);
+    nn_weights_thaw(w, nw);
+    for (size_t i = 0; i < nw; i++) w[i] *= -0.5f;
+    nn_conv1d_forward(yf, x, w, b, &d, s);
+    nn_conv1d_forward_ref(yr, x, w, b, &d);
+    expect_near("conv1d thawed and rewritten", yf, yr, ny, 2e-5);
+    free(x), free(w), free(b), free(s), free(y), free(yf), free(yr);
+  }
+}

@@ -531,7 +531,10 @@ nn_conv1d_dims nn_convt1d_make(int B, int Cin, int T, int Cout, int K, int strid
 size_t nn_conv1d_scratch(const nn_conv1d_dims *d) {
   if (nn_wino1d_applies(d)) return nn_wino1d_scratch(d);
   size_t cols = (size_t)d->B * d->To;
-  return (size_t)d->Cin * d->K * cols + (size_t)d->Cout * cols + 16;
+  size_t n = (size_t)d->Cin * d->K * cols + (size_t)d->Cout * cols + 16;
+  /* with frozen weights an eligible shape always takes Winograd (no transform to pay for) */
+  if (nn_wino1d_eligible(d) && nn_wino1d_frozen_scratch(d) > n) n = nn_wino1d_frozen_scratch(d);
+  return n;
 }
 
 /* col[(c*K + k), b*To + t] = in[b, c, t*s - p + k] */
@@ -610,6 +613,7 @@ static void conv1d_forward(float *out, const float *in, const float *w, const fl
     nn_wino1d_forward(out, in, w, b, d, scratch, acc);
     return;
   }
+  if (nn_wino1d_eligible(d) && !nn_wino1d_forward_frozen(out, in, w, b, d, scratch, acc)) return;
   int KC = d->Cin * d->K, N = d->B * d->To;
   float *col = scratch, *y = scratch + (size_t)KC * N;
   const float *c = in;

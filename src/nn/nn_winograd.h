@@ -20,8 +20,16 @@ void nn_wino_forward(float *out, const float *in, const float *w, const float *b
 void nn_wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w,
                       const nn_conv2d_dims *d, float *scratch);
 
-/* stride-1 "same" conv1d with an odd kernel of 3 or 5 by Winograd F(4, K) (winograd1d.c) */
+/* stride-1 "same" conv1d with an odd kernel of 3 or 5 by Winograd F(4, K) (winograd1d.c):
+ * eligible = the shape and mode allow it; applies = the mode's rule picks it for every call */
+int nn_wino1d_eligible(const nn_conv1d_dims *d);
 int nn_wino1d_applies(const nn_conv1d_dims *d);
+/* forward of an eligible shape whose weights are frozen (the transform comes from the weight
+ * cache, scratch needs only nn_wino1d_frozen_scratch floats): 0 when done, -1 (nothing done)
+ * when wt is not frozen */
+size_t nn_wino1d_frozen_scratch(const nn_conv1d_dims *d);
+int nn_wino1d_forward_frozen(float *out, const float *in, const float *wt, const float *b,
+                             const nn_conv1d_dims *d, float *scratch, int acc);
 size_t nn_wino1d_scratch(const nn_conv1d_dims *d);
 void nn_wino1d_forward(float *out, const float *in, const float *w, const float *b,
                        const nn_conv1d_dims *d, float *scratch, int acc);

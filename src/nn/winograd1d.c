@@ -73,11 +73,19 @@ int nn_conv1d_set_winograd(int mode) {
  * the GEMMs have one column per tile: with fewer than 128 tiles (Diffusion Policy's 4-step level
  * at batch 64) or fewer than 64 x 64 channels that costs what it saves (measured: neutral at
  * batch 64, 25-30 % faster at batch 256) */
+int nn_wino1d_eligible(const nn_conv1d_dims *d) {
+  return g_mode && d->stride == 1 && d->K % 2 == 1 && d->K >= 3 && d->K <= 5 && d->pad == d->K / 2 &&
+         d->To <= WM * 64;
+}
+
 int nn_wino1d_applies(const nn_conv1d_dims *d) {
-  if (!g_mode || d->stride != 1 || d->K % 2 != 1 || d->K < 3 || d->K > 5 || d->pad != d->K / 2 ||
-      d->To > WM * 64)
-    return 0;
+  if (!nn_wino1d_eligible(d)) return 0;
   return g_mode == 2 || ((size_t)d->Cin * d->Cout >= 4096 && (size_t)d->B * tiles(d) >= 128);
+}
+
+size_t nn_wino1d_frozen_scratch(const nn_conv1d_dims *d) {
+  size_t a = d->K + WM - 1, P = (size_t)d->B * tiles(d);
+  return a * (size_t)(d->Cin + d->Cout) * P + 64;
 }
 
 size_t nn_wino1d_scratch(const nn_conv1d_dims *d) {
@@ -212,14 +220,35 @@ static void fwd_core(float *out, const float *in, const float *U, int trans, con
   out_transform(out, M, bias, B, cout, To, nt, w, acc);
 }
 
+/* wcache builder: U for n = cc kernels of K taps (the forward transform) */
+static void build_u(float *U, const float *wt, int K, int cc) {
+  wino1d_mats w;
+  mats(&w, K, 0);
+  weight_transform(U, wt, (size_t)cc, K, &w);
+}
+
 void nn_wino1d_forward(float *out, const float *in, const float *wt, const float *b,
                        const nn_conv1d_dims *d, float *scratch, int acc) {
   wino1d_mats w;
   mats(&w, d->K, 0);
   size_t cc = (size_t)d->Cin * d->Cout, P = (size_t)d->B * tiles(d);
   float *U = scratch, *V = U + w.a * cc, *M = V + w.a * d->Cin * P;
-  weight_transform(U, wt, cc, d->K, &w);  // U (a, Cout*Cin) = G (a, K) w^T
+  /* U (a, Cout*Cin) = G (a, K) w^T, kept across calls for frozen weights */
+  const float *Uk = nn_wcache_get(wt, cc * d->K, 1, d->K, (int)cc, w.a * cc, build_u);
+  if (!Uk) weight_transform(U, wt, cc, d->K, &w);
+  fwd_core(out, in, Uk ? Uk : U, 0, b, d->B, d->Cin, d->Cout, d->T, d->To, d->pad, &w, V, M, acc);
+}
+
+int nn_wino1d_forward_frozen(float *out, const float *in, const float *wt, const float *b,
+                             const nn_conv1d_dims *d, float *scratch, int acc) {
+  wino1d_mats w;
+  mats(&w, d->K, 0);
+  size_t cc = (size_t)d->Cin * d->Cout, P = (size_t)d->B * tiles(d);
+  const float *U = nn_wcache_get(wt, cc * d->K, 1, d->K, (int)cc, w.a * cc, build_u);
+  if (!U) return -1;
+  float *V = scratch, *M = V + w.a * d->Cin * P;
   fwd_core(out, in, U, 0, b, d->B, d->Cin, d->Cout, d->T, d->To, d->pad, &w, V, M, acc);
+  return 0;
 }
 
 void nn_wino1d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
