@@ -354,21 +354,21 @@ static void vunet_backward(vunet *u) {
       int Ho = m->type == VU_DOWN ? m->H / 2 : m->H;
       n = (size_t)B * m->cout * Ho * Ho;
     }
-    memset(u->dhs[k], 0, n * 4);
+    nn_zero(u->dhs[k], n);
   }
   int Hm = u->down[u->nd - 1].H, cm = u->down[u->nd - 1].cout;
   size_t nm = (size_t)B * cm * Hm * Hm;
-  memset(u->dmid1, 0, nm * 4);
-  memset(u->dattn, 0, nm * 4);
-  memset(u->dmid2, 0, nm * 4);
-  memset(u->dte, 0, (size_t)B * u->tdim * 4);
-  memset(u->ds1, 0, (size_t)B * u->tdim * 4);
-  memset(u->dz1, 0, (size_t)B * u->tdim * 4);
-  memset(u->don, 0, (size_t)B * 32 * S0 * 4);
+  nn_zero(u->dmid1, nm);
+  nn_zero(u->dattn, nm);
+  nn_zero(u->dmid2, nm);
+  nn_zero(u->dte, (size_t)B * u->tdim);
+  nn_zero(u->ds1, (size_t)B * u->tdim);
+  nn_zero(u->dz1, (size_t)B * u->tdim);
+  nn_zero(u->don, (size_t)B * 32 * S0);
   for (int i = 0; i < u->nu; i++) {
     vu_mod *m = &u->up[i];
-    if (m->type == VU_RES) memset(m->dout, 0, (size_t)B * m->cout * m->H * m->H * 4);
-    else if (m->type == VU_UP) memset(m->dout, 0, (size_t)B * m->cout * 4 * m->H * m->H * 4);
+    if (m->type == VU_RES) nn_zero(m->dout, (size_t)B * m->cout * m->H * m->H);
+    else if (m->type == VU_UP) nn_zero(m->dout, (size_t)B * m->cout * 4 * m->H * m->H);
   }
   nn_mse_backward(u->dy, u->y, u->target, NULL, 1, (size_t)B * u->cout * S0, 1.f);
   int hc = 32;
@@ -390,12 +390,12 @@ static void vunet_backward(vunet *u) {
     int pc = j >= 0 ? u->up[j].cout : cm;
     if (m->type == VU_RES) {
       int S = m->H * m->H;
-      memset(m->dcat, 0, (size_t)B * m->cin * S * 4);
+      nn_zero(m->dcat, (size_t)B * m->cin * S);
       nn_resblock_backward(&m->rb, ps, &m->ra, m->dcat, u->dte, m->dout, m->cat, u->te, mb->work, mb->scratch);
       nn_concat_backward(dprev, u->dhs[m->skip], m->dcat, B, pc, m->cin - pc, S);
     } else {
       size_t S2 = (size_t)4 * m->H * m->H;
-      memset(m->dupb, 0, (size_t)B * m->cin * S2 * 4);
+      nn_zero(m->dupb, (size_t)B * m->cin * S2);
       nn_conv2d_dims du = nn_conv2d_make(B, m->cin, 2 * m->H, 2 * m->H, m->cout, 3, 1, 1);
       nn_conv2d_backward(m->dupb, PG(m->cw), PG(m->cb), m->dout, m->upb, PD(m->cw), &du, mb->scratch);
       nn_upsample2x_backward(dprev, m->dupb, B * m->cin, m->H, m->H);
@@ -538,23 +538,23 @@ static void resnet_backward(resnet *n) {
   nn_params *ps = &mb->ps;
   int B = n->B;
   nn_mse_backward(n->dy, n->y, n->target, NULL, 1, (size_t)B * 512, 1.f);
-  memset(n->dgap, 0, (size_t)B * 512 * 4);
+  nn_zero(n->dgap, (size_t)B * 512);
   nn_linear_backward(n->dgap, PG(n->fcw), PG(n->fcb), n->dy, n->gap, PD(n->fcw), B, 512, 512);
   int S = n->ba[7].Ho * n->ba[7].Wo;
-  memset(n->dblk[7], 0, (size_t)B * 512 * S * 4);
+  nn_zero(n->dblk[7], (size_t)B * 512 * S);
   nn_gap_backward(n->dblk[7], n->dgap, B * 512, S);
   for (int k = 7; k >= 0; k--) {
     float *dx = k ? n->dblk[k - 1] : n->dp0;
     const float *x = k ? n->ba[k - 1].out : n->p0;
     size_t nx = k ? (size_t)B * n->blk[k - 1].cout * n->ba[k - 1].Ho * n->ba[k - 1].Wo : (size_t)B * 64 * n->Hp * n->Hp;
-    memset(dx, 0, nx * 4);
+    nn_zero(dx, nx);
     nn_basicblock_backward(&n->blk[k], ps, &n->ba[k], dx, n->dblk[k], x, mb->work, mb->scratch);
   }
-  memset(n->da0, 0, (size_t)B * 64 * n->H0 * n->H0 * 4);
+  nn_zero(n->da0, (size_t)B * 64 * n->H0 * n->H0);
   nn_maxpool_backward(n->da0, n->dp0, n->arg, B * 64, n->H0, n->H0, n->Hp, n->Hp);
   /* BN+ReLU backward into a temporary (reuse h0's gradient slot: dp0 is free now is too small) */
   float *dh0 = mb->work;
-  memset(dh0, 0, (size_t)B * 64 * n->H0 * n->H0 * 4);
+  nn_zero(dh0, (size_t)B * 64 * n->H0 * n->H0);
   nn_batchnorm_backward(dh0, PG(n->sbw), PG(n->sbb), n->da0, n->h0, n->bm, n->br, PD(n->sbw), PD(n->sbb), B, 64,
                         n->H0 * n->H0, NN_ACT_RELU);
   nn_conv2d_dims d = nn_conv2d_make(B, 6, n->R, n->R, 64, 7, 2, 3);
@@ -804,32 +804,32 @@ static void dp_backward(dpunet *u) {
   int B = u->B;
   nn_mse_backward(u->dyt, u->yt, u->target, NULL, 1, (size_t)B * 64, 1.f);
   transpose_btc(u->dy, u->dyt, B, 16, 4);
-  memset(u->dfa, 0, (size_t)B * 256 * 16 * 4);
-  memset(u->df0, 0, (size_t)B * 256 * 16 * 4);
-  memset(u->dcond, 0, (size_t)B * u->cdim * 4);
+  nn_zero(u->dfa, (size_t)B * 256 * 16);
+  nn_zero(u->df0, (size_t)B * 256 * 16);
+  nn_zero(u->dcond, (size_t)B * u->cdim);
   nn_conv1d_dims d0 = nn_conv1d_make(B, 256, 16, 256, 5, 1, 2), d1 = nn_conv1d_make(B, 256, 16, 4, 1, 1, 0);
   nn_conv1d_backward(u->dfa, PG(u->f1w), PG(u->f1b), u->dy, u->fa, PD(u->f1w), &d1, mb->scratch);
   nn_groupnorm_backward(u->df0, PG(u->fgw), PG(u->fgb), u->dfa, u->f0, u->fm, u->fr, PD(u->fgw), PD(u->fgb), B, 256,
                         16, 8, NN_ACT_MISH);
   dp_level *lu = &u->up[1];
-  memset(lu->dsout, 0, (size_t)B * lu->c * lu->T * 2 * 4);
+  nn_zero(lu->dsout, (size_t)B * lu->c * lu->T * 2);
   nn_conv1d_backward(lu->dsout, PG(u->f0w), PG(u->f0b), u->df0, lu->sout, PD(u->f0w), &d0, mb->scratch);
   for (int i = 0; i < 3; i++) {
     dp_level *l = &u->down[i];
-    memset(l->d1, 0, (size_t)B * l->c * l->T * 4);
-    memset(l->d2, 0, (size_t)B * l->c * l->T * 4);
-    if (l->sw != NN_NONE) memset(l->dsout, 0, (size_t)B * l->c * l->T / 2 * 4);
+    nn_zero(l->d1, (size_t)B * l->c * l->T);
+    nn_zero(l->d2, (size_t)B * l->c * l->T);
+    if (l->sw != NN_NONE) nn_zero(l->dsout, (size_t)B * l->c * l->T / 2);
   }
-  memset(u->up[0].dsout, 0, (size_t)B * u->up[0].c * u->up[0].T * 2 * 4);
-  memset(u->dmid[0], 0, (size_t)B * 4096 * 4);
-  memset(u->dmid[1], 0, (size_t)B * 4096 * 4);
+  nn_zero(u->up[0].dsout, (size_t)B * u->up[0].c * u->up[0].T * 2);
+  nn_zero(u->dmid[0], (size_t)B * 4096);
+  nn_zero(u->dmid[1], (size_t)B * 4096);
   for (int i = 1; i >= 0; i--) {
     dp_level *l = &u->up[i], *sk = &u->down[2 - i];
     float *dprev = i ? u->up[0].dsout : u->dmid[1];
     int pc = i ? u->up[0].c : 1024;
-    memset(l->d1, 0, (size_t)B * l->c * l->T * 4);
-    memset(l->d2, 0, (size_t)B * l->c * l->T * 4);
-    memset(l->dcat, 0, (size_t)B * l->r1.cin * l->T * 4);
+    nn_zero(l->d1, (size_t)B * l->c * l->T);
+    nn_zero(l->d2, (size_t)B * l->c * l->T);
+    nn_zero(l->dcat, (size_t)B * l->r1.cin * l->T);
     nn_conv1d_dims d = nn_convt1d_make(B, l->c, l->T, l->c, 4, 2, 1);
     nn_convt1d_backward(l->d2, PG(l->sw), PG(l->sb), l->dsout, l->a2.out, PD(l->sw), &d, mb->scratch);
     nn_crb1d_backward(&l->r2, ps, &l->a2, l->d1, u->dcond, l->d2, l->a1.out, u->cond, mb->work, mb->scratch);
@@ -854,9 +854,9 @@ static void dp_backward(dpunet *u) {
     nn_crb1d_backward(&l->r1, ps, &l->a1, dx, u->dcond, l->d1, x, u->cond, mb->work, mb->scratch);
   }
   /* cond = [te | gc]: only te has parameters behind it */
-  memset(u->dte, 0, (size_t)B * u->dsed * 4);
-  memset(u->dmz1, 0, (size_t)B * 4 * u->dsed * 4);
-  memset(u->dz1, 0, (size_t)B * 4 * u->dsed * 4);
+  nn_zero(u->dte, (size_t)B * u->dsed);
+  nn_zero(u->dmz1, (size_t)B * 4 * u->dsed);
+  nn_zero(u->dz1, (size_t)B * 4 * u->dsed);
   nn_concat_backward(u->dte, NULL, u->dcond, B, u->dsed, u->gdim, 1);
   nn_linear_backward(u->dmz1, PG(u->t2w), PG(u->t2b), u->dte, u->mz1, PD(u->t2w), B, 4 * u->dsed, u->dsed);
   nn_act_backward(u->dz1, u->dmz1, u->z1, (size_t)B * 4 * u->dsed, NN_ACT_MISH);

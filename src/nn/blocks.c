@@ -115,7 +115,7 @@ void nn_resblock_backward(const nn_resblock *r, nn_params *ps, const nn_resblock
   int B = a->B, H = a->H, W = a->W, S = H * W;
   size_t nin = (size_t)B * r->cin * S, nout = (size_t)B * r->cout * S;
   float *da1 = work, *dh1 = da1 + nin, *da2 = dh1 + nout, *de = da2 + nout;
-  memset(work, 0, sizeof(float) * (nin + 2 * nout + (size_t)B * r->cout));
+  nn_zero(work, (nin + 2 * nout + (size_t)B * r->cout));
   nn_conv2d_dims d1 = nn_conv2d_make(B, r->cin, H, W, r->cout, 3, 1, 1);
   nn_conv2d_dims d2 = nn_conv2d_make(B, r->cout, H, W, r->cout, 3, 1, 1);
   if (r->skw != NN_NONE) {
@@ -204,7 +204,7 @@ void nn_attnblock_backward(const nn_attnblock *b, nn_params *ps, const nn_attnbl
   int B = a->B, S = a->H * a->W, C = b->C;
   size_t n = (size_t)B * C * S;
   float *dy = work, *dqkv = dy + n, *dhn = dqkv + 3 * n;
-  memset(work, 0, sizeof(float) * 5 * n);
+  nn_zero(work, 5 * n);
   nn_conv2d_dims dq = nn_conv2d_make(B, C, a->H, a->W, 3 * C, 1, 1, 0);
   nn_conv2d_dims dot = nn_conv2d_make(B, C, a->H, a->W, C, 1, 1, 0);
   nn_attn_dims ad = attn_dims(b, B, S);
@@ -301,7 +301,7 @@ void nn_crb1d_backward(const nn_crb1d *r, nn_params *ps, const nn_crb1d_act *a, 
   size_t n = (size_t)B * r->cout * T;
   float *dh1 = work, *df = dh1 + n, *da0 = df + n, *dh0 = da0 + n, *dsb = dh0 + n,
         *dmc = dsb + (size_t)B * 2 * r->cout;
-  memset(work, 0, sizeof(float) * (4 * n + (size_t)B * (2 * r->cout + r->cdim)));
+  nn_zero(work, (4 * n + (size_t)B * (2 * r->cout + r->cdim)));
   nn_conv1d_dims d0 = nn_conv1d_make(B, r->cin, T, r->cout, r->K, 1, r->K / 2);
   nn_conv1d_dims d1 = nn_conv1d_make(B, r->cout, T, r->cout, r->K, 1, r->K / 2);
   if (r->rw != NN_NONE) {
@@ -419,7 +419,7 @@ void nn_basicblock_backward(const nn_basicblock *b, nn_params *ps, const nn_basi
   int S = d1.Ho * d1.Wo;
   size_t n = (size_t)B * b->cout * S;
   float *dpre = work, *dh2 = dpre + n, *da1 = dh2 + n, *dh1 = da1 + n, *dhs = dh1 + n;
-  memset(dh2, 0, sizeof(float) * 4 * n);
+  nn_zero(dh2, 4 * n);
   const float *o = a->out;
 #pragma omp parallel for schedule(static) num_threads(nn_threads()) if (n > 32768)
   for (size_t i = 0; i < n; i++) dpre[i] = o[i] > 0.f ? dout[i] : 0.f;

@@ -64,6 +64,20 @@ void nn_sgemm(int transA, int transB, int M, int N, int K, float alpha, const fl
   }
 }
 
+void nn_zero(float *x, size_t n) {
+  int nt = nn_threads();
+  if (n < 262144 || nt == 1 || omp_in_parallel()) {
+    memset(x, 0, n * sizeof(float));
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), k = omp_get_num_threads();
+    size_t per = ((n + k - 1) / k + 15) / 16 * 16, lo = t * per, hi = lo + per < n ? lo + per : n;
+    if (lo < hi) memset(x + lo, 0, (hi - lo) * sizeof(float));
+  }
+}
+
 int nn_arena_init(nn_arena *a, size_t cap) {
   a->used = 0;
   a->cap = cap;

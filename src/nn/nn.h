@@ -34,6 +34,9 @@ int nn_threads(void);
 void nn_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 
+/* x[0..n) = 0, split over the nn team when large (gradient buffers before a backward pass) */
+void nn_zero(float *x, size_t n);
+
 /* bump allocator over one buffer. With base == NULL it only measures: allocate everything once
  * against a measuring arena, then nn_arena_init() with cap = measuring arena's used, then
  * allocate again for real. Returns 64-byte aligned pointers; SP_ASSERTs on overflow. */

@@ -79,7 +79,7 @@ int nn_params_find(const nn_params *ps, const char *name) {
   return -1;
 }
 
-void nn_params_zero_grad(nn_params *ps) { memset(ps->grad, 0, sizeof(float) * ps->total); }
+void nn_params_zero_grad(nn_params *ps) { nn_zero(ps->grad, ps->total); }
 
 nn_adamw_cfg nn_adamw_defaults(void) { return (nn_adamw_cfg){0.9f, 0.999f, 1e-8f, 1e-2f}; }
 
