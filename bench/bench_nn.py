@@ -8,8 +8,8 @@ For each case it runs the C benchmark (build/bench/bench_nn) and then
 and prints one line per measurement:
     <case> c_ms=<median> torch_ms=<median> ratio=<c/torch> gflops=<C achieved>
 Training steps: zero grad, forward, MSE, backward, AdamW (median of 10 after 3 warm-ups, both
-sides). Inference: C = one no-grad forward (+ one DDIM update for the video U-Net), PyTorch = its
-no-grad forward. With repeat > 1 the C and PyTorch runs alternate `repeat` times and each side
+sides). Inference: C = one no-grad forward (+ one DDIM update for the video U-Net) with frozen
+weights (SP_BENCH_FREEZE=0 turns that off), PyTorch = its no-grad forward. With repeat > 1 the C and PyTorch runs alternate `repeat` times and each side
 reports its best (lowest) median, which filters out load from other processes on a shared
 machine. PyTorch needs Debian's python3-torch; without it the torch columns say 'na'."""
 import os, re, subprocess, sys
