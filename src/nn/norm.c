@@ -39,7 +39,7 @@ float nn_act_deriv(float x, nn_act act) {
   }
 }
 
-NN_HOT static void act_fwd_kernel(float *restrict out, const float *restrict x, size_t n, nn_act act) {
+NN_HOT_ACT static void act_fwd_kernel(float *restrict out, const float *restrict x, size_t n, nn_act act) {
   switch (act) {
   case NN_ACT_SILU:
     for (size_t i = 0; i < n; i++) out[i] = nn_fsilu(x[i]);
@@ -55,7 +55,7 @@ NN_HOT static void act_fwd_kernel(float *restrict out, const float *restrict x, 
   }
 }
 
-NN_HOT static void act_bwd_kernel(float *restrict dx, const float *restrict dout,
+NN_HOT_ACT static void act_bwd_kernel(float *restrict dx, const float *restrict dout,
                                   const float *restrict x, size_t n, nn_act act) {
   switch (act) {
   case NN_ACT_SILU:
@@ -122,7 +122,7 @@ static void moments(const float *x, size_t n, float eps, float *mean, float *rst
 }
 
 /* out = act(x sc + sh) over one channel */
-NN_HOT static void affine_act(float *restrict o, const float *restrict x, int S, float sc, float sh,
+NN_HOT_ACT static void affine_act(float *restrict o, const float *restrict x, int S, float sc, float sh,
                               nn_act act) {
   switch (act) {
   case NN_ACT_NONE:
@@ -147,7 +147,7 @@ NN_HOT static void affine_act(float *restrict o, const float *restrict x, int S,
 
 /* backward over one channel of a normalised tensor: with xh = (x - m) r and
  * dz = dout act'(xh gm + bt): returns sum dz (a1) and sum dz xh (a2) */
-NN_HOT static void norm_bwd_sums(const float *restrict x, const float *restrict d, int S, float m,
+NN_HOT_ACT static void norm_bwd_sums(const float *restrict x, const float *restrict d, int S, float m,
                                  float r, float gm, float bt, nn_act act, float *a1, float *a2) {
   float s1 = 0.f, s2 = 0.f;
   switch (act) {
@@ -191,7 +191,7 @@ NN_HOT static void norm_bwd_sums(const float *restrict x, const float *restrict 
 }
 
 /* dx += r (dz gm - k1 - xh k2) over one channel */
-NN_HOT static void norm_bwd_dx(float *restrict dx, const float *restrict x, const float *restrict d,
+NN_HOT_ACT static void norm_bwd_dx(float *restrict dx, const float *restrict x, const float *restrict d,
                                int S, float m, float r, float gm, float bt, float k1, float k2,
                                nn_act act) {
   switch (act) {
