@@ -208,7 +208,7 @@ void nn_gap_backward(float *din, const float *dout, int N, int S) {
  * window tap runs over the outputs it is valid for, so the inner loop is a plain (strided)
  * compare-and-select that vectorises. Ties and NaNs as the per-window loop: the first maximum in
  * (row, column) order wins; a NaN first element stays. */
-NN_HOT static void maxpool_row(float *o, int32_t *a, const float *in, int H, int W, int k, int s,
+NN_HOT_ACT static void maxpool_row(float *o, int32_t *a, const float *in, int H, int W, int k, int s,
                                int p, int oh, int Wo) {
   for (int ow = 0; ow < Wo; ow++) {
     int ih = oh * s - p, iw = ow * s - p;
