@@ -184,44 +184,54 @@ static void conv2d_bias_grad(float *db, const float *dout, const nn_conv2d_dims 
 }
 
 /* Tap table of a small output: tab[k N + n] is the offset in its input plane of the pixel that
- * tap k (= kh KW + kw) of output pixel n reads, or -1 in the padding. With a few output pixels
- * per row, im2col and col2im as row copies spend their time on loop overhead; one flat table per
- * call replaces the per-row bounds. Returns 0 when the table would not fit in TAPS_MAX. */
+ * tap k (= kh KW + kw) of output pixel n reads, or H W (one past the plane: a zero slot in the
+ * caller's copy of the plane) in the padding. With a few output pixels per row, im2col and
+ * col2im as row copies spend their time on loop overhead; one flat table per call replaces the
+ * per-row bounds and makes the loops branch-free. Returns 0 when the table or the plane copy
+ * would not fit in TAPS_MAX. */
 enum { TAPS_MAX = 4096 };
 static int tap_table(int *tab, const nn_conv2d_dims *d) {
   int N = d->Ho * d->Wo;
-  if (d->KH * d->KW * N > TAPS_MAX) return 0;
+  if (d->KH * d->KW * N > TAPS_MAX || d->H * d->W + 1 > TAPS_MAX) return 0;
   for (int kh = 0; kh < d->KH; kh++)
     for (int kw = 0; kw < d->KW; kw++)
       for (int oh = 0; oh < d->Ho; oh++)
         for (int ow = 0; ow < d->Wo; ow++) {
           int ih = oh * d->stride - d->pad + kh, iw = ow * d->stride - d->pad + kw;
           int ok = ih >= 0 && ih < d->H && iw >= 0 && iw < d->W;
-          tab[(kh * d->KW + kw) * N + oh * d->Wo + ow] = ok ? ih * d->W + iw : -1;
+          tab[(kh * d->KW + kw) * N + oh * d->Wo + ow] = ok ? ih * d->W + iw : d->H * d->W;
         }
   return 1;
 }
 
-/* col (K, B*N) of the whole batch */
+/* col (K, B*N) of the whole batch. Through the tap table, by input channel: the KK rows of a
+ * channel are written front to back over the batch (sample by sample, the column matrix would be
+ * swept once per sample), each plane copied with a zero after it. */
 static void im2col_batch(float *col, const float *in, const nn_conv2d_dims *d) {
   size_t N = (size_t)d->Ho * d->Wo, BN = N * d->B, isz = (size_t)d->Cin * d->H * d->W;
   size_t plane = (size_t)d->H * d->W;
   int K = d->Cin * d->KH * d->KW, KK = d->KH * d->KW;
   int tab[TAPS_MAX];
-  int tabled = !conv2d_is_pointwise(d) && tap_table(tab, d);
+  if (!conv2d_is_pointwise(d) && tap_table(tab, d)) {
+#pragma omp parallel for schedule(static) num_threads(nn_threads())
+    for (int c = 0; c < d->Cin; c++) {
+      float pl[TAPS_MAX];
+      for (int b = 0; b < d->B; b++) {
+        memcpy(pl, in + b * isz + c * plane, plane * sizeof(float));
+        pl[plane] = 0.f;
+        for (int k = 0; k < KK; k++) {
+          const int *t = tab + (size_t)k * N;
+          float *r = col + ((size_t)c * KK + k) * BN + b * N;
+          for (size_t n = 0; n < N; n++) r[n] = pl[t[n]];
+        }
+      }
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) num_threads(nn_threads())
   for (int b = 0; b < d->B; b++) {
     if (conv2d_is_pointwise(d)) {
       for (int c = 0; c < K; c++) memcpy(col + c * BN + b * N, in + b * isz + c * N, N * sizeof(float));
-    } else if (tabled) {
-      for (int c = 0; c < d->Cin; c++) {
-        const float *ic = in + b * isz + c * plane;
-        for (int k = 0; k < KK; k++) {
-          const int *t = tab + (size_t)k * N;
-          float *r = col + ((size_t)c * KK + k) * BN + b * N;
-          for (size_t n = 0; n < N; n++) r[n] = t[n] >= 0 ? ic[t[n]] : 0.f;
-        }
-      }
     } else {
       im2col_ld(col + b * N, BN, in + b * isz, d, 0, d->Ho, 0);
     }
@@ -267,8 +277,26 @@ static void conv2d_backward_batched(float *din, float *dw, float *db, const floa
     /* col = W^T dy, then scattered back sample by sample */
     nn_sgemm(1, 0, (int)K, (int)BN, d->Cout, 1.f, w, (int)K, dy, (int)BN, 0.f, col, (int)BN);
     int tab[TAPS_MAX], KK = d->KH * d->KW;
-    int tabled = !conv2d_is_pointwise(d) && tap_table(tab, d);
     size_t plane = (size_t)d->H * d->W;
+    if (!conv2d_is_pointwise(d) && tap_table(tab, d)) {
+      /* by input channel, as im2col_batch: sums into a plane copy whose last slot takes the
+       * padding taps, then added to din */
+#pragma omp parallel for schedule(static) num_threads(nn_threads())
+      for (int c = 0; c < d->Cin; c++) {
+        float pl[TAPS_MAX];
+        for (int b = 0; b < d->B; b++) {
+          for (size_t i = 0; i <= plane; i++) pl[i] = 0.f;
+          for (int k = 0; k < KK; k++) {
+            const int *t = tab + (size_t)k * N;
+            const float *r = col + ((size_t)c * KK + k) * BN + b * N;
+            for (size_t n = 0; n < N; n++) pl[t[n]] += r[n];
+          }
+          float *ic = din + b * isz + c * plane;
+          for (size_t i = 0; i < plane; i++) ic[i] += pl[i];
+        }
+      }
+      return;
+    }
 #pragma omp parallel for schedule(static) num_threads(nn_threads())
     for (int b = 0; b < d->B; b++) {
       if (conv2d_is_pointwise(d)) {
@@ -276,16 +304,6 @@ static void conv2d_backward_batched(float *din, float *dw, float *db, const floa
           float *o = din + b * isz + c * N;
           const float *src = col + c * BN + b * N;
           for (size_t i = 0; i < N; i++) o[i] += src[i];
-        }
-      } else if (tabled) {
-        for (int c = 0; c < d->Cin; c++) {
-          float *ic = din + b * isz + c * plane;
-          for (int k = 0; k < KK; k++) {
-            const int *t = tab + (size_t)k * N;
-            const float *r = col + ((size_t)c * KK + k) * BN + b * N;
-            for (size_t n = 0; n < N; n++)
-              if (t[n] >= 0) ic[t[n]] += r[n];
-          }
         }
       } else {
         col2im_add(din + b * isz, col + b * N, BN, d);
