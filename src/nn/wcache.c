@@ -2,6 +2,7 @@
  * kept across calls. A derived form is built on first use and lives until its range is thawed.
  * All table access is under one OpenMP critical section; lookups are linear (a model has a few
  * dozen convolutions). */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "core/log.h"
@@ -24,11 +25,15 @@ static int g_nfrozen;
 static wentry *g_ent;
 static int g_nent, g_cap;
 
+/* [p, p+n) inside / overlapping [lo, lo+ln), compared as addresses (the ranges may belong to
+ * different allocations) */
 static int inside(const float *p, size_t n, const float *lo, size_t ln) {
-  return p >= lo && p + n <= lo + ln;
+  uintptr_t a = (uintptr_t)p, b = (uintptr_t)lo;
+  return a >= b && a + n * sizeof(float) <= b + ln * sizeof(float);
 }
 static int overlaps(const float *p, size_t n, const float *lo, size_t ln) {
-  return p < lo + ln && lo < p + n;
+  uintptr_t a = (uintptr_t)p, b = (uintptr_t)lo;
+  return a < b + ln * sizeof(float) && b < a + n * sizeof(float);
 }
 
 int nn_weights_freeze(const float *w, size_t n) {

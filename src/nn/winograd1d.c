@@ -69,15 +69,16 @@ int nn_conv1d_set_winograd(int mode) {
   return g_mode;
 }
 
-/* the transformed weight (K + 3 floats per channel pair) is written and read once a call, and
- * the GEMMs have one column per tile: with fewer than 128 tiles (Diffusion Policy's 4-step level
- * at batch 64) or fewer than 64 x 64 channels that costs what it saves (measured: neutral at
- * batch 64, 25-30 % faster at batch 256) */
 int nn_wino1d_eligible(const nn_conv1d_dims *d) {
   return g_mode && d->stride == 1 && d->K % 2 == 1 && d->K >= 3 && d->K <= 5 && d->pad == d->K / 2 &&
          d->To <= WM * 64;
 }
 
+/* the transformed weight (K + 3 floats per channel pair) is written and read once a call, and
+ * the GEMMs have one column per tile: with fewer than 128 tiles (Diffusion Policy's 4-step level
+ * at batch 64) or fewer than 64 x 64 channels that costs what it saves (measured: neutral at
+ * batch 64, 25-30 % faster at batch 256). Frozen weights skip the rebuild: see
+ * nn_wino1d_forward_frozen. */
 int nn_wino1d_applies(const nn_conv1d_dims *d) {
   if (!nn_wino1d_eligible(d)) return 0;
   return g_mode == 2 || ((size_t)d->Cin * d->Cout >= 4096 && (size_t)d->B * tiles(d) >= 128);
@@ -241,11 +242,11 @@ void nn_wino1d_forward(float *out, const float *in, const float *wt, const float
 
 int nn_wino1d_forward_frozen(float *out, const float *in, const float *wt, const float *b,
                              const nn_conv1d_dims *d, float *scratch, int acc) {
+  size_t cc = (size_t)d->Cin * d->Cout, P = (size_t)d->B * tiles(d), a = d->K + WM - 1;
+  const float *U = nn_wcache_get(wt, cc * d->K, 1, d->K, (int)cc, a * cc, build_u);
+  if (!U) return -1;
   wino1d_mats w;
   mats(&w, d->K, 0);
-  size_t cc = (size_t)d->Cin * d->Cout, P = (size_t)d->B * tiles(d);
-  const float *U = nn_wcache_get(wt, cc * d->K, 1, d->K, (int)cc, w.a * cc, build_u);
-  if (!U) return -1;
   float *V = scratch, *M = V + w.a * d->Cin * P;
   fwd_core(out, in, U, 0, b, d->B, d->Cin, d->Cout, d->T, d->To, d->pad, &w, V, M, acc);
   return 0;
