@@ -28,6 +28,10 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# nn core: math functions never set errno there, so sqrtf and friends vectorise (the files'
+# optimize pragmas do not reach the builtins; AdamW's loop stayed scalar without this)
+$(BUILD)/src/nn/%.o: CFLAGS += -fno-math-errno
+
 # built-in MJCF scenes are embedded as C strings (see tools/embed.sh)
 $(GEN_SRC): $(SCENES) tools/embed.sh
 	@mkdir -p $(dir $@)
