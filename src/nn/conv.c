@@ -175,10 +175,7 @@ static void conv2d_bias_grad(float *db, const float *dout, const nn_conv2d_dims 
 #pragma omp parallel for schedule(static) num_threads(nn_threads())
   for (int o = 0; o < d->Cout; o++) {
     float s = 0.f;
-    for (int bi = 0; bi < d->B; bi++) {
-      const float *r = dout + ((size_t)bi * d->Cout + o) * N;
-      for (size_t i = 0; i < N; i++) s += r[i];
-    }
+    for (int bi = 0; bi < d->B; bi++) s += nn_fsum(dout + ((size_t)bi * d->Cout + o) * N, N);
     db[o] += s;
   }
 }
@@ -393,10 +390,7 @@ static void conv2d_bwd_sample(float *din, float *dw, float *db, const float *dou
   }
   if (db)
     for (int o = 0; o < d->Cout; o++) {
-      const float *r = dout + (size_t)o * N;
-      float s = 0.f;
-      for (int i = 0; i < N; i++) s += r[i];
-      db[o] += s;
+      db[o] += nn_fsum(dout + (size_t)o * N, N);
     }
   if (din) {
     if (pw) {
@@ -617,12 +611,7 @@ static void bct_to_cbt(float *y, const float *in, int B, int C, int T) {
 }
 
 static void rowsum_add(float *db, const float *y, int C, size_t n) {
-  for (int c = 0; c < C; c++) {
-    const float *r = y + (size_t)c * n;
-    float s = 0.f;
-    for (size_t i = 0; i < n; i++) s += r[i];
-    db[c] += s;
-  }
+  for (int c = 0; c < C; c++) db[c] += nn_fsum(y + (size_t)c * n, n);
 }
 
 static void conv1d_forward(float *out, const float *in, const float *w, const float *b,
@@ -745,10 +734,7 @@ void nn_convt1d_backward(float *din, float *dw, float *db, const float *dout, co
   if (db)
     for (int bi = 0; bi < d->B; bi++)
       for (int o = 0; o < d->Cout; o++) {
-        const float *r = dout + ((size_t)bi * d->Cout + o) * d->To;
-        float s = 0.f;
-        for (int t = 0; t < d->To; t++) s += r[t];
-        db[o] += s;
+        db[o] += nn_fsum(dout + ((size_t)bi * d->Cout + o) * d->To, d->To);
       }
   im2col_1d(col, dout, d->B, d->Cout, d->To, d->K, d->stride, d->pad, d->T);  // (Cout*K, N)
   if (dw) {

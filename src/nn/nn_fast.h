@@ -18,6 +18,18 @@
 #define NN_HOT_ACT
 #endif
 
+/* sum of n floats in 16 independent lanes: a single running sum is a serial chain of adds that
+ * the compiler may not reorder into vectors (bias gradients, norm statistics, pooling) */
+static inline __attribute__((always_inline)) float nn_fsum(const float *restrict x, size_t n) {
+  float p[16] = {0}, s = 0.f;
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; l++) p[l] += x[i + l];
+  for (; i < n; i++) s += x[i];
+  for (int l = 0; l < 16; l++) s += p[l];
+  return s;
+}
+
 /* exp(x) to about 1 ulp for x in [-87, 88] (Cephes polynomial, branch-free so loops vectorise) */
 static inline __attribute__((always_inline)) float nn_fexp(float x) {
   x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;

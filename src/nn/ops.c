@@ -81,10 +81,7 @@ void nn_add_bc_forward(float *x, const float *e, int B, int C, int S) {
 void nn_add_bc_backward(float *de, const float *dout, int B, int C, int S) {
 #pragma omp parallel for schedule(static) num_threads(nn_threads()) NN_PAR_IF((size_t)B * C * S)
   for (int bc = 0; bc < B * C; bc++) {
-    const float *r = dout + (size_t)bc * S;
-    float s = 0.f;
-    for (int i = 0; i < S; i++) s += r[i];
-    de[bc] += s;
+    de[bc] += nn_fsum(dout + (size_t)bc * S, S);
   }
 }
 
@@ -189,10 +186,7 @@ void nn_avgpool_backward(float *din, const float *dout, int N, int H, int W, int
 
 void nn_gap_forward(float *out, const float *in, int N, int S) {
   for (int n = 0; n < N; n++) {
-    const float *r = in + (size_t)n * S;
-    float s = 0.f;
-    for (int i = 0; i < S; i++) s += r[i];
-    out[n] = s / S;
+    out[n] = nn_fsum(in + (size_t)n * S, S) / S;
   }
 }
 
