@@ -1,4 +1,5 @@
 /* blocks.c: ResBlock, attention block, ConditionalResidualBlock1D and BasicBlock from nn ops. */
+#pragma GCC optimize("O3", "no-trapping-math")  // vectorise the elementwise loops
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
