@@ -1,5 +1,6 @@
 /* diffusion.c: schedules, targets, min-SNR weights, DDPM / DDIM steps, guidance. All schedule
  * arithmetic in double, as the reference implementations build their buffers in float64. */
+#pragma GCC optimize("O3", "no-trapping-math")  // vectorise the per-element updates
 #include <math.h>
 
 #include "core/log.h"
