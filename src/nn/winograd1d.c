@@ -228,18 +228,6 @@ static void build_u(float *U, const float *wt, int K, int cc) {
   weight_transform(U, wt, (size_t)cc, K, &w);
 }
 
-void nn_wino1d_forward(float *out, const float *in, const float *wt, const float *b,
-                       const nn_conv1d_dims *d, float *scratch, int acc) {
-  wino1d_mats w;
-  mats(&w, d->K, 0);
-  size_t cc = (size_t)d->Cin * d->Cout, P = (size_t)d->B * tiles(d);
-  float *U = scratch, *V = U + w.a * cc, *M = V + w.a * d->Cin * P;
-  /* U (a, Cout*Cin) = G (a, K) w^T, kept across calls for frozen weights */
-  const float *Uk = nn_wcache_get(wt, cc * d->K, 1, d->K, (int)cc, w.a * cc, build_u);
-  if (!Uk) weight_transform(U, wt, cc, d->K, &w);
-  fwd_core(out, in, Uk ? Uk : U, 0, b, d->B, d->Cin, d->Cout, d->T, d->To, d->pad, &w, V, M, acc);
-}
-
 int nn_wino1d_forward_frozen(float *out, const float *in, const float *wt, const float *b,
                              const nn_conv1d_dims *d, float *scratch, int acc) {
   size_t cc = (size_t)d->Cin * d->Cout, P = (size_t)d->B * tiles(d), a = d->K + WM - 1;
@@ -250,6 +238,17 @@ int nn_wino1d_forward_frozen(float *out, const float *in, const float *wt, const
   float *V = scratch, *M = V + w.a * d->Cin * P;
   fwd_core(out, in, U, 0, b, d->B, d->Cin, d->Cout, d->T, d->To, d->pad, &w, V, M, acc);
   return 0;
+}
+
+void nn_wino1d_forward(float *out, const float *in, const float *wt, const float *b,
+                       const nn_conv1d_dims *d, float *scratch, int acc) {
+  if (!nn_wino1d_forward_frozen(out, in, wt, b, d, scratch, acc)) return;
+  wino1d_mats w;
+  mats(&w, d->K, 0);
+  size_t cc = (size_t)d->Cin * d->Cout, P = (size_t)d->B * tiles(d);
+  float *U = scratch, *V = U + w.a * cc, *M = V + w.a * d->Cin * P;
+  weight_transform(U, wt, cc, d->K, &w);  // U (a, Cout*Cin) = G (a, K) w^T
+  fwd_core(out, in, U, 0, b, d->B, d->Cin, d->Cout, d->T, d->To, d->pad, &w, V, M, acc);
 }
 
 void nn_wino1d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
