@@ -947,6 +947,11 @@ int main(int argc, char **argv) {
   for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
     if (!strncmp(tok, "unet", 4)) {
       int R = atoi(tok + 4);
+      if (R < 8 || R > 256 || R % 4) {
+        fprintf(stderr, "bench_nn: case %s: the video U-Net needs a resolution that is a multiple of 4 "
+                        "in [8, 256], e.g. unet32\n", tok);
+        return 2;
+      }
       vunet *u = calloc(1, sizeof *u);
       vunet_build(u, 8, R);
       run_case(tok, u, &u->mb, vu_fwd, vu_bwd, warm, iters, 1, 8, (size_t)24 * R * R);
@@ -966,6 +971,10 @@ int main(int argc, char **argv) {
       free(n);
     } else if (!strncmp(tok, "dp1d", 4)) {
       int B = tok[4] ? atoi(tok + 4) : 64;
+      if (B < 1 || B > 1024) {
+        fprintf(stderr, "bench_nn: case %s: the policy network's batch must be in [1, 1024], e.g. dp1d64\n", tok);
+        return 2;
+      }
       dpunet *u = calloc(1, sizeof *u);
       dp_build(u, B);
       run_case(tok, u, &u->mb, dp_fwd, dp_bwd, warm, iters, 0, B, 64);
@@ -975,7 +984,7 @@ int main(int argc, char **argv) {
       free(u->mb.work);
       free(u);
     } else {
-      fprintf(stderr, "unknown case %s\n", tok);
+      fprintf(stderr, "bench_nn: unknown case '%s' (known: unet<R>, resnet18, dp1d[<B>])\n", tok);
       return 2;
     }
   }
