@@ -176,7 +176,7 @@ static void vunet_build(vunet *u, int B, int R) {
   u->ocw = nn_params_add4(ps, "outc.weight", u->cout, c, 3, 3);
   u->ocb = nn_params_add4(ps, "outc.bias", u->cout, 0, 0, 0);
   char err[SP_ERRLEN];
-  if (nn_params_alloc(ps, 0, err)) {
+  if (nn_params_alloc_train(ps, 0, err)) {
     fprintf(stderr, "%s\n", err);
     exit(1);
   }
@@ -460,7 +460,7 @@ static void resnet_build(resnet *n, int B, int R) {
   n->fcw = nn_params_add4(ps, "fc.weight", 512, 512, 0, 0);
   n->fcb = nn_params_add4(ps, "fc.bias", 512, 0, 0, 0);
   char err[SP_ERRLEN];
-  if (nn_params_alloc(ps, 0, err)) exit(1);
+  if (nn_params_alloc_train(ps, 0, err)) exit(1);
   nn_params_init_default(ps, 2);
   nn_conv2d_dims d = nn_conv2d_make(B, 6, R, R, 64, 7, 2, 3);
   n->H0 = d.Ho;
@@ -647,7 +647,7 @@ static void dp_build(dpunet *u, int B) {
   u->f1w = nn_params_add4(ps, "final.1.weight", u->adim, 256, 1, 0);
   u->f1b = nn_params_add4(ps, "final.1.bias", u->adim, 0, 0, 0);
   char err[SP_ERRLEN];
-  if (nn_params_alloc(ps, 0, err)) exit(1);
+  if (nn_params_alloc_train(ps, 0, err)) exit(1);
   nn_params_init_default(ps, 3);
   for (int pass = 0; pass < 2; pass++) {
     if (pass) nn_arena_init(&mb->ar, mb->ar.used);
@@ -941,6 +941,16 @@ int main(int argc, char **argv) {
     g_infer = strcmp(argv[4], "train") != 0;
   }
   nn_init(threads);
+  /* SP_NN_WINOGRAD=0|1|2: the convolution algorithms (the models' config field `winograd`) */
+  const char *wm = getenv("SP_NN_WINOGRAD");
+  if (wm && *wm) {
+    if ((wm[0] != '0' && wm[0] != '1' && wm[0] != '2') || wm[1]) {
+      fprintf(stderr, "bench_nn: SP_NN_WINOGRAD=%s: expected 0 (off), 1 (default) or 2 (always)\n", wm);
+      return 2;
+    }
+    nn_conv2d_set_winograd(wm[0] - '0');
+    nn_conv1d_set_winograd(wm[0] - '0');
+  }
   printf("# bench_nn threads=%d iters=%d warm=%d\n", nn_threads(), iters, warm);
   char buf[256];
   snprintf(buf, sizeof buf, "%s", cases);

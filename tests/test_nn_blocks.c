@@ -133,7 +133,7 @@ static void run_res(const char *nm, int cin, int cout, int HW) {
   char err[SP_ERRLEN];
   nn_params_init(&c.ps);
   nn_resblock_init(&c.r, &c.ps, "", cin, cout, 12, 8);
-  cr_assert_eq(nn_params_alloc(&c.ps, 0, err), 0);
+  cr_assert_eq(nn_params_alloc_train(&c.ps, 0, err), 0);
   load_params(&c.ps, nm);
   nn_arena m = {0}, ar;
   nn_resblock_act_alloc(&c.a, &c.r, &m, 2, HW, HW);
@@ -191,7 +191,7 @@ Test(nn_blocks, attention_block) {
   char err[SP_ERRLEN];
   nn_params_init(&c.ps);
   nn_attnblock_init(&c.b, &c.ps, "", 16, 4, 8);
-  cr_assert_eq(nn_params_alloc(&c.ps, 0, err), 0);
+  cr_assert_eq(nn_params_alloc_train(&c.ps, 0, err), 0);
   load_params(&c.ps, "attn");
   nn_arena m = {0}, ar;
   nn_attnblock_act_alloc(&c.a, &c.b, &m, 2, 3, 4);
@@ -239,7 +239,7 @@ static void run_crb(const char *nm, int cin, int cout, int T) {
   char err[SP_ERRLEN];
   nn_params_init(&c.ps);
   nn_crb1d_init(&c.r, &c.ps, "", cin, cout, 10, 5, 8);
-  cr_assert_eq(nn_params_alloc(&c.ps, 0, err), 0);
+  cr_assert_eq(nn_params_alloc_train(&c.ps, 0, err), 0);
   load_params(&c.ps, nm);
   nn_arena m = {0}, ar;
   nn_crb1d_act_alloc(&c.a, &c.r, &m, 3, T);
@@ -297,7 +297,7 @@ static void run_bb(const char *nm, int cin, int cout, int stride, int HW) {
   char err[SP_ERRLEN];
   nn_params_init(&c.ps);
   nn_basicblock_init(&c.b, &c.ps, "", cin, cout, stride);
-  cr_assert_eq(nn_params_alloc(&c.ps, 0, err), 0);
+  cr_assert_eq(nn_params_alloc_train(&c.ps, 0, err), 0);
   load_params(&c.ps, nm);
   nn_arena m = {0}, ar;
   nn_basicblock_act_alloc(&c.a, &c.b, &m, 3, HW, HW);

@@ -62,7 +62,7 @@ static void tiny_build(tiny *m) {
   m->onb = nn_params_add4(ps, "outn.bias", 16, 0, 0, 0);
   m->ocw = nn_params_add4(ps, "outc.weight", 3, 16, 3, 3);
   m->ocb = nn_params_add4(ps, "outc.bias", 3, 0, 0, 0);
-  cr_assert_eq(nn_params_alloc(ps, 1, err), 0, "%s", err);
+  cr_assert_eq(nn_params_alloc_train(ps, 1, err), 0, "%s", err);
   /* measure, then allocate the activations */
   for (int pass = 0; pass < 2; pass++) {
     nn_arena *a = &m->ar;
@@ -219,7 +219,7 @@ Test(nn_train, grad_clip_and_adamw_by_hand) {
   nn_params ps;
   nn_params_init(&ps);
   size_t o = nn_params_add4(&ps, "w", 2, 0, 0, 0);
-  cr_assert_eq(nn_params_alloc(&ps, 0, err), 0);
+  cr_assert_eq(nn_params_alloc_train(&ps, 0, err), 0);
   ps.data[o] = 1.f;
   ps.data[o + 1] = -2.f;
   ps.grad[o] = 3.f;
@@ -260,7 +260,7 @@ static void make_params(nn_params *ps, int cout) {
   nn_params_add4(ps, "conv.weight", cout, 3, 3, 3);
   nn_params_add4(ps, "conv.bias", cout, 0, 0, 0);
   nn_params_add4(ps, "norm.weight", 5, 0, 0, 0);
-  cr_assert_eq(nn_params_alloc(ps, 1, err), 0);
+  cr_assert_eq(nn_params_alloc_train(ps, 1, err), 0);
 }
 
 Test(nn_train, checkpoint_round_trip_and_errors) {

@@ -168,7 +168,7 @@ Test(nn_winograd, frozen_weights_cache) {
   nn_params_init(&ps);
   size_t ow = nn_params_add4(&ps, "conv.weight", 12, 10, 3, 3);
   char err[512];
-  cr_assert_eq(nn_params_alloc(&ps, 0, err), 0, "%s", err);
+  cr_assert_eq(nn_params_alloc_train(&ps, 0, err), 0, "%s", err);
   nn_conv2d_dims d = nn_conv2d_make(2, 10, 9, 11, 12, 3, 1, 1);
   size_t nx = (size_t)2 * 10 * 9 * 11, ny = (size_t)2 * 12 * 9 * 11, nw = 12 * 10 * 9;
   float *w = ps.data + ow, *x = rnd(nx, 11), *src = rnd(nw, 12);

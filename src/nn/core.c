@@ -13,16 +13,6 @@ void nn_init(int nthreads) {
   openblas_set_num_threads(1);
   if (nthreads > 0) omp_set_num_threads(nthreads);
   g_threads = omp_get_max_threads();
-  /* SP_NN_WINOGRAD=0|1|2: the convolution algorithm switch of nn_conv2d/1d_set_winograd */
-  const char *wm = getenv("SP_NN_WINOGRAD");
-  if (wm && *wm) {
-    if ((wm[0] == '0' || wm[0] == '1' || wm[0] == '2') && !wm[1]) {
-      nn_conv2d_set_winograd(wm[0] - '0');
-      nn_conv1d_set_winograd(wm[0] - '0');
-    } else {
-      sp_log(SP_LOG_WARN, "SP_NN_WINOGRAD=%s ignored: expected 0 (off), 1 (default) or 2 (always)", wm);
-    }
-  }
 }
 
 int nn_threads(void) {

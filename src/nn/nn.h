@@ -22,9 +22,9 @@
  * threads, GEMM, arena */
 
 /* set the OpenMP team size for nn ops (<= 0: keep OMP default) and pin OpenBLAS to 1 thread;
- * call once before using any op (ops also call it lazily with the default). The environment
- * variable SP_NN_WINOGRAD=0|1|2, when set, picks the convolution algorithms (see
- * nn_conv2d_set_winograd and nn_conv1d_set_winograd). */
+ * call once before using any op (ops also call it lazily with the default). The convolution
+ * algorithms are chosen by nn_conv2d_set_winograd and nn_conv1d_set_winograd alone (models set
+ * them from their config's winograd field; nothing in nn reads the environment). */
 void nn_init(int nthreads);
 int nn_threads(void);
 

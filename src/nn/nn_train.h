@@ -36,8 +36,11 @@ void nn_params_init(nn_params *ps);
 size_t nn_params_add(nn_params *ps, const char *name, int ndim, const int64_t *shape);
 size_t nn_params_add4(nn_params *ps, const char *name, int64_t d0, int64_t d1, int64_t d2,
                       int64_t d3);  // trailing zeros end the shape
-/* allocate (zeroed) data, grad, m, v and, if with_ema, ema. 0 or -1 with err. */
-int nn_params_alloc(nn_params *ps, int with_ema, char *err);
+/* allocate the (zeroed) weights only: what inference needs. 0 or -1 with err. */
+int nn_params_alloc(nn_params *ps, char *err);
+/* the weights (if not yet there) plus the training state: grad, m, v and, if with_ema, ema
+ * (zeroed). Only trainers call this. 0 or -1 with err (everything freed). */
+int nn_params_alloc_train(nn_params *ps, int with_ema, char *err);
 void nn_params_free(nn_params *ps);
 int nn_params_find(const nn_params *ps, const char *name);  // index or -1
 void nn_params_zero_grad(nn_params *ps);

@@ -47,16 +47,24 @@ static float *alloc_floats(size_t n) {
   return p;
 }
 
-int nn_params_alloc(nn_params *ps, int with_ema, char *err) {
+int nn_params_alloc(nn_params *ps, char *err) {
   size_t n = ps->total ? ps->total : 16;
-  ps->data = alloc_floats(n);
-  ps->grad = alloc_floats(n);
-  ps->m = alloc_floats(n);
-  ps->v = alloc_floats(n);
-  ps->ema = with_ema ? alloc_floats(n) : NULL;
-  if (!ps->data || !ps->grad || !ps->m || !ps->v || (with_ema && !ps->ema)) {
+  if (!ps->data) ps->data = alloc_floats(n);
+  if (!ps->data) return sp_errf(err, "out of memory allocating %zu parameters", n);
+  return 0;
+}
+
+int nn_params_alloc_train(nn_params *ps, int with_ema, char *err) {
+  size_t n = ps->total ? ps->total : 16;
+  if (nn_params_alloc(ps, err)) return -1;
+  if (!ps->grad) ps->grad = alloc_floats(n);
+  if (!ps->m) ps->m = alloc_floats(n);
+  if (!ps->v) ps->v = alloc_floats(n);
+  if (with_ema && !ps->ema) ps->ema = alloc_floats(n);
+  if (!ps->grad || !ps->m || !ps->v || (with_ema && !ps->ema)) {
     nn_params_free(ps);
-    return sp_errf(err, "out of memory allocating %zu parameters (x%d buffers)", n, 4 + !!with_ema);
+    return sp_errf(err, "out of memory allocating training state for %zu parameters (x%d buffers)", n,
+                   4 + !!with_ema);
   }
   return 0;
 }
@@ -79,12 +87,16 @@ int nn_params_find(const nn_params *ps, const char *name) {
   return -1;
 }
 
-void nn_params_zero_grad(nn_params *ps) { nn_zero(ps->grad, ps->total); }
+void nn_params_zero_grad(nn_params *ps) {
+  SP_ASSERT(ps->grad);  // training state comes from nn_params_alloc_train
+  nn_zero(ps->grad, ps->total);
+}
 
 nn_adamw_cfg nn_adamw_defaults(void) { return (nn_adamw_cfg){0.9f, 0.999f, 1e-8f, 1e-2f}; }
 
 void nn_adamw_step(nn_params *ps, const nn_adamw_cfg *c, float lr, long step) {
   SP_ASSERT(step >= 1);
+  SP_ASSERT(ps->grad && ps->m && ps->v);  // nn_params_alloc_train
   /* torch: p *= 1 - lr wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
    * p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps) */
   const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
@@ -106,6 +118,7 @@ void nn_adamw_step(nn_params *ps, const nn_adamw_cfg *c, float lr, long step) {
 
 float nn_grad_clip(nn_params *ps, float max_norm) {
   double s = 0.0;
+  SP_ASSERT(ps->grad);
   const float *g = ps->grad;
   const size_t n = ps->total;
 #pragma omp parallel for reduction(+ : s) schedule(static) num_threads(nn_threads()) if (n > 65536)
