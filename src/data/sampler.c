@@ -17,6 +17,20 @@ void sp_sampler_cfg_default(sp_sampler_cfg *c) {
   c->horizon = 4;
   c->include_recovery = 1;
   c->expert_only = 1;
+  c->holdout = 0;
+  c->split = SP_SPLIT_ALL;
+}
+
+/* 1 when episode i is among the `holdout` highest demonstration seeds of its (task, camera) */
+static int held_out(const sp_dataset *ds, int i, int holdout) {
+  if (holdout <= 0) return 0;
+  const sp_dataset_ep *e = sp_dataset_episode(ds, i);
+  int higher = 0;
+  for (int j = 0; j < sp_dataset_count(ds); j++) {
+    const sp_dataset_ep *o = sp_dataset_episode(ds, j);
+    if (o->task == e->task && o->cam == e->cam && !o->recovery && o->seed > e->seed) higher++;
+  }
+  return higher < holdout;
 }
 
 struct sp_sampler {
@@ -56,6 +70,10 @@ sp_sampler *sp_sampler_open(const char *path, const sp_sampler_cfg *cfg, uint32_
     sp_errf(err, "horizon %d outside 1..%d", cfg->horizon, SP_HORIZON_MAX);
     return NULL;
   }
+  if (cfg->split < SP_SPLIT_ALL || cfg->split > SP_SPLIT_VAL || cfg->holdout < 0) {
+    sp_errf(err, "split %d / holdout %d: split must be all, train or val and holdout >= 0", cfg->split, cfg->holdout);
+    return NULL;
+  }
   if (cfg->goal_min < 1 || cfg->goal_max < cfg->goal_min) {
     sp_errf(err, "goal range %d..%d must satisfy 1 <= min <= max", cfg->goal_min, cfg->goal_max);
     return NULL;
@@ -71,6 +89,7 @@ sp_sampler *sp_sampler_open(const char *path, const sp_sampler_cfg *cfg, uint32_
     const sp_dataset_ep *e = sp_dataset_episode(ds, i);
     if (e->n < 2) continue;  // a policy sample needs an action
     if (e->recovery && !cfg->include_recovery) continue;
+    if (cfg->split != SP_SPLIT_ALL && held_out(ds, i, cfg->holdout) != (cfg->split == SP_SPLIT_VAL)) continue;
     s->eps[s->neps++] = i;
   }
   s->tpos = calloc((size_t)(s->neps + 1), sizeof(int *));
@@ -89,7 +108,8 @@ sp_sampler *sp_sampler_open(const char *path, const sp_sampler_cfg *cfg, uint32_
   }
   s->neps = keep;
   if (!s->neps) {
-    sp_errf(err, "%s: no episode has an expert action to sample a policy target from", path);
+    sp_errf(err, "%s: no episode has an expert action to sample a policy target from%s", path,
+            cfg->split == SP_SPLIT_VAL ? " in the held-out split (raise --holdout?)" : "");
     sp_sampler_close(s);
     return NULL;
   }
@@ -142,8 +162,25 @@ static void to_chw(const uint8_t *src, int sz, float *dst, size_t plane_stride) 
     for (int c = 0; c < 3; c++) dst[c * plane_stride + i] = src[3 * i + c] / 127.5f - 1.0f;
 }
 
+int sp_sampler_count(const sp_sampler *s) { return s->neps; }
+void sp_sampler_reseed(sp_sampler *s, uint32_t seed) { sp_mt_seed(&s->rng, seed); }
+
+static int clip_read(sp_sampler *s, int ei, int start, int random_start, float *out, int *episode, int *idx,
+                     char *err);
+
 int sp_sampler_clip(sp_sampler *s, float *out, int *episode, int *idx, char *err) {
   int ei = s->eps[uniform_int(&s->rng, 0, s->neps - 1)];
+  return clip_read(s, ei, 0, s->cfg.clip_random_start, out, episode, idx, err);
+}
+
+int sp_sampler_clip_at(sp_sampler *s, int k, int start, float *out, int *episode, int *idx, char *err) {
+  if (k < 0 || k >= s->neps) return sp_errf(err, "clip of episode %d: the sampler holds %d", k, s->neps);
+  return clip_read(s, s->eps[k], start < 0 ? 0 : start, 0, out, episode, idx, err);
+}
+
+/* one clip of dataset episode ei: random start (drawn here) or the given one, clamped */
+static int clip_read(sp_sampler *s, int ei, int start, int random_start, float *out, int *episode, int *idx,
+                     char *err) {
   const sp_dataset_ep *e = sp_dataset_episode(s->ds, ei);
   const int k = s->cfg.clip_frames;
   const int32_t *cand = NULL;
@@ -154,7 +191,8 @@ int sp_sampler_clip(sp_sampler *s, float *out, int *episode, int *idx, char *err
   }
   /* a start that leaves k candidates when there are enough (no repeated frames) */
   int smax = len - k > 0 ? len - k : 0;
-  int start = s->cfg.clip_random_start ? uniform_int(&s->rng, 0, smax) : 0;
+  if (random_start) start = uniform_int(&s->rng, 0, smax);
+  else if (start > smax) start = smax;
   sp_clip_indices(cand, len, start, k, idx);
   if (sp_dataset_read_frames(s->ds, ei, idx, k, s->rgb, NULL, NULL, err)) return -1;
   int sz = sp_dataset_size(s->ds);

@@ -32,9 +32,15 @@ typedef struct {
   int horizon;           // H actions per policy sample (4 in SP's figure)
   int include_recovery;  // draw from recovery episodes too
   int expert_only;       // policy samples only at frames whose action came from the expert
+  int holdout;           // per (task, camera), the `holdout` demonstrations of highest seed are
+                         // held out for validation (recovery episodes follow their seed)
+  int split;             // SP_SPLIT_ALL, SP_SPLIT_TRAIN (without the held out) or SP_SPLIT_VAL
 } sp_sampler_cfg;
 
-/* 8 frames, random start, no fine, goal 1..16, H 4, recovery episodes included, expert actions only */
+enum { SP_SPLIT_ALL = 0, SP_SPLIT_TRAIN, SP_SPLIT_VAL };
+
+/* 8 frames, random start, no fine, goal 1..16, H 4, recovery episodes included, expert actions
+ * only, no holdout, every episode */
 void sp_sampler_cfg_default(sp_sampler_cfg *c);
 
 typedef struct sp_sampler sp_sampler;
@@ -45,11 +51,20 @@ void sp_sampler_close(sp_sampler *s);
 int sp_sampler_size(const sp_sampler *s);  // image side
 const sp_dataset *sp_sampler_dataset(const sp_sampler *s);
 
+/* the usable episodes (after split and filters) */
+int sp_sampler_count(const sp_sampler *s);
+/* restart the sampler's random stream: a trainer reseeds from (seed, step) so a resumed run
+ * draws exactly what the uninterrupted run drew */
+void sp_sampler_reseed(sp_sampler *s, uint32_t seed);
+
 /* clip frame indices over a list of `len` candidate frames (cand NULL: 0..len-1) */
 void sp_clip_indices(const int32_t *cand, int len, int start, int k, int *idx);
 
 /* a clip: out (3 x k x sz x sz); episode and the k frame indices are reported */
 int sp_sampler_clip(sp_sampler *s, float *out, int *episode, int *idx, char *err);
+/* the clip of usable episode k (0..count-1) from candidate frame `start` (clamped as the random
+ * start is), with no random draw: fixed validation clips */
+int sp_sampler_clip_at(sp_sampler *s, int k, int start, float *out, int *episode, int *idx, char *err);
 
 typedef struct {
   int episode, t, goal;       // frame indices, goal > t
