@@ -44,7 +44,7 @@ const sp_cf *sp_cf_find(const sp_cf *t, const char *key) {
 }
 
 /* the value of one field as text (enum names, comma lists) */
-static void cf_format(const sp_cf *f, const void *cfg, char *buf, size_t cap) {
+void sp_cf_format(const sp_cf *f, const void *cfg, char *buf, size_t cap) {
   switch (f->kind) {
     case SP_CF_INT: snprintf(buf, cap, "%d", *CFIELD(cfg, f, int)); break;
     case SP_CF_FLOAT: snprintf(buf, cap, "%.9g", (double)*CFIELD(cfg, f, float)); break;
@@ -98,7 +98,7 @@ int sp_cf_check(const sp_cf *t, const void *cfg, const char *what, char *err) {
 void sp_cf_print(FILE *out, const sp_cf *t, const void *cfg, const char *indent) {
   char buf[256];
   for (const sp_cf *f = t; f->key; f++) {
-    cf_format(f, cfg, buf, sizeof buf);
+    sp_cf_format(f, cfg, buf, sizeof buf);
     fprintf(out, "%s%-16s = %s\n", indent ? indent : "", f->key, buf);
   }
 }
@@ -115,7 +115,7 @@ char *sp_cf_to_json(const sp_cf *t, const void *cfg) {
         cJSON_AddItemToObject(o, f->key, cJSON_CreateRaw(buf));
         break;
       case SP_CF_ENUM:
-        cf_format(f, cfg, buf, sizeof buf);
+        sp_cf_format(f, cfg, buf, sizeof buf);
         cJSON_AddStringToObject(o, f->key, buf);
         break;
       case SP_CF_INTLIST: {
@@ -197,8 +197,8 @@ int sp_cf_from_json(const sp_cf *t, void *cfg, const char *json, char *err) {
 int sp_cf_diff(const sp_cf *t, const void *a, const void *b, const char *what, char *err) {
   char va[256], vb[256];
   for (const sp_cf *f = t; f->key; f++) {
-    cf_format(f, a, va, sizeof va);
-    cf_format(f, b, vb, sizeof vb);
+    sp_cf_format(f, a, va, sizeof va);
+    sp_cf_format(f, b, vb, sizeof vb);
     if (strcmp(va, vb)) return sp_errf(err, "%s: %s is %s, want %s", what, f->key, va, vb);
   }
   return 0;

@@ -65,6 +65,8 @@ int sp_cf_diff(const sp_cf *t, const void *a, const void *b, const char *what, c
 /* set one field from text (an option value): "12", "0.5", an enum name, "1,2,4" */
 int sp_cf_set(const sp_cf *t, void *cfg, const char *key, const char *value, char *err);
 const sp_cf *sp_cf_find(const sp_cf *t, const char *key);  // NULL when absent
+/* one field's value as text, the form sp_cf_set reads */
+void sp_cf_format(const sp_cf *f, const void *cfg, char *buf, size_t cap);
 
 /* ---------------------------------------------------------------------------------------------
  * workspace base: an arena of activations plus shared scratch and work buffers */
