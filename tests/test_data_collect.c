@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "skip_note.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "data/collect.h"
@@ -39,7 +40,7 @@ static int pick_source(int task, sp_scene_source *src) {
 #define NEED_SCENE(task, src)                                                                     \
   do {                                                                                            \
     if (pick_source(task, &(src))) {                                                              \
-      cr_log_warn("SKIPPED: neither built-in scenes nor Meta-World assets (%s) load", assets_dir()); \
+      SP_SKIP_NOTE(neither built-in scenes nor Meta-World assets (%s) load", assets_dir()); \
       cr_skip_test("no scenes");                                                                  \
     }                                                                                             \
   } while (0)
@@ -244,7 +245,7 @@ Test(data_collect, every_field_of_a_real_episode, .timeout = 120) {
 
 Test(data_collect, h5dump_reads_the_dataset, .timeout = 120) {
   if (system("command -v h5dump >/dev/null 2>&1")) {
-    cr_log_warn("SKIPPED: h5dump not installed (hdf5-tools, see scripts/install-deps.sh)");
+    SP_SKIP_NOTE(h5dump not installed (hdf5-tools, see scripts/install-deps.sh)");
     cr_skip_test("no h5dump");
   }
   sp_scene_source src;

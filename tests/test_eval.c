@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "skip_note.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "eval/eval.h"
@@ -33,7 +34,7 @@ static int pick_source(sp_scene_source *src) {
   sp_scene_source src;                                                                \
   do {                                                                                \
     if (!pick_source(&src)) {                                                         \
-      cr_log_warn("SKIPPED: neither built-in scenes nor Meta-World assets available"); \
+      SP_SKIP_NOTE(neither built-in scenes nor Meta-World assets available"); \
       cr_skip_test("no scenes");                                                      \
     }                                                                                 \
   } while (0)

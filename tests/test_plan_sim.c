@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "skip_note.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "plan/plan.h"
@@ -47,7 +48,7 @@ ParameterizedTestParameters(plan_sim, first_step_points_to_object_seeds_0_24) {
 ParameterizedTest(sim_case *c, plan_sim, first_step_points_to_object_seeds_0_24, .timeout = 120) {
   const int t = c->task;
   if (c->source == SP_SCENES_METAWORLD && !have_assets()) {
-    cr_log_warn("SKIPPED: Meta-World assets not found at %s (set SP_METAWORLD_ASSETS)",
+    SP_SKIP_NOTE(Meta-World assets not found at %s (set SP_METAWORLD_ASSETS)",
                 assets_dir());
     cr_skip_test("Meta-World assets absent");
   }

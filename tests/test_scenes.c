@@ -346,7 +346,7 @@ static int have_metaworld(void) {
  * the built-in scenes reproduce because they keep Meta-World's collision primitives. */
 static void check_initial_states(int task) {
   if (!have_metaworld()) {
-    cr_log_warn("scenes_fidelity: %s not found; skipping the Meta-World comparison for %s "
+    cr_log_info("scenes_fidelity: %s not found; skipping the Meta-World comparison for %s "
                 "(set SP_METAWORLD_ASSETS)", metaworld_dir(), sp_task_name(task));
     printf("SKIP scenes_fidelity/%s: no Meta-World assets at %s\n", sp_task_name(task),
            metaworld_dir());

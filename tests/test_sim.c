@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "skip_note.h"
 #include "core/fileio.h"
 #include "core/log.h"
 #include "sim/env.h"
@@ -28,7 +29,7 @@ static int have_assets(void) {
 #define NEED_ASSETS()                                                                    \
   do {                                                                                   \
     if (!have_assets()) {                                                                \
-      cr_log_warn("SKIPPED: Meta-World assets not found at %s (set SP_METAWORLD_ASSETS)", \
+      SP_SKIP_NOTE(Meta-World assets not found at %s (set SP_METAWORLD_ASSETS)", \
                   assets_dir());                                                         \
       cr_skip_test("Meta-World assets absent");                                          \
     }                                                                                    \
