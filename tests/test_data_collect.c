@@ -40,7 +40,7 @@ static int pick_source(int task, sp_scene_source *src) {
 #define NEED_SCENE(task, src)                                                                     \
   do {                                                                                            \
     if (pick_source(task, &(src))) {                                                              \
-      SP_SKIP_NOTE(neither built-in scenes nor Meta-World assets (%s) load", assets_dir()); \
+      SP_SKIP_NOTE("neither built-in scenes nor Meta-World assets (%s) load", assets_dir()); \
       cr_skip_test("no scenes");                                                                  \
     }                                                                                             \
   } while (0)
@@ -245,7 +245,7 @@ Test(data_collect, every_field_of_a_real_episode, .timeout = 120) {
 
 Test(data_collect, h5dump_reads_the_dataset, .timeout = 120) {
   if (system("command -v h5dump >/dev/null 2>&1")) {
-    SP_SKIP_NOTE(h5dump not installed (hdf5-tools, see scripts/install-deps.sh)");
+    SP_SKIP_NOTE("h5dump not installed (hdf5-tools, see scripts/install-deps.sh)");
     cr_skip_test("no h5dump");
   }
   sp_scene_source src;

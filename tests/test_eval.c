@@ -34,7 +34,7 @@ static int pick_source(sp_scene_source *src) {
   sp_scene_source src;                                                                \
   do {                                                                                \
     if (!pick_source(&src)) {                                                         \
-      SP_SKIP_NOTE(neither built-in scenes nor Meta-World assets available"); \
+      SP_SKIP_NOTE("neither built-in scenes nor Meta-World assets available"); \
       cr_skip_test("no scenes");                                                      \
     }                                                                                 \
   } while (0)
