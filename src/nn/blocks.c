@@ -460,3 +460,190 @@ void nn_params_init_default(nn_params *ps, unsigned seed) {
     }
   }
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * ResNet norm layer (GroupNorm or BatchNorm with running statistics) and BasicBlock */
+
+void nn_norm2d_init(nn_norm2d *n, nn_params *ps, nn_params *stats, const char *name,
+                    nn_norm_kind kind, int C, int groups) {
+  SP_ASSERT(kind == NN_NORM_GROUP || kind == NN_NORM_BATCH);
+  SP_ASSERT(kind == NN_NORM_BATCH || (groups > 0 && C % groups == 0));
+  n->kind = kind;
+  n->C = C;
+  n->groups = kind == NN_NORM_GROUP ? groups : 0;
+  n->w = padd(ps, name, "weight", C, 0, 0, 0);
+  n->b = padd(ps, name, "bias", C, 0, 0, 0);
+  n->rm = n->rv = NN_NONE;
+  if (kind == NN_NORM_BATCH) {
+    SP_ASSERT(stats);
+    n->rm = padd(stats, name, "running_mean", C, 0, 0, 0);
+    n->rv = padd(stats, name, "running_var", C, 0, 0, 0);
+  }
+}
+
+size_t nn_norm2d_nstat(const nn_norm2d *n, int B) {
+  return n->kind == NN_NORM_GROUP ? (size_t)B * n->groups : (size_t)n->C;
+}
+
+/* BatchNorm in eval mode: out = act((x - rm) / sqrt(rv + eps) * g + b); mean/rstd get the
+ * running values */
+static void bn_eval_forward(float *out, float *mean, float *rstd, const float *x, const float *g,
+                            const float *bt, const float *rm, const float *rv, int B, int C,
+                            int S, float eps, nn_act act) {
+#pragma omp parallel for schedule(static) num_threads(nn_threads()) if ((size_t)B * C * S > 16384)
+  for (int c = 0; c < C; c++) {
+    float r = 1.f / sqrtf(rv[c] + eps), sc = r * g[c], sh = bt[c] - rm[c] * sc;
+    mean[c] = rm[c];
+    rstd[c] = r;
+    for (int b = 0; b < B; b++) {
+      const float *xi = x + ((size_t)b * C + c) * S;
+      float *o = out + ((size_t)b * C + c) * S;
+      if (act == NN_ACT_RELU)
+        for (int i = 0; i < S; i++) {
+          float v = xi[i] * sc + sh;
+          o[i] = v > 0.f ? v : 0.f;
+        }
+      else if (act == NN_ACT_NONE)
+        for (int i = 0; i < S; i++) o[i] = xi[i] * sc + sh;
+      else
+        for (int i = 0; i < S; i++) o[i] = nn_act_value(xi[i] * sc + sh, act);
+    }
+  }
+}
+
+void nn_norm2d_forward(const nn_norm2d *n, const nn_params *ps, float *run, int train,
+                       float *out, float *mean, float *rstd, const float *x, int B, int S,
+                       nn_act act) {
+  if (n->kind == NN_NORM_GROUP) {
+    nn_groupnorm_forward(out, mean, rstd, x, P(n->w), P(n->b), B, n->C, S, n->groups, 1e-5f, act);
+  } else if (train) {
+    nn_batchnorm_forward(out, mean, rstd, run ? run + n->rm : NULL, run ? run + n->rv : NULL, x,
+                         P(n->w), P(n->b), B, n->C, S, 1e-5f, 0.1f, act);
+  } else {
+    SP_ASSERT(run);  // eval mode needs the running statistics
+    bn_eval_forward(out, mean, rstd, x, P(n->w), P(n->b), run + n->rm, run + n->rv, B, n->C, S,
+                    1e-5f, act);
+  }
+}
+
+void nn_norm2d_backward(const nn_norm2d *n, nn_params *ps, float *dx, const float *dout,
+                        const float *x, const float *mean, const float *rstd, int B, int S,
+                        nn_act act) {
+  if (n->kind == NN_NORM_GROUP)
+    nn_groupnorm_backward(dx, G(n->w), G(n->b), dout, x, mean, rstd, P(n->w), P(n->b), B, n->C, S,
+                          n->groups, act);
+  else
+    nn_batchnorm_backward(dx, G(n->w), G(n->b), dout, x, mean, rstd, P(n->w), P(n->b), B, n->C, S,
+                          act);
+}
+
+void nn_bblock_init(nn_bblock *b, nn_params *ps, nn_params *stats, const char *pre, int cin,
+                    int cout, int stride, nn_norm_kind kind, int gsize) {
+  char name[NN_NAME_MAX];
+  int groups = kind == NN_NORM_GROUP ? cout / gsize : 0;
+  SP_ASSERT(kind == NN_NORM_BATCH || (gsize > 0 && cout % gsize == 0));
+  b->cin = cin;
+  b->cout = cout;
+  b->stride = stride;
+  b->c1w = padd(ps, pre, "conv1.weight", cout, cin, 3, 3);
+  snprintf(name, sizeof name, "%s%sbn1", pre, *pre ? "." : "");
+  nn_norm2d_init(&b->n1, ps, stats, name, kind, cout, groups);
+  b->c2w = padd(ps, pre, "conv2.weight", cout, cout, 3, 3);
+  snprintf(name, sizeof name, "%s%sbn2", pre, *pre ? "." : "");
+  nn_norm2d_init(&b->n2, ps, stats, name, kind, cout, groups);
+  b->dw = NN_NONE;
+  memset(&b->nd, 0, sizeof b->nd);
+  if (stride != 1 || cin != cout) {
+    b->dw = padd(ps, pre, "downsample.0.weight", cout, cin, 1, 1);
+    snprintf(name, sizeof name, "%s%sdownsample.1", pre, *pre ? "." : "");
+    nn_norm2d_init(&b->nd, ps, stats, name, kind, cout, groups);
+  }
+}
+
+void nn_bblock_act_alloc(nn_bblock_act *a, const nn_bblock *b, nn_arena *ar, int B, int H, int W) {
+  nn_conv2d_dims d = nn_conv2d_make(B, b->cin, H, W, b->cout, 3, b->stride, 1);
+  size_t n = (size_t)B * b->cout * d.Ho * d.Wo, ns = nn_norm2d_nstat(&b->n1, B);
+  a->B = B;
+  a->H = H;
+  a->W = W;
+  a->Ho = d.Ho;
+  a->Wo = d.Wo;
+  a->h1 = nn_arena_floats(ar, n);
+  a->m1 = nn_arena_floats(ar, ns);
+  a->r1 = nn_arena_floats(ar, ns);
+  a->a1 = nn_arena_floats(ar, n);
+  a->h2 = nn_arena_floats(ar, n);
+  a->m2 = nn_arena_floats(ar, ns);
+  a->r2 = nn_arena_floats(ar, ns);
+  a->hs = a->zs = a->ms = a->rs = NULL;
+  if (b->dw != NN_NONE) {
+    a->hs = nn_arena_floats(ar, n);
+    a->ms = nn_arena_floats(ar, ns);
+    a->rs = nn_arena_floats(ar, ns);
+    a->zs = nn_arena_floats(ar, n);
+  }
+  a->out = nn_arena_floats(ar, n);
+}
+
+size_t nn_bblock_scratch(const nn_bblock *b, int B, int H, int W) {
+  nn_conv2d_dims d1 = nn_conv2d_make(B, b->cin, H, W, b->cout, 3, b->stride, 1);
+  nn_conv2d_dims d2 = nn_conv2d_make(B, b->cout, d1.Ho, d1.Wo, b->cout, 3, 1, 1);
+  nn_conv2d_dims ds = nn_conv2d_make(B, b->cin, H, W, b->cout, 1, b->stride, 0);
+  return zmax(zmax(nn_conv2d_scratch(&d1), nn_conv2d_scratch(&d2)), nn_conv2d_scratch(&ds));
+}
+
+size_t nn_bblock_work(const nn_bblock *b, int B, int H, int W) {
+  nn_conv2d_dims d1 = nn_conv2d_make(B, b->cin, H, W, b->cout, 3, b->stride, 1);
+  return (size_t)B * b->cout * d1.Ho * d1.Wo * 5 + 64;
+}
+
+void nn_bblock_forward(const nn_bblock *b, const nn_params *ps, float *run, int train,
+                       nn_bblock_act *a, const float *x, float *scratch) {
+  int B = a->B;
+  nn_conv2d_dims d1 = nn_conv2d_make(B, b->cin, a->H, a->W, b->cout, 3, b->stride, 1);
+  nn_conv2d_dims d2 = nn_conv2d_make(B, b->cout, d1.Ho, d1.Wo, b->cout, 3, 1, 1);
+  int S = d1.Ho * d1.Wo;
+  size_t n = (size_t)B * b->cout * S;
+  nn_conv2d_forward(a->h1, x, P(b->c1w), NULL, &d1, scratch);
+  nn_norm2d_forward(&b->n1, ps, run, train, a->a1, a->m1, a->r1, a->h1, B, S, NN_ACT_RELU);
+  nn_conv2d_forward(a->h2, a->a1, P(b->c2w), NULL, &d2, scratch);
+  nn_norm2d_forward(&b->n2, ps, run, train, a->out, a->m2, a->r2, a->h2, B, S, NN_ACT_NONE);
+  const float *sc = x;
+  if (b->dw != NN_NONE) {
+    nn_conv2d_dims ds = nn_conv2d_make(B, b->cin, a->H, a->W, b->cout, 1, b->stride, 0);
+    nn_conv2d_forward(a->hs, x, P(b->dw), NULL, &ds, scratch);
+    nn_norm2d_forward(&b->nd, ps, run, train, a->zs, a->ms, a->rs, a->hs, B, S, NN_ACT_NONE);
+    sc = a->zs;
+  }
+  float *o = a->out;
+#pragma omp parallel for schedule(static) num_threads(nn_threads()) if (n > 32768)
+  for (size_t i = 0; i < n; i++) {
+    float v = o[i] + sc[i];
+    o[i] = v > 0.f ? v : 0.f;
+  }
+}
+
+void nn_bblock_backward(const nn_bblock *b, nn_params *ps, const nn_bblock_act *a, float *dx,
+                        const float *dout, const float *x, float *work, float *scratch) {
+  int B = a->B;
+  nn_conv2d_dims d1 = nn_conv2d_make(B, b->cin, a->H, a->W, b->cout, 3, b->stride, 1);
+  nn_conv2d_dims d2 = nn_conv2d_make(B, b->cout, d1.Ho, d1.Wo, b->cout, 3, 1, 1);
+  int S = d1.Ho * d1.Wo;
+  size_t n = (size_t)B * b->cout * S;
+  float *dpre = work, *dh2 = dpre + n, *da1 = dh2 + n, *dh1 = da1 + n, *dhs = dh1 + n;
+  nn_zero(dh2, 4 * n);
+  const float *o = a->out;
+#pragma omp parallel for schedule(static) num_threads(nn_threads()) if (n > 32768)
+  for (size_t i = 0; i < n; i++) dpre[i] = o[i] > 0.f ? dout[i] : 0.f;
+  if (b->dw != NN_NONE) {
+    nn_conv2d_dims ds = nn_conv2d_make(B, b->cin, a->H, a->W, b->cout, 1, b->stride, 0);
+    nn_norm2d_backward(&b->nd, ps, dhs, dpre, a->hs, a->ms, a->rs, B, S, NN_ACT_NONE);
+    nn_conv2d_backward(dx, G(b->dw), NULL, dhs, x, P(b->dw), &ds, scratch);
+  } else if (dx) {
+    nn_add_backward(dx, NULL, dpre, n);
+  }
+  nn_norm2d_backward(&b->n2, ps, dh2, dpre, a->h2, a->m2, a->r2, B, S, NN_ACT_NONE);
+  nn_conv2d_backward(da1, G(b->c2w), NULL, dh2, a->a1, P(b->c2w), &d2, scratch);
+  nn_norm2d_backward(&b->n1, ps, dh1, da1, a->h1, a->m1, a->r1, B, S, NN_ACT_RELU);
+  nn_conv2d_backward(dx, G(b->c1w), NULL, dh1, x, P(b->c1w), &d1, scratch);
+}

@@ -132,4 +132,64 @@ void nn_basicblock_backward(const nn_basicblock *b, nn_params *ps, const nn_basi
  * 1/sqrt(fan_in) for weights and biases; norm weights 1, biases 0), deterministic from seed */
 void nn_params_init_default(nn_params *ps, unsigned seed);
 
+/* ---------------------------------------------------------------------------------------------
+ * ResNet norm layer and BasicBlock with a choice of norm, torchvision parameter names
+ * (conv1, bn1, conv2, bn2, downsample.0, downsample.1):
+ *   NN_NORM_GROUP  GroupNorm(groups, C) (Diffusion Policy's swap): no running statistics, the
+ *                  same computation in training and eval mode;
+ *   NN_NORM_BATCH  BatchNorm2d (eps 1e-5, momentum 0.1) with running statistics: training mode
+ *                  normalises with the batch statistics (biased variance) and updates the
+ *                  running ones (unbiased variance) as PyTorch; eval mode normalises with the
+ *                  running ones.
+ * Running statistics are buffers, not parameters: they live in a second table `stats`
+ * (<name>.running_mean, <name>.running_var) that no optimizer or EMA touches; forward takes
+ * its data pointer `run` (NULL for GroupNorm). Backward follows a training-mode forward. */
+typedef enum { NN_NORM_GROUP = 0, NN_NORM_BATCH } nn_norm_kind;
+
+typedef struct {
+  int kind, C, groups;  // groups: GroupNorm only
+  size_t w, b;          // affine weight and bias (C) in the parameter table
+  size_t rm, rv;        // running mean and variance (C) in the stats table; NN_NONE for GroupNorm
+} nn_norm2d;
+
+/* name: the layer's full prefix, e.g. "enc.layer1.0.bn1"; stats may be NULL for GroupNorm */
+void nn_norm2d_init(nn_norm2d *n, nn_params *ps, nn_params *stats, const char *name,
+                    nn_norm_kind kind, int C, int groups);
+size_t nn_norm2d_nstat(const nn_norm2d *n, int B);  // floats of each saved statistic
+/* x (B, C, S) -> out = act(norm(x)); mean/rstd (nstat) saved for backward */
+void nn_norm2d_forward(const nn_norm2d *n, const nn_params *ps, float *run, int train,
+                       float *out, float *mean, float *rstd, const float *x, int B, int S,
+                       nn_act act);
+void nn_norm2d_backward(const nn_norm2d *n, nn_params *ps, float *dx, const float *dout,
+                        const float *x, const float *mean, const float *rstd, int B, int S,
+                        nn_act act);
+
+/* BasicBlock: x (B, cin, H, W) -> out = relu(n2(conv2(relu(n1(conv1(x))))) + shortcut(x)),
+ * (B, cout, H/s, W/s); shortcut = nd(downsample(x)) when stride != 1 or cin != cout */
+typedef struct {
+  int cin, cout, stride;
+  size_t c1w, c2w, dw;  // conv1, conv2, downsample.0 weights (no biases); dw == NN_NONE: identity
+  nn_norm2d n1, n2, nd;
+} nn_bblock;
+
+typedef struct {
+  int B, H, W, Ho, Wo;
+  float *h1, *m1, *r1, *a1;  // conv1 out, n1 stats, relu(n1)
+  float *h2, *m2, *r2;       // conv2 out, n2 stats
+  float *hs, *ms, *rs, *zs;  // downsample conv out, its norm stats, nd(hs)
+  float *out;                // (B, cout, Ho, Wo)
+} nn_bblock_act;
+
+/* gsize: channels per GroupNorm group (cout % gsize == 0) */
+void nn_bblock_init(nn_bblock *b, nn_params *ps, nn_params *stats, const char *prefix, int cin,
+                    int cout, int stride, nn_norm_kind kind, int gsize);
+/* sized for batch B; a forward may then run any batch <= B after setting a->B */
+void nn_bblock_act_alloc(nn_bblock_act *a, const nn_bblock *b, nn_arena *ar, int B, int H, int W);
+size_t nn_bblock_scratch(const nn_bblock *b, int B, int H, int W);
+size_t nn_bblock_work(const nn_bblock *b, int B, int H, int W);
+void nn_bblock_forward(const nn_bblock *b, const nn_params *ps, float *run, int train,
+                       nn_bblock_act *a, const float *x, float *scratch);
+void nn_bblock_backward(const nn_bblock *b, nn_params *ps, const nn_bblock_act *a, float *dx,
+                        const float *dout, const float *x, float *work, float *scratch);
+
 #endif
