@@ -1,0 +1,204 @@
+/* vunet.h: the video diffusion U-Net (AVDC's Meta-World network, guided-diffusion layout) and
+ * its offline text encoder.
+ *
+ * Input and output are PyTorch NCTHW: x (B, 3, F, R, R) noisy frames, cond (B, 3, R, R) the
+ * first frame, t (B) timesteps, text (B, SP_TEXT_WORDS) word ids -> out (B, 3, F, R, R).
+ * Two layouts of the same U-Net:
+ *   SP_VUNET_STACKED     the F noisy frames and the first frame stacked in channels
+ *                        ((B, 3F+3, R, R) in, (B, 3F, R, R) out; channel c*F+f, a pure view of
+ *                        NCTHW), a 2D U-Net (bench_nn's vunet);
+ *   SP_VUNET_FACTORISED  AVDC's: (B, 6, F, R, R) with the first frame repeated for every frame;
+ *                        every 3x3 conv is a per-frame 2D conv followed by a temporal conv
+ *                        (kernel 3, "same" padding, initialised as identity, zero bias); 1x1
+ *                        convs have no temporal part; GroupNorm spans (C/G, F, H, W); attention
+ *                        is spatial, per frame (its GroupNorm too).
+ * Network (both layouts): time t -> sinusoid (width ch, cos first, AVDC) -> Linear(ch, tdim) ->
+ * SiLU -> Linear(tdim, tdim), plus the text vector (mean of the word embeddings, then
+ * Linear(text_dim, tdim)); SiLU of that sum feeds every ResBlock's Linear(tdim, C) (AVDC's
+ * emb_layers = SiLU, Linear). in conv 3x3 -> ch*mult[0]; per level nres ResBlocks (+ attention
+ * where the downsample factor >= attn_min_ds), then a stride-2 3x3 conv; middle ResBlock,
+ * attention, ResBlock; decoder nres+1 ResBlocks per level on [h, skip] (+ attention), nearest
+ * 2x upsample + 3x3 conv at the end of each level but the top; GroupNorm + SiLU + 3x3 conv out.
+ *
+ * Model vs data: sp_vunet (config + weights) is constant at inference and may serve many
+ * threads; each thread owns an sp_vunet_ws (activations, gradients of activations when train,
+ * scratch), sized at init for a largest batch. Forward and backward never allocate. Parameter
+ * names are the state-dict keys of the PyTorch twin tools/twin_vunet.py. */
+#ifndef SP_MODELS_VUNET_H
+#define SP_MODELS_VUNET_H
+
+#include <stdint.h>
+
+#include "models/model.h"
+#include "nn/nn_blocks.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * offline text encoder: task text -> word ids */
+
+#define SP_TEXT_WORDS 8
+#define SP_TEXT_VOCAB 14  // id 0 = unknown word, 1..13 the words of the Meta-World task names
+
+/* split text on '-', ' ', '_' into lowercase words, each mapped to its id in the vocabulary
+ * (door open close basketball shelf place button press topdown faucet handle hammer assembly ->
+ * 1..13, anything else 0); pads ids with -1. Returns the number of words (0: the null
+ * condition), or -1 when there are more than SP_TEXT_WORDS words (the first ones are kept). */
+int sp_text_ids(const char *text, int32_t ids[SP_TEXT_WORDS]);
+const char *sp_text_word(int id);  // the vocabulary word of an id ("<unk>" for 0, NULL if out)
+
+/* ---------------------------------------------------------------------------------------------
+ * config */
+
+typedef enum { SP_VUNET_STACKED = 0, SP_VUNET_FACTORISED } sp_vunet_layout;
+
+#define SP_VUNET_MAXLEV 6
+
+typedef struct {
+  int layout;                // sp_vunet_layout
+  int res;                   // image side R
+  int frames;                // generated frames F (7)
+  int ch;                    // base channels
+  int mult[SP_VUNET_MAXLEV];  // channel multiplier per level
+  int nmult;                 // levels
+  int nres;                  // ResBlocks per encoder level (decoder: nres + 1)
+  int attn_min_ds;           // attention at levels whose downsample factor >= this (and middle)
+  int head_ch;               // channels per attention head
+  int groups;                // GroupNorm groups
+  int tdim;                  // time-embedding width
+  int text_dim;              // word-embedding width
+  int winograd;              // 0|1|2: nn_conv2d_set_winograd mode applied by sp_vunet_init
+} sp_vunet_cfg;
+
+extern const sp_cf sp_vunet_fields[];
+void sp_vunet_cfg_preset(sp_vunet_cfg *c, sp_preset p);
+/* the field bounds (sp_cf_check) and the structural rules: res divisible by 2^(nmult-1), every
+ * level's channels divisible by groups (and by head_ch where attention runs), ch even; -1 with
+ * err naming the field */
+int sp_vunet_cfg_check(const sp_vunet_cfg *c, char *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * model: config, parameter table, block structs (offsets into the table) */
+
+/* a 3x3 conv (pad 1, stride 1 or 2) with, in the factorised layout, its temporal conv */
+typedef struct {
+  int cin, cout, stride;
+  size_t w, b;    // (cout, cin, 3, 3), (cout)
+  size_t tw, tb;  // (cout, cout, 3), (cout); NN_NONE in the stacked layout
+} sp_vunet_conv;
+
+/* a ResBlock: nn_resblock's parameters (and code, stacked), plus the temporal convs after c1
+ * and c2 (factorised; tw1 == NN_NONE when stacked) */
+typedef struct {
+  nn_resblock r;
+  size_t tw1, tb1, tw2, tb2;
+} sp_vunet_res;
+
+/* one entry of the encoder or decoder: a ResBlock (+ attention) (+ upsample conv), or (encoder)
+ * a stride-2 downsample conv */
+typedef struct {
+  int is_down;        // encoder: a downsample conv (conv), no ResBlock
+  int H;              // input side
+  int cin, cout;      // ResBlock input channels (decoder: with the skip), output channels
+  int skip;           // decoder: index of the skip tensor
+  sp_vunet_res res;
+  int has_attn;
+  nn_attnblock attn;
+  int has_up;         // decoder: nearest 2x + conv at the end
+  sp_vunet_conv conv;  // encoder: the downsample conv; decoder: the upsample conv
+} sp_vunet_blk;
+
+#define SP_VUNET_MAXBLK 64
+
+typedef struct {
+  sp_vunet_cfg cfg;
+  nn_params ps;
+  int T;           // frames along the temporal axis of activations: F (factorised) or 1
+  int cin, cout;   // network input channels (3F+3 or 6) and output channels (3F or 3)
+  size_t t0w, t0b, t2w, t2b;  // time MLP
+  size_t tew, tpw, tpb;       // text: embedding (V, text_dim), projection (tdim, text_dim)
+  sp_vunet_conv inc, outc;
+  size_t onw, onb;            // out GroupNorm
+  sp_vunet_blk enc[SP_VUNET_MAXBLK], dec[SP_VUNET_MAXBLK];
+  int nenc, ndec;
+  sp_vunet_res mid1, mid2;
+  nn_attnblock mida;
+  int Hm, Cm;      // middle side and channels
+} sp_vunet;
+
+/* register the parameters, allocate the weights only (no gradients or moments) and fill them
+ * (PyTorch default bounds from seed; temporal convs identity, zero bias); applies cfg.winograd.
+ * -1 with err on a bad config or out of memory. */
+int sp_vunet_init(sp_vunet *m, const sp_vunet_cfg *c, unsigned seed, char *err);
+void sp_vunet_free(sp_vunet *m);
+size_t sp_vunet_nparams(const sp_vunet *m);
+
+/* ---------------------------------------------------------------------------------------------
+ * workspace: one per thread */
+
+typedef struct {
+  float *xb;             // factorised down conv: its input in conv layout (B*T, cin, S)
+  float *cf;             // factorised: (B, cout, T, So) spatial conv output before the temporal conv
+  float *out;            // (B, cout, T, So)
+} sp_vunet_conv_act;
+
+typedef struct {
+  int B;
+  nn_resblock_act a;     // stacked: nn_resblock's; factorised: the fields below are used
+  float *c1f, *c2f;      // factorised: spatial conv outputs (B, cout, T, S) before the temporal conv
+  float *a1b, *a2b;      // factorised: silu(gn) in conv layout (B*T, c, S)
+} sp_vunet_res_act;
+
+typedef struct {
+  nn_attnblock_act a;    // on (B*T, C, S)
+  float *xb;             // factorised: input in conv layout (B*T, C, S)
+  float *out;            // factorised: output (B, C, T, S) (stacked: a.out)
+} sp_vunet_attn_act;
+
+typedef struct {
+  float *cat, *dcat;     // decoder: [h, skip] (B, cin, T, S) and its gradient
+  sp_vunet_res_act ra;
+  sp_vunet_attn_act aa;
+  sp_vunet_conv_act ca;  // down or up conv
+  float *upb;            // up: the upsampled input (B*T, C, 4S) in conv layout
+  float *out, *dout;     // the entry's output (one of the above) and its gradient (train)
+  float *dres, *dattn;   // gradients of the ResBlock and attention outputs when more follows
+} sp_vunet_blk_act;
+
+typedef struct {
+  sp_ws base;
+  int B;                 // batch of the last forward
+  float *e0, *z1, *s1, *te, *tv, *tp, *emb, *semb;  // (B, ch|tdim|text_dim) time and text
+  float *dz1, *ds1, *dtv, *demb, *dsemb;            // their gradients (train)
+  int32_t *ids;          // (B, SP_TEXT_WORDS) the text ids of the last forward
+  float *xin;            // (B*T, cin, S) network input in conv layout
+  sp_vunet_conv_act inc, outc;
+  float *hs[SP_VUNET_MAXBLK + 1], *dhs[SP_VUNET_MAXBLK + 1];  // encoder outputs (skips)
+  sp_vunet_blk_act enc[SP_VUNET_MAXBLK], dec[SP_VUNET_MAXBLK];
+  sp_vunet_res_act m1a, m2a;
+  sp_vunet_attn_act maa;
+  float *dm1, *dma, *dm2;  // gradients of the middle outputs (train)
+  float *om, *orr, *on;    // out GroupNorm stats (B, G) and silu(gn) (B*T, C, S) conv layout
+  float *don;              // gradient of on (train)
+  float *tmp;              // (B*T, Cmax, Smax) transient of the factorised convs
+  float *g0;               // (gn) every gradient of an activation, one region (train)
+  size_t gn;
+} sp_vunet_ws;
+
+/* size everything for batches up to maxB; train = 0: activations only, no gradient buffers.
+ * -1 with err (out of memory, maxB < 1). */
+int sp_vunet_ws_init(sp_vunet_ws *w, const sp_vunet *m, int maxB, int train, char *err);
+void sp_vunet_ws_free(sp_vunet_ws *w);
+
+/* x (B, 3, F, R, R) noisy frames in [-1, 1], cond (B, 3, R, R) the first frame, t (B) timesteps
+ * as floats, text (B, SP_TEXT_WORDS) word ids (-1 padding; all -1: the null condition)
+ * -> out (B, 3, F, R, R), the model prediction (eps or v). B <= maxB. */
+void sp_vunet_forward(const sp_vunet *m, sp_vunet_ws *w, float *out, const float *x,
+                      const float *cond, const float *t, const int32_t *text, int B);
+/* after sp_vunet_forward on a train workspace (same B): accumulates the parameter gradients
+ * into m->ps.grad (allocated by the trainer with nn_params_alloc_train) from dout
+ * (B, 3, F, R, R). The weights themselves are not touched. */
+void sp_vunet_backward(const sp_vunet *m, sp_vunet_ws *w, const float *dout, int B);
+/* forward FLOPs as bench_nn counts them: 2 per multiply-add of convs (temporal ones included),
+ * linears and the two attention matmuls */
+double sp_vunet_flops(const sp_vunet *m, int B);
+
+#endif

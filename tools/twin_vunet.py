@@ -1,0 +1,260 @@
+#!/usr/bin/python3
+"""twin_vunet.py: PyTorch twin of src/models/vunet.c (the video diffusion U-Net), for any config;
+its state-dict keys are the C parameter names.
+
+    /usr/bin/python3 tools/twin_vunet.py [outdir]        write the fixtures (default tests/fixtures/models)
+    /usr/bin/python3 tools/twin_vunet.py --count PRESET LAYOUT   print the parameter count
+    /usr/bin/python3 tools/twin_vunet.py --check-ckpt FILE       load a C checkpoint (sp_model_save) and
+        compare the twin's output with the C output stored beside it in FILE.io.safetensors
+        (written by tests/test_models_vunet.c when SP_VUNET_TWIN_DIR is set)
+
+Fixtures vunet_<layout>.safetensors (the tiny preset with ch 8, so that each stays under 1 MB):
+metadata config (the C config JSON), format; tensors x (B,3,F,R,R), cond (B,3,R,R), t (B), text (B,8)
+int32, target, out, loss (1), param.<name> (initial weights), grad.<name> (of the MSE loss against
+target), adamw5.<name> (after 5 AdamW steps, lr 1e-3, torch defaults, the same batch each step)."""
+import json, math, os, sys
+import torch, torch.nn as nn, torch.nn.functional as F
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nn_st
+
+VOCAB = ["<unk>", "door", "open", "close", "basketball", "shelf", "place", "button", "press", "topdown",
+         "faucet", "handle", "hammer", "assembly"]
+WORDS = 8
+
+PRESETS = {
+    "tiny": dict(layout="stacked", res=16, frames=7, ch=16, mult=[1, 2], nres=1, attn_min_ds=2, head_ch=8,
+                 groups=4, tdim=32, text_dim=8, winograd=1),
+    "cpu": dict(layout="stacked", res=64, frames=7, ch=32, mult=[1, 2, 4], nres=2, attn_min_ds=4, head_ch=32,
+                groups=8, tdim=128, text_dim=64, winograd=1),
+    "paper": dict(layout="factorised", res=128, frames=7, ch=128, mult=[1, 2, 3, 4, 5], nres=2, attn_min_ds=8,
+                  head_ch=32, groups=32, tdim=512, text_dim=512, winograd=1),
+}
+
+
+def text_ids(text):
+    """sp_text_ids: split on '-', ' ', '_', lowercase, vocabulary id (0 unknown), pad with -1"""
+    words = [w.lower() for w in text.replace("-", " ").replace("_", " ").split(" ") if w]
+    ids = [VOCAB.index(w) if w in VOCAB[1:] else 0 for w in words][:WORDS]
+    return ids + [-1] * (WORDS - len(ids))
+
+
+def sinemb(t, dim):  # AVDC / guided-diffusion: cos first, freq exp(-ln(1e4) i / half)
+    half = dim // 2
+    f = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half)
+    a = t[:, None].float() * f[None]
+    return torch.cat([a.cos(), a.sin()], -1)
+
+
+def bc(e, nd):  # (B, C) -> broadcast over the spatial (and temporal) dims
+    return e.reshape(e.shape + (1,) * (nd - 2))
+
+
+def to_batch(x):  # (B, C, T, H, W) -> (B*T, C, H, W)
+    B, C, T, H, W = x.shape
+    return x.transpose(1, 2).reshape(B * T, C, H, W)
+
+
+def to_frames(y, B):  # (B*T, C, H, W) -> (B, C, T, H, W)
+    BT, C, H, W = y.shape
+    return y.reshape(B, BT // B, C, H, W).transpose(1, 2)
+
+
+class TConv(nn.Module):
+    """temporal conv, kernel 3, "same" padding: weight (C, C, 3), bias (C) on (B, C, T, H, W)"""
+    def __init__(s, c):
+        super().__init__()
+        w = torch.zeros(c, c, 3)
+        w[range(c), range(c), 1] = 1.0
+        s.weight = nn.Parameter(w); s.bias = nn.Parameter(torch.zeros(c))
+
+    def forward(s, x):
+        return F.conv3d(x, s.weight[:, :, :, None, None], s.bias, padding=(1, 0, 0))
+
+
+def fconv(x, conv, tconv):
+    """3x3 conv: per frame then temporal (5D), or plain 2D (4D, stacked layout)"""
+    if x.dim() == 4:
+        return conv(x)
+    return tconv(to_frames(conv(to_batch(x)), x.shape[0]))
+
+
+def conv1x1(x, conv):  # 1x1 conv on 4D or 5D activations (no temporal part)
+    if x.dim() == 4:
+        return conv(x)
+    return F.conv3d(x, conv.weight[:, :, :, :, None], conv.bias)
+
+
+class Res(nn.Module):
+    def __init__(s, cin, cout, tdim, g, fact):
+        super().__init__()
+        s.n1 = nn.GroupNorm(g, cin); s.c1 = nn.Conv2d(cin, cout, 3, padding=1)
+        s.t = nn.Linear(tdim, cout)
+        s.n2 = nn.GroupNorm(g, cout); s.c2 = nn.Conv2d(cout, cout, 3, padding=1)
+        s.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
+        s.c1_t = TConv(cout) if fact else None
+        s.c2_t = TConv(cout) if fact else None
+
+    def forward(s, x, semb):
+        h = fconv(F.silu(s.n1(x)), s.c1, s.c1_t) + bc(s.t(semb), x.dim())
+        h = fconv(F.silu(s.n2(h)), s.c2, s.c2_t)
+        return h + (x if s.skip is None else conv1x1(x, s.skip))
+
+
+class Attn(nn.Module):
+    """GN, 1x1 qkv, multi-head attention over the pixels of each frame, 1x1 out, residual"""
+    def __init__(s, c, heads, g):
+        super().__init__()
+        s.h = heads; s.n = nn.GroupNorm(g, c)
+        s.qkv = nn.Conv2d(c, 3 * c, 1); s.o = nn.Conv2d(c, c, 1)
+
+    def forward(s, x):
+        B0 = x.shape[0]
+        xb = to_batch(x) if x.dim() == 5 else x
+        B, C, H, W = xb.shape
+        q, k, v = s.qkv(s.n(xb)).reshape(B, 3, s.h, C // s.h, H * W).unbind(1)
+        a = torch.softmax(torch.einsum("bhdn,bhdm->bhnm", q, k) / math.sqrt(C // s.h), -1)
+        y = xb + s.o(torch.einsum("bhnm,bhdm->bhdn", a, v).reshape(B, C, H, W))
+        return to_frames(y, B0) if x.dim() == 5 else y
+
+
+class Entry(nn.Module):
+    pass
+
+
+class VUNet(nn.Module):
+    def __init__(s, cfg):
+        super().__init__()
+        s.cfg = cfg
+        fact = cfg["layout"] == "factorised"
+        ch, tdim, g, Fr = cfg["ch"], cfg["tdim"], cfg["groups"], cfg["frames"]
+        s.fact = fact
+        cin, s.cout = (6, 3) if fact else (3 * Fr + 3, 3 * Fr)
+        T = lambda c: TConv(c) if fact else None
+        heads = lambda c: c // cfg["head_ch"]
+        s.temb = nn.Sequential(nn.Linear(ch, tdim), nn.SiLU(), nn.Linear(tdim, tdim))
+        s.text = nn.Module()
+        s.text.embed = nn.Embedding(len(VOCAB), cfg["text_dim"])
+        s.text.proj = nn.Linear(cfg["text_dim"], tdim)
+        C0 = ch * cfg["mult"][0]
+        s.inc = nn.Conv2d(cin, C0, 3, padding=1); s.inc_t = T(C0)
+        s.down = nn.ModuleList(); skips = [C0]; c = C0; ds = 1
+        nl = len(cfg["mult"])
+        for l, m in enumerate(cfg["mult"]):
+            for _ in range(cfg["nres"]):
+                e = Entry(); e.res = Res(c, ch * m, tdim, g, fact); c = ch * m
+                e.attn = Attn(c, heads(c), g) if ds >= cfg["attn_min_ds"] else None
+                s.down.append(e); skips.append(c)
+            if l < nl - 1:
+                e = Entry(); e.op = nn.Conv2d(c, c, 3, stride=2, padding=1); e.op_t = T(c)
+                s.down.append(e); skips.append(c); ds *= 2
+        s.mid = nn.Module()
+        s.mid.res1 = Res(c, c, tdim, g, fact); s.mid.attn = Attn(c, heads(c), g); s.mid.res2 = Res(c, c, tdim, g, fact)
+        s.up = nn.ModuleList()
+        for l in reversed(range(nl)):
+            co = ch * cfg["mult"][l]
+            for k in range(cfg["nres"] + 1):
+                e = Entry(); e.res = Res(c + skips.pop(), co, tdim, g, fact); c = co
+                e.attn = Attn(c, heads(c), g) if ds >= cfg["attn_min_ds"] else None
+                e.conv = None
+                if l > 0 and k == cfg["nres"]:
+                    e.conv = nn.Conv2d(c, c, 3, padding=1); e.conv_t = T(c); ds //= 2
+                s.up.append(e)
+        s.outn = nn.GroupNorm(g, c); s.outc = nn.Conv2d(c, s.cout, 3, padding=1); s.outc_t = T(s.cout)
+
+    def forward(s, x, cond, t, ids):
+        B, _, Fr, R, _ = x.shape
+        te = s.temb(sinemb(t, s.cfg["ch"]))
+        ids = ids.long(); mask = (ids >= 0).float()
+        words = s.text.embed(ids.clamp(min=0)) * mask[..., None]
+        tv = words.sum(1) / mask.sum(1).clamp(min=1)[:, None]
+        semb = F.silu(te + s.text.proj(tv))
+        if s.fact:
+            xin = torch.cat([x, cond[:, :, None].expand(-1, -1, Fr, -1, -1)], 1)
+        else:
+            xin = torch.cat([x.reshape(B, 3 * Fr, R, R), cond], 1)
+        h = fconv(xin, s.inc, s.inc_t); hs = [h]
+        for e in s.down:
+            if hasattr(e, "op"):
+                h = fconv(h, e.op, e.op_t)
+            else:
+                h = e.res(h, semb)
+                if e.attn is not None: h = e.attn(h)
+            hs.append(h)
+        h = s.mid.res2(s.mid.attn(s.mid.res1(h, semb)), semb)
+        for e in s.up:
+            h = e.res(torch.cat([h, hs.pop()], 1), semb)
+            if e.attn is not None: h = e.attn(h)
+            if e.conv is not None:
+                h = F.interpolate(h, scale_factor=(1, 2, 2) if h.dim() == 5 else 2, mode="nearest")
+                h = fconv(h, e.conv, e.conv_t)
+        out = fconv(F.silu(s.outn(h)), s.outc, s.outc_t)
+        return out.reshape(B, 3, Fr, R, R)
+
+
+def nparams(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def write_fixture(path, cfg, seed):
+    torch.manual_seed(seed)
+    net = VUNet(cfg)
+    with torch.no_grad():  # perturb everything so that no weight is special (identity, 1, 0)
+        for n, p in net.named_parameters():
+            if p.dim() == 1 or n.endswith("_t.weight"):
+                p.add_(0.1 * torch.randn_like(p))
+    B, Fr, R = 2, cfg["frames"], cfg["res"]
+    x = torch.randn(B, 3, Fr, R, R); cond = torch.randn(B, 3, R, R)
+    t = torch.tensor([3.0, 71.0]); target = torch.randn(B, 3, Fr, R, R)
+    text = torch.tensor([text_ids("button-press-topdown"), text_ids("")], dtype=torch.int32)
+    T = {"x": x, "cond": cond, "t": t, "text": text, "target": target}
+    for n, p in net.state_dict().items():
+        T["param." + n] = p.clone()
+    out = net(x, cond, t, text)
+    loss = F.mse_loss(out, target)
+    loss.backward()
+    T["out"] = out.detach(); T["loss"] = loss.detach().reshape(1)
+    for n, p in net.named_parameters():
+        T["grad." + n] = p.grad.clone()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    for _ in range(5):
+        opt.zero_grad()
+        F.mse_loss(net(x, cond, t, text), target).backward()
+        opt.step()
+    for n, p in net.named_parameters():
+        T["adamw5." + n] = p.detach().clone()
+    nn_st.save(path, T, {"format": "sp-vunet-twin", "config": json.dumps(cfg, separators=(",", ":"))})
+    print(f"{path}: {nparams(net)} parameters, loss {loss.item():.6f}, {os.path.getsize(path)} bytes")
+
+
+def check_ckpt(path):
+    meta, ts = nn_st.load(path)
+    info = json.loads(meta["config"])
+    assert info["model"] == "vunet", f"{path} holds a {info['model']} model"
+    cfg = dict(PRESETS["tiny"]); cfg.update(info["config"])
+    net = VUNet(cfg)
+    sd = {k: torch.from_numpy(v.copy()) for k, v in ts.items() if not k.startswith(("optim.", "ema."))}
+    net.load_state_dict(sd, strict=True)
+    _, io = nn_st.load(path + ".io.safetensors")
+    x, cond, t = (torch.from_numpy(io[k].copy()) for k in ("x", "cond", "t"))
+    text = torch.from_numpy(io["text"].copy()).round().int()
+    with torch.no_grad():
+        out = net(x, cond, t, text).numpy()
+    ref = io["out"]
+    err = abs(out - ref).max() / (abs(ref).max() + 1e-30)
+    print(f"{path}: {cfg['layout']} {nparams(net)} parameters, C vs twin max |a-b| / max |b| = {err:.3g}")
+    return 0 if err < 1e-4 else 1
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    if a[:1] == ["--check-ckpt"]:
+        sys.exit(check_ckpt(a[1]))
+    if a[:1] == ["--count"]:
+        cfg = dict(PRESETS[a[1]]); cfg["layout"] = a[2]
+        print(nparams(VUNet(cfg)))
+        sys.exit(0)
+    out = a[0] if a else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models")
+    os.makedirs(out, exist_ok=True)
+    for i, layout in enumerate(["stacked", "factorised"]):
+        cfg = dict(PRESETS["tiny"]); cfg["layout"] = layout; cfg["ch"] = 8
+        write_fixture(os.path.join(out, f"vunet_{layout}.safetensors"), cfg, 100 + i)
