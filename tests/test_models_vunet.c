@@ -275,6 +275,8 @@ static void infer_checks(int layout) {
   sp_vunet_forward(&tr.m, &tr.w, tr.out, tr.x, tr.cond, tr.t, tr.text, 2);
   cr_expect(memcmp(in.out, tr.out, in.nx * 4) == 0, "inference and train workspaces differ");
   cr_expect(tr.w.gn > 0 && tr.w.base.train == 1);
+  cr_expect(in.w.base.ar.cap * 2 < tr.w.base.ar.cap, "inference workspace %zu bytes, train %zu", in.w.base.ar.cap,
+            tr.w.base.ar.cap);
   /* B = 1 on a workspace for 2 gives the first sample */
   float *o1 = calloc(in.nx / 2, 4);
   sp_vunet_forward(&in.m, &in.w, o1, in.x, in.cond, in.t, in.text, 1);

@@ -235,11 +235,13 @@ def check_ckpt(path):
     sd = {k: torch.from_numpy(v.copy()) for k, v in ts.items() if not k.startswith(("optim.", "ema."))}
     net.load_state_dict(sd, strict=True)
     _, io = nn_st.load(path + ".io.safetensors")
-    x, cond, t = (torch.from_numpy(io[k].copy()) for k in ("x", "cond", "t"))
-    text = torch.from_numpy(io["text"].copy()).round().int()
+    Fr, R = cfg["frames"], cfg["res"]
+    x = torch.from_numpy(io["x"].copy()).reshape(-1, 3, Fr, R, R)  # stored (B, 3, F, R*R)
+    cond = torch.from_numpy(io["cond"].copy()); t = torch.from_numpy(io["t"].copy())
+    text = torch.from_numpy(io["text"].copy()).round().int()  # stored as floats
     with torch.no_grad():
         out = net(x, cond, t, text).numpy()
-    ref = io["out"]
+    ref = io["out"].reshape(out.shape)
     err = abs(out - ref).max() / (abs(ref).max() + 1e-30)
     print(f"{path}: {cfg['layout']} {nparams(net)} parameters, C vs twin max |a-b| / max |b| = {err:.3g}")
     return 0 if err < 1e-4 else 1

@@ -293,26 +293,39 @@ size_t sp_vunet_nparams(const sp_vunet *m) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * workspace: one walk over the network carves the activations from the workspace arena and the
- * gradients of activations from a second arena inside it (one nn_zero clears them all); run
- * once measuring, once for real. */
+ * workspace: one walk over the network carves the buffers, run once measuring and once for
+ * real. Train: every activation backward needs stays (workspace arena); the gradients of
+ * activations come from one region inside it (one nn_zero clears them). Inference: only the
+ * outputs of the encoder/decoder entries (the skips and the next entry's input) stay; everything
+ * inside an entry (ResBlock and attention internals, concat, converted inputs) comes from a pool
+ * region that every entry reuses from its start. */
 
 typedef struct {
   sp_ws *ws;
-  nn_arena gar;  // gradients of activations
+  nn_arena gar;   // gradients of activations (train)
+  nn_arena pool;  // entry internals (inference)
+  size_t pool_max;
   int train, B, T;
-  size_t tmp_n;  // floats of the shared transient
+  size_t tmp_n;   // floats of the shared transient
 } carver;
 
-static float *ca(carver *k, size_t n) { return sp_ws_floats(k->ws, n); }
+static float *ca(carver *k, size_t n) { return sp_ws_floats(k->ws, n); }  // stays
 static float *cg(carver *k, size_t n) { return k->train ? nn_arena_floats(&k->gar, n) : NULL; }
+static nn_arena *cpool(carver *k) { return k->train ? &k->ws->ar : &k->pool; }
+static float *cp(carver *k, size_t n) { return nn_arena_floats(cpool(k), n); }  // entry internal
+static float *cout_(carver *k, size_t n, int final) { return final ? ca(k, n) : cp(k, n); }
+static void pool_reset(carver *k) {
+  k->pool_max = zmax(k->pool_max, k->pool.used);
+  k->pool.used = 0;
+}
 static void need_tmp(carver *k, size_t n) { k->tmp_n = zmax(k->tmp_n, n); }
 
 static nn_conv2d_dims conv_dims(const sp_vunet_conv *cv, int NB, int Hin) {
   return nn_conv2d_make(NB, cv->cin, Hin, Hin, cv->cout, 3, cv->stride, 1);
 }
 
-/* a conv whose conv-layout input is provided by the caller; Hin its input side */
+/* a conv whose conv-layout input the caller provides; Hin its input side; out_alloc 0: the
+ * caller's buffer */
 static void conv_carve(carver *k, const sp_vunet_conv *cv, sp_vunet_conv_act *a, int Hin, int out_alloc) {
   int B = k->B, T = k->T, Ho = Hin / cv->stride;
   size_t no = (size_t)B * cv->cout * T * Ho * Ho;
@@ -320,7 +333,7 @@ static void conv_carve(carver *k, const sp_vunet_conv *cv, sp_vunet_conv_act *a,
   sp_ws_need_scratch(k->ws, nn_conv2d_scratch(&d));
   a->cf = NULL;
   if (cv->tw != NN_NONE) {
-    a->cf = ca(k, no);
+    a->cf = cp(k, no);
     need_tmp(k, no);
     sp_ws_need_scratch(k->ws, nn_tconv_scratch(cv->cout, cv->cout, 3));
     sp_ws_need_work(k->ws, 2 * no + 64);
@@ -328,14 +341,16 @@ static void conv_carve(carver *k, const sp_vunet_conv *cv, sp_vunet_conv_act *a,
   a->out = out_alloc ? ca(k, no) : NULL;
 }
 
-static void res_carve(carver *k, const sp_vunet_res *v, sp_vunet_res_act *ra, int H) {
+/* final: the ResBlock's output is its entry's output */
+static void res_carve(carver *k, const sp_vunet_res *v, sp_vunet_res_act *ra, int H, int final) {
   const nn_resblock *r = &v->r;
   int B = k->B, T = k->T;
   size_t S = (size_t)H * H, nin = (size_t)B * r->cin * T * S, nout = (size_t)B * r->cout * T * S;
   ra->B = B;
   ra->c1f = ra->c2f = ra->a1b = ra->a2b = NULL;
   if (v->tw1 == NN_NONE) {
-    nn_resblock_act_alloc(&ra->a, r, &k->ws->ar, B, H, H);
+    nn_resblock_act_alloc(&ra->a, r, cpool(k), B, H, H);
+    if (final && !k->train) ra->a.out = ca(k, nout);
     sp_ws_need_scratch(k->ws, nn_resblock_scratch(r, B, H, H));
     sp_ws_need_work(k->ws, nn_resblock_work(r, B, H, H));
     return;
@@ -344,17 +359,17 @@ static void res_carve(carver *k, const sp_vunet_res *v, sp_vunet_res_act *ra, in
   memset(a, 0, sizeof *a);
   a->B = B;
   a->H = a->W = H;
-  a->m1 = ca(k, (size_t)B * r->groups);
-  a->r1 = ca(k, (size_t)B * r->groups);
-  a->e = ca(k, (size_t)B * r->cout);
-  a->h1 = ca(k, nout);
-  a->m2 = ca(k, (size_t)B * r->groups);
-  a->r2 = ca(k, (size_t)B * r->groups);
-  a->out = ca(k, nout);
-  ra->a1b = ca(k, nin);
-  ra->c1f = ca(k, nout);
-  ra->a2b = ca(k, nout);
-  ra->c2f = ca(k, nout);
+  a->m1 = cp(k, (size_t)B * r->groups);
+  a->r1 = cp(k, (size_t)B * r->groups);
+  a->e = cp(k, (size_t)B * r->cout);
+  a->h1 = cp(k, nout);
+  a->m2 = cp(k, (size_t)B * r->groups);
+  a->r2 = cp(k, (size_t)B * r->groups);
+  ra->a1b = cp(k, nin);
+  ra->c1f = cp(k, nout);
+  ra->a2b = cp(k, nout);
+  ra->c2f = cp(k, nout);
+  a->out = cout_(k, nout, final);
   need_tmp(k, zmax(nin, nout));
   nn_conv2d_dims d1 = nn_conv2d_make(B * T, r->cin, H, H, r->cout, 3, 1, 1);
   nn_conv2d_dims d2 = nn_conv2d_make(B * T, r->cout, H, H, r->cout, 3, 1, 1);
@@ -364,16 +379,17 @@ static void res_carve(carver *k, const sp_vunet_res *v, sp_vunet_res_act *ra, in
   sp_ws_need_work(k->ws, 2 * zmax(nin, nout) + (size_t)B * r->cout + 128);
 }
 
-static void attn_carve(carver *k, const nn_attnblock *b, sp_vunet_attn_act *aa, int H) {
+static void attn_carve(carver *k, const nn_attnblock *b, sp_vunet_attn_act *aa, int H, int final) {
   int B = k->B, T = k->T;
   size_t n = (size_t)B * b->C * T * H * H;
-  nn_attnblock_act_alloc(&aa->a, b, &k->ws->ar, B * T, H, H);
+  nn_attnblock_act_alloc(&aa->a, b, cpool(k), B * T, H, H);
   sp_ws_need_scratch(k->ws, nn_attnblock_scratch(b, B * T, H, H));
   if (T > 1) {
-    aa->xb = ca(k, n);
-    aa->out = ca(k, n);
+    aa->xb = cp(k, n);
+    aa->out = cout_(k, n, final);
     sp_ws_need_work(k->ws, nn_attnblock_work(b, B * T, H, H) + 2 * n + 128);
   } else {
+    if (final && !k->train) aa->a.out = ca(k, n);
     aa->xb = NULL;
     aa->out = aa->a.out;
     sp_ws_need_work(k->ws, nn_attnblock_work(b, B * T, H, H));
@@ -400,7 +416,8 @@ static void carve(const sp_vunet *m, sp_vunet_ws *w, carver *k) {
   w->demb = cg(k, (size_t)B * c->tdim);
   w->dsemb = cg(k, (size_t)B * c->tdim);
   /* input conv */
-  w->xin = ca(k, (size_t)B * T * m->cin * S0);
+  pool_reset(k);
+  w->xin = cp(k, (size_t)B * T * m->cin * S0);
   conv_carve(k, &m->inc, &w->inc, R, 1);
   w->hs[0] = w->inc.out;
   w->dhs[0] = cg(k, (size_t)B * C0 * T * S0);
@@ -410,19 +427,20 @@ static void carve(const sp_vunet *m, sp_vunet_ws *w, carver *k) {
     sp_vunet_blk_act *a = &w->enc[i];
     memset(a, 0, sizeof *a);
     size_t S = (size_t)b->H * b->H;
+    pool_reset(k);
     if (b->is_down) {
       size_t nin = (size_t)B * b->cin * T * S, nout = nin / 4;
-      if (T > 1) a->ca.xb = ca(k, nin);
+      if (T > 1) a->ca.xb = cp(k, nin);
       conv_carve(k, &b->conv, &a->ca, b->H, 1);
       a->out = a->ca.out;
       a->dout = cg(k, nout);
       if (T > 1) sp_ws_need_work(k->ws, 2 * nout + nin + 128);
     } else {
       size_t nout = (size_t)B * b->cout * T * S;
-      res_carve(k, &b->res, &a->ra, b->H);
+      res_carve(k, &b->res, &a->ra, b->H, !b->has_attn);
       a->out = a->ra.a.out;
       if (b->has_attn) {
-        attn_carve(k, &b->attn, &a->aa, b->H);
+        attn_carve(k, &b->attn, &a->aa, b->H, 1);
         a->dres = cg(k, nout);
         a->out = a->aa.out;
       }
@@ -433,9 +451,10 @@ static void carve(const sp_vunet *m, sp_vunet_ws *w, carver *k) {
   }
   /* middle */
   size_t nm = (size_t)B * m->Cm * T * m->Hm * m->Hm;
-  res_carve(k, &m->mid1, &w->m1a, m->Hm);
-  attn_carve(k, &m->mida, &w->maa, m->Hm);
-  res_carve(k, &m->mid2, &w->m2a, m->Hm);
+  pool_reset(k);
+  res_carve(k, &m->mid1, &w->m1a, m->Hm, 0);
+  attn_carve(k, &m->mida, &w->maa, m->Hm, 0);
+  res_carve(k, &m->mid2, &w->m2a, m->Hm, 1);
   w->dm1 = cg(k, nm);
   w->dma = cg(k, nm);
   w->dm2 = cg(k, nm);
@@ -445,12 +464,13 @@ static void carve(const sp_vunet *m, sp_vunet_ws *w, carver *k) {
     sp_vunet_blk_act *a = &w->dec[i];
     memset(a, 0, sizeof *a);
     size_t S = (size_t)b->H * b->H, nout = (size_t)B * b->cout * T * S;
-    a->cat = ca(k, (size_t)B * b->cin * T * S);
+    pool_reset(k);
+    a->cat = cp(k, (size_t)B * b->cin * T * S);
     a->dcat = cg(k, (size_t)B * b->cin * T * S);
-    res_carve(k, &b->res, &a->ra, b->H);
+    res_carve(k, &b->res, &a->ra, b->H, !b->has_attn && !b->has_up);
     a->out = a->ra.a.out;
     if (b->has_attn) {
-      attn_carve(k, &b->attn, &a->aa, b->H);
+      attn_carve(k, &b->attn, &a->aa, b->H, !b->has_up);
       a->dres = cg(k, nout);
       a->out = a->aa.out;
     }
@@ -458,7 +478,7 @@ static void carve(const sp_vunet *m, sp_vunet_ws *w, carver *k) {
       size_t nup = 4 * nout;
       if (b->has_attn) a->dattn = cg(k, nout);
       else a->dres = cg(k, nout);
-      a->upb = ca(k, nup);
+      a->upb = cp(k, nup);
       if (T > 1) need_tmp(k, nup);
       conv_carve(k, &b->conv, &a->ca, 2 * b->H, 1);
       a->out = a->ca.out;
@@ -469,12 +489,14 @@ static void carve(const sp_vunet *m, sp_vunet_ws *w, carver *k) {
     }
   }
   /* out */
-  w->om = ca(k, (size_t)B * c->groups);
-  w->orr = ca(k, (size_t)B * c->groups);
-  w->on = ca(k, (size_t)B * T * C0 * S0);
+  pool_reset(k);
+  w->om = cp(k, (size_t)B * c->groups);
+  w->orr = cp(k, (size_t)B * c->groups);
+  w->on = cp(k, (size_t)B * T * C0 * S0);
   w->don = cg(k, (size_t)B * T * C0 * S0);
   need_tmp(k, (size_t)B * T * C0 * S0);
   conv_carve(k, &m->outc, &w->outc, R, 0);
+  pool_reset(k);
   w->tmp = ca(k, k->tmp_n ? k->tmp_n : 1);
 }
 
@@ -482,18 +504,23 @@ int sp_vunet_ws_init(sp_vunet_ws *w, const sp_vunet *m, int maxB, int train, cha
   memset(w, 0, sizeof *w);
   if (maxB < 1) return sp_errf(err, "vunet workspace: batch %d, want >= 1", maxB);
   carver k = {.ws = &w->base, .train = train ? 1 : 0, .B = maxB, .T = m->T};
-  /* measure: activations, then the gradient region */
+  /* measure; then the gradient (train) or pool (inference) region */
   carve(m, w, &k);
-  size_t gn = k.gar.used / sizeof(float);
+  size_t gn = k.gar.used / sizeof(float), pn = k.pool_max / sizeof(float);
   if (k.train) sp_ws_floats(&w->base, gn);
+  else sp_ws_floats(&w->base, pn);
   if (sp_ws_commit(&w->base, err)) return -1;
-  /* carve for real: the gradient region first (sizes round independently of order) */
+  /* carve for real, the region first (each size rounds on its own, so the order does not matter) */
   k.tmp_n = 0;
+  k.pool_max = 0;
   if (k.train) {
     float *g = sp_ws_floats(&w->base, gn);
     k.gar = (nn_arena){.base = (char *)g, .cap = gn * sizeof(float), .used = 0};
     w->g0 = g;
     w->gn = gn;
+  } else {
+    float *p = sp_ws_floats(&w->base, pn);
+    k.pool = (nn_arena){.base = (char *)p, .cap = pn * sizeof(float), .used = 0};
   }
   carve(m, w, &k);
   SP_ASSERT(w->base.ar.used == w->base.ar.cap);
