@@ -8,5 +8,6 @@ int sp_cmd_eval(int argc, char **argv);
 int sp_cmd_collect(int argc, char **argv);
 int sp_cmd_plan(int argc, char **argv);
 int sp_cmd_match(int argc, char **argv);
+int sp_cmd_train(int argc, char **argv);
 
 #endif

@@ -28,7 +28,15 @@ const sp_cf *sp_cf_find(const sp_cf *t, const char *key) {
 void sp_cf_format(const sp_cf *f, const void *cfg, char *buf, size_t cap) {
   switch (f->kind) {
     case SP_CF_INT: snprintf(buf, cap, "%d", *CFIELD(cfg, f, int)); break;
-    case SP_CF_FLOAT: snprintf(buf, cap, "%.9g", (double)*CFIELD(cfg, f, float)); break;
+    case SP_CF_FLOAT: {
+      /* the shortest text that reads back as the same float */
+      float v = *CFIELD(cfg, f, float);
+      for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, cap, "%.*g", prec, (double)v);
+        if (strtof(buf, NULL) == v) break;
+      }
+      break;
+    }
     case SP_CF_ENUM: {
       int v = *CFIELD(cfg, f, int);
       snprintf(buf, cap, "%s", v >= 0 && v < enum_count(f) ? f->names[v] : "?");
@@ -91,8 +99,7 @@ char *sp_cf_to_json(const sp_cf *t, const void *cfg) {
     switch (f->kind) {
       case SP_CF_INT: cJSON_AddNumberToObject(o, f->key, *CFIELD(cfg, f, int)); break;
       case SP_CF_FLOAT:
-        /* through the shortest text that reads back as the same float */
-        snprintf(buf, sizeof buf, "%.9g", (double)*CFIELD(cfg, f, float));
+        sp_cf_format(f, cfg, buf, sizeof buf);
         cJSON_AddItemToObject(o, f->key, cJSON_CreateRaw(buf));
         break;
       case SP_CF_ENUM:

@@ -1,0 +1,339 @@
+/* video_train.c: the video diffusion job and its sampler (contract in video_train.h). */
+#include "models/video_train.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/rng.h"
+#include "data/sampler.h"
+#include "match/match.h"
+#include "sim/env.h"
+
+static const char *const g_pred_names[] = {"eps", "v", NULL};
+static const char *const g_sched_names[] = {"linear", "cosine", NULL};
+
+#define DF(f) offsetof(sp_vdiff_cfg, f)
+const sp_cf sp_vdiff_fields[] = {
+    {"pred", SP_CF_ENUM, DF(pred), 0, 0, g_pred_names, 0, 0, "training target: eps or v (AVDC, SP)"},
+    {"sched", SP_CF_ENUM, DF(sched), 0, 0, g_sched_names, 0, 0, "noise schedule: linear (1e-4..0.02) or cosine (AVDC)"},
+    {"diffusion_steps", SP_CF_INT, DF(T), 2, NN_SCHED_MAX_T, NULL, 0, 0, "diffusion steps T"},
+    {"min_snr", SP_CF_FLOAT, DF(min_snr), 0, 1e3, NULL, 0, 0, "min-SNR-gamma loss weight (0: off)"},
+    {"cond_drop", SP_CF_FLOAT, DF(cond_drop), 0, 1, NULL, 0, 0, "probability of the null text condition in training"},
+    {"random_start", SP_CF_INT, DF(random_start), 0, 1, NULL, 0, 0, "1: AVDC's random clip start; 0: the first frame"},
+    {"use_fine", SP_CF_INT, DF(use_fine), 0, 1, NULL, 0, 0, "1: clips over the dataset's fine-interval indices (SP)"},
+    {"holdout", SP_CF_INT, DF(holdout), 1, 1000, NULL, 0, 0, "held-out demonstrations per (task, camera)"},
+    {"val_clips", SP_CF_INT, DF(val_clips), 1, 10000, NULL, 0, 0, "validation clips"},
+    {"val_steps", SP_CF_INT, DF(val_steps), 1, NN_SCHED_MAX_T, NULL, 0, 0, "DDIM steps of validation sampling"},
+    {"guidance", SP_CF_FLOAT, DF(guidance), 0, 100, NULL, 0, 0, "classifier-free guidance of validation sampling"},
+    {NULL, 0, 0, 0, 0, NULL, 0, 0, NULL}};
+
+void sp_vdiff_cfg_default(sp_vdiff_cfg *c) {
+  *c = (sp_vdiff_cfg){.pred = NN_PRED_V, .sched = NN_SCHED_COSINE, .T = 100, .min_snr = 5.f, .cond_drop = 0.1f,
+                      .random_start = 1, .use_fine = 0, .holdout = 1, .val_clips = 16, .val_steps = 20,
+                      .guidance = 0.f};
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * sampling */
+
+void sp_video_sample(const sp_vunet *m, sp_vunet_ws *w, const nn_sched *s, int pred, int steps, float guidance,
+                     float *out, const float *cond, const int32_t *text, int B, unsigned seed, float *work) {
+  const int F = m->cfg.frames, R = m->cfg.res;
+  const size_t n = (size_t)B * 3 * F * R * R;
+  float *x = work, *mo = work + n, *mu = work + 2 * n, *x0 = work + 3 * n, *eps = work + 4 * n;
+  int32_t null_ids[64 * SP_TEXT_WORDS];
+  SP_ASSERT(B <= 64);
+  for (int i = 0; i < B * SP_TEXT_WORDS; i++) null_ids[i] = -1;
+  sp_mt19937 r;
+  sp_mt_seed(&r, seed);
+  for (size_t i = 0; i < n; i++) x[i] = (float)sp_mt_normal(&r);
+  int ts[NN_SCHED_MAX_T + 1];
+  nn_ddim_timesteps(ts, steps, s->T);
+  float tb[64];
+  for (int i = 0; i < steps; i++) {
+    for (int b = 0; b < B; b++) tb[b] = (float)ts[i];
+    sp_vunet_forward(m, w, mo, x, cond, tb, text, B);
+    if (guidance > 0) {
+      sp_vunet_forward(m, w, mu, x, cond, tb, null_ids, B);
+      nn_cfg_combine(mo, mo, mu, guidance, (int)n);
+    }
+    float *dst = i + 1 == steps ? out : x;
+    nn_ddim_step(dst, mo, x, NULL, s, ts[i], ts[i + 1], 0.f, (int)n, (nn_pred)pred, 1, x0, eps);
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * the job */
+
+struct sp_video_job {
+  sp_vunet model;
+  sp_vunet_ws ws;
+  sp_vunet_cfg mc;
+  sp_vdiff_cfg dc;
+  sp_train_cfg tc;
+  nn_sched sched;
+  sp_sampler *train, *val;
+  sp_trainable tr;
+  int B, F, R;
+  size_t per;                       // 3 F R R
+  float *clip;                      // (3, F+1, R, R)
+  float *x0, *cond, *xt, *noise, *target, *out, *dout, *wt, *tf;  // batch buffers
+  int32_t *ids;                     // (B, SP_TEXT_WORDS)
+  float *work;                      // sampler work (5 per)
+  sp_ssim_ws *ssim;
+  uint8_t *ga, *gb;                 // grey frames (R x R)
+};
+
+/* (3, F+1, R, R) clip -> condition (3, R, R) and target frames (3, F, R, R) */
+static void split_clip(const float *clip, int F, int R, float *cond, float *x0) {
+  size_t px = (size_t)R * R;
+  for (int c = 0; c < 3; c++) {
+    const float *src = clip + (size_t)c * (F + 1) * px;
+    memcpy(cond + c * px, src, px * sizeof(float));
+    memcpy(x0 + (size_t)c * F * px, src + px, (size_t)F * px * sizeof(float));
+  }
+}
+
+static void task_ids(const sp_dataset *ds, int episode, int32_t *ids) {
+  sp_text_ids(sp_task_name(sp_dataset_episode(ds, episode)->task), ids);
+}
+
+static int job_step(void *self, long step, float *loss, char *err) {
+  sp_video_job *j = self;
+  const int B = j->B, F = j->F, R = j->R;
+  const size_t per = j->per;
+  sp_sampler_reseed(j->train, sp_train_seed(j->tc.seed, step, 0));
+  sp_mt19937 r;
+  sp_mt_seed(&r, sp_train_seed(j->tc.seed, step, 1));
+  const sp_dataset *ds = sp_sampler_dataset(j->train);
+  int ts[256], idx[SP_CLIP_MAX];
+  for (int b = 0; b < B; b++) {
+    int ep;
+    if (sp_sampler_clip(j->train, j->clip, &ep, idx, err)) return -1;
+    split_clip(j->clip, F, R, j->cond + (size_t)b * 3 * R * R, j->x0 + b * per);
+    task_ids(ds, ep, j->ids + b * SP_TEXT_WORDS);
+    if (sp_mt_double(&r) < j->dc.cond_drop)
+      for (int k = 0; k < SP_TEXT_WORDS; k++) j->ids[b * SP_TEXT_WORDS + k] = -1;
+    ts[b] = (int)(sp_mt_u32(&r) % (uint32_t)j->dc.T);
+    j->tf[b] = (float)ts[b];
+    j->wt[b] = j->dc.min_snr > 0 ? nn_min_snr_weight(&j->sched, ts[b], (nn_pred)j->dc.pred, j->dc.min_snr) : 1.f;
+  }
+  for (size_t i = 0; i < (size_t)B * per; i++) j->noise[i] = (float)sp_mt_normal(&r);
+  nn_q_sample(j->xt, j->x0, j->noise, &j->sched, ts, B, (int)per);
+  nn_diffusion_target(j->target, j->x0, j->noise, &j->sched, ts, B, (int)per, (nn_pred)j->dc.pred);
+  sp_vunet_forward(&j->model, &j->ws, j->out, j->xt, j->cond, j->tf, j->ids, B);
+  *loss = nn_mse_forward(j->out, j->target, j->wt, B, per);
+  nn_mse_backward(j->dout, j->out, j->target, j->wt, B, per, 1.f);
+  sp_vunet_backward(&j->model, &j->ws, j->dout, B);
+  return 0;
+}
+
+/* [-1, 1] float (3, F, R, R) frame f -> grey uint8 (R x R), BT.601 weights */
+static void to_grey(const float *v, int F, int f, int R, uint8_t *g) {
+  size_t px = (size_t)R * R;
+  for (size_t i = 0; i < px; i++) {
+    float c[3];
+    for (int k = 0; k < 3; k++) {
+      float u = (v[((size_t)k * F + f) * px + i] + 1.f) * 127.5f;
+      c[k] = u < 0 ? 0 : u > 255 ? 255 : u;
+    }
+    g[i] = (uint8_t)lrintf(0.299f * c[0] + 0.587f * c[1] + 0.114f * c[2]);
+  }
+}
+
+/* PSNR (data range 2 in [-1, 1], i.e. 255 in 8 bits) of two (3, F, R, R) videos, frame-averaged MSE */
+static double psnr(const float *a, const float *b, size_t n) {
+  double se = 0;
+  for (size_t i = 0; i < n; i++) {
+    double ca = a[i] < -1 ? -1 : a[i] > 1 ? 1 : a[i], d = ca - b[i];
+    se += d * d;
+  }
+  double mse = se / (double)n;
+  return 10.0 * log10(4.0 / (mse > 1e-12 ? mse : 1e-12));
+}
+
+static int job_validate(void *self, long step, char *json, size_t cap, double *metric, char *err) {
+  sp_video_job *j = self;
+  const int B = j->B, F = j->F, R = j->R, K = j->dc.val_clips, nep = sp_sampler_count(j->val);
+  const size_t per = j->per, px = (size_t)R * R;
+  const sp_dataset *ds = sp_sampler_dataset(j->val);
+  double p_sum = 0, s_sum = 0, pc_sum = 0, sc_sum = 0;
+  int idx[SP_CLIP_MAX];
+  for (int k0 = 0; k0 < K; k0 += B) {
+    int nb = K - k0 < B ? K - k0 : B;
+    for (int b = 0; b < nb; b++) {
+      int ep, k = (int)((long)(k0 + b) * nep / K);  // spread over the held-out episodes
+      if (sp_sampler_clip_at(j->val, k % nep, 0, j->clip, &ep, idx, err)) return -1;
+      split_clip(j->clip, F, R, j->cond + b * 3 * px, j->x0 + b * per);
+      task_ids(ds, ep, j->ids + b * SP_TEXT_WORDS);
+    }
+    sp_video_sample(&j->model, &j->ws, &j->sched, j->dc.pred, j->dc.val_steps, j->dc.guidance, j->out, j->cond,
+                    j->ids, nb, sp_train_seed(j->tc.seed, 0, 1000 + k0), j->work);
+    for (int b = 0; b < nb; b++) {
+      const float *gen = j->out + b * per, *truth = j->x0 + b * per, *c0 = j->cond + b * 3 * px;
+      p_sum += psnr(gen, truth, per);
+      /* the copy baseline: every frame = the first */
+      for (int c = 0; c < 3; c++)
+        for (int f = 0; f < F; f++) memcpy(j->noise + ((size_t)c * F + f) * px, c0 + c * px, px * sizeof(float));
+      pc_sum += psnr(j->noise, truth, per);
+      for (int f = 0; f < F; f++) {
+        to_grey(truth, F, f, R, j->gb);
+        to_grey(gen, F, f, R, j->ga);
+        s_sum += sp_ssim_gray(j->ssim, j->ga, j->gb) / F;
+        to_grey(j->noise, F, f, R, j->ga);
+        sc_sum += sp_ssim_gray(j->ssim, j->ga, j->gb) / F;
+      }
+    }
+  }
+  *metric = p_sum / K;
+  snprintf(json, cap,
+           "{\"psnr\":%.4f,\"ssim\":%.5f,\"copy_psnr\":%.4f,\"copy_ssim\":%.5f,\"clips\":%d,\"episodes\":%d,"
+           "\"ddim_steps\":%d,\"guidance\":%g}",
+           p_sum / K, s_sum / K, pc_sum / K, sc_sum / K, K, nep, j->dc.val_steps, (double)j->dc.guidance);
+  return 0;
+}
+
+static float *falloc(size_t n) { return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64); }
+
+sp_video_job *sp_video_job_open(const char *data, const sp_vunet_cfg *mc, const char *preset,
+                                const sp_vdiff_cfg *dc, const sp_train_cfg *tc, char *err) {
+  if (sp_vunet_cfg_check(mc, err) || sp_cf_check(sp_vdiff_fields, dc, "diffusion", err)) return NULL;
+  sp_video_job *j = calloc(1, sizeof *j);
+  j->mc = *mc;
+  j->dc = *dc;
+  j->tc = *tc;
+  j->B = tc->batch;
+  j->F = mc->frames;
+  j->R = mc->res;
+  j->per = (size_t)3 * j->F * j->R * j->R;
+  if (j->B > 64) {
+    sp_errf(err, "batch %d: the video job takes at most 64", j->B);
+    goto fail;
+  }
+  if (nn_sched_init(&j->sched, (nn_sched_kind)dc->sched, dc->T, 1e-4, 0.02, err)) goto fail;
+  sp_sampler_cfg sc;
+  sp_sampler_cfg_default(&sc);
+  sc.clip_frames = j->F + 1;
+  sc.clip_random_start = dc->random_start;
+  sc.use_fine = dc->use_fine;
+  sc.include_recovery = 0;
+  sc.expert_only = 0;
+  sc.holdout = dc->holdout;
+  sc.split = SP_SPLIT_TRAIN;
+  if (!(j->train = sp_sampler_open(data, &sc, (uint32_t)tc->seed, err))) goto fail;
+  sc.split = SP_SPLIT_VAL;
+  if (!(j->val = sp_sampler_open(data, &sc, (uint32_t)tc->seed, err))) goto fail;
+  if (sp_sampler_size(j->train) != j->R) {
+    sp_errf(err, "%s holds %dx%d frames, the model's res is %d (collect with --size %d, or set --res)", data,
+            sp_sampler_size(j->train), sp_sampler_size(j->train), j->R, j->R);
+    goto fail;
+  }
+  if (sp_vunet_init(&j->model, mc, (unsigned)tc->seed, err)) goto fail;
+  if (sp_vunet_ws_init(&j->ws, &j->model, j->B, 1, err)) goto fail;
+  const size_t Bp = (size_t)j->B * j->per;
+  j->clip = falloc((size_t)3 * (j->F + 1) * j->R * j->R);
+  j->x0 = falloc(Bp);
+  j->cond = falloc((size_t)j->B * 3 * j->R * j->R);
+  j->xt = falloc(Bp);
+  j->noise = falloc(Bp);
+  j->target = falloc(Bp);
+  j->out = falloc(Bp);
+  j->dout = falloc(Bp);
+  j->wt = falloc((size_t)j->B);
+  j->tf = falloc((size_t)j->B);
+  j->ids = malloc(sizeof(int32_t) * (size_t)j->B * SP_TEXT_WORDS);
+  j->work = falloc(5 * Bp);
+  j->ga = malloc((size_t)j->R * j->R);
+  j->gb = malloc((size_t)j->R * j->R);
+  if (!(j->ssim = sp_ssim_ws_new(j->R, j->R, err))) goto fail;
+  if (!j->clip || !j->x0 || !j->cond || !j->xt || !j->noise || !j->target || !j->out || !j->dout || !j->wt ||
+      !j->tf || !j->ids || !j->work || !j->ga || !j->gb) {
+    sp_errf(err, "out of memory for the video job's batch buffers");
+    goto fail;
+  }
+  /* the trainable */
+  sp_trainable *t = &j->tr;
+  t->model = "vunet";
+  t->preset = preset ? preset : "";
+  t->config = sp_cf_to_json(sp_vunet_fields, mc);
+  t->job_config = sp_cf_to_json(sp_vdiff_fields, dc);
+  const char *dcfg = sp_dataset_config_json(sp_sampler_dataset(j->train));
+  cJSON *o = cJSON_CreateObject(), *cc = cJSON_Parse(dcfg ? dcfg : "");
+  cJSON_AddStringToObject(o, "dataset", data);
+  cJSON_AddNumberToObject(o, "train_episodes", sp_sampler_count(j->train));
+  cJSON_AddNumberToObject(o, "val_episodes", sp_sampler_count(j->val));
+  cJSON_AddItemToObject(o, "collect", cc ? cc : cJSON_CreateNull());
+  t->data = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  t->ps = &j->model.ps;
+  t->self = j;
+  t->step = job_step;
+  t->validate = job_validate;
+  t->metric_name = "PSNR (dB)";
+  return j;
+fail:
+  sp_video_job_close(j);
+  return NULL;
+}
+
+sp_trainable *sp_video_job_trainable(sp_video_job *j) { return &j->tr; }
+const sp_vunet *sp_video_job_model(const sp_video_job *j) { return &j->model; }
+
+void sp_video_job_close(sp_video_job *j) {
+  if (!j) return;
+  sp_sampler_close(j->train);
+  sp_sampler_close(j->val);
+  sp_vunet_ws_free(&j->ws);
+  sp_vunet_free(&j->model);
+  sp_ssim_ws_free(j->ssim);
+  free(j->clip);
+  free(j->x0);
+  free(j->cond);
+  free(j->xt);
+  free(j->noise);
+  free(j->target);
+  free(j->out);
+  free(j->dout);
+  free(j->wt);
+  free(j->tf);
+  free(j->ids);
+  free(j->work);
+  free(j->ga);
+  free(j->gb);
+  free(j->tr.config);
+  free(j->tr.job_config);
+  free(j->tr.data);
+  free(j);
+}
+
+int sp_video_run_settings(const char *ckpt, sp_vunet_cfg *mc, sp_vdiff_cfg *dc, sp_train_cfg *tc, char *preset,
+                          size_t pcap, char *data, size_t dcap, char *err) {
+  sp_ckpt_info info;
+  if (sp_ckpt_info_read(ckpt, &info, err)) return -1;
+  int rc = 0;
+  if (strcmp(info.model, "vunet")) rc = sp_errf(err, "%s holds a '%s' model, not a video model", ckpt, info.model);
+  if (!rc && sp_cf_from_json(sp_vunet_fields, mc, info.config, err)) rc = -1;
+  cJSON *tr = cJSON_Parse(info.trainer ? info.trainer : ""), *dj = cJSON_Parse(info.data);
+  char *t = NULL, *j = NULL;
+  if (!rc && (!tr || !cJSON_GetObjectItemCaseSensitive(tr, "train") || !cJSON_GetObjectItemCaseSensitive(tr, "job")))
+    rc = sp_errf(err, "%s: no trainer state in the metadata (not a resumable checkpoint)", ckpt);
+  if (!rc) {
+    t = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(tr, "train"));
+    j = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(tr, "job"));
+    if (sp_cf_from_json(sp_train_fields, tc, t, err) || sp_cf_from_json(sp_vdiff_fields, dc, j, err)) rc = -1;
+  }
+  const cJSON *ds = dj ? cJSON_GetObjectItemCaseSensitive(dj, "dataset") : NULL;
+  snprintf(data, dcap, "%s", cJSON_IsString(ds) ? ds->valuestring : "");
+  snprintf(preset, pcap, "%s", info.preset);
+  free(t);
+  free(j);
+  cJSON_Delete(tr);
+  cJSON_Delete(dj);
+  sp_ckpt_info_free(&info);
+  return rc;
+}
