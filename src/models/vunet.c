@@ -526,6 +526,7 @@ int sp_vunet_ws_init(sp_vunet_ws *w, const sp_vunet *m, int maxB, int train, cha
   SP_ASSERT(w->base.ar.used == w->base.ar.cap);
   w->base.maxB = maxB;
   w->base.train = k.train;
+  w->nthreads = nn_threads();
   return 0;
 }
 
@@ -759,6 +760,7 @@ static void embed_backward(const sp_vunet *m, sp_vunet_ws *w, int B) {
 void sp_vunet_forward(const sp_vunet *m, sp_vunet_ws *w, float *out, const float *x, const float *cond,
                       const float *t, const int32_t *text, int B) {
   SP_ASSERT(B >= 1 && B <= w->base.maxB);
+  SP_ASSERT(nn_threads() <= w->nthreads);  // the scratch was sized for this many threads
   const nn_params *ps = &m->ps;
   const sp_vunet_cfg *c = &m->cfg;
   int T = m->T, R = c->res, F = c->frames, C0 = c->ch * c->mult[0];

@@ -165,6 +165,7 @@ typedef struct {
 
 typedef struct {
   sp_ws base;
+  int nthreads;          // nn_threads() when sized (convolution scratch grows with the team)
   int B;                 // batch of the last forward
   float *e0, *z1, *s1, *te, *tv, *tp, *emb, *semb;  // (B, ch|tdim|text_dim) time and text
   float *dz1, *ds1, *dtv, *demb, *dsemb;            // their gradients (train)
@@ -183,8 +184,11 @@ typedef struct {
   size_t gn;
 } sp_vunet_ws;
 
-/* size everything for batches up to maxB; train = 0: activations only, no gradient buffers.
- * -1 with err (out of memory, maxB < 1). */
+/* size everything for batches up to maxB; train = 0: activations only, no gradient buffers, and
+ * only the outputs of the U-Net's entries kept (their internals share one region). -1 with err
+ * (out of memory, maxB < 1). The convolution scratch is sized for the nn team and the Winograd
+ * mode in force now (both process-wide): a larger nn_init team afterwards is refused by an
+ * assert in forward; another model's init with another winograd value needs new workspaces. */
 int sp_vunet_ws_init(sp_vunet_ws *w, const sp_vunet *m, int maxB, int train, char *err);
 void sp_vunet_ws_free(sp_vunet_ws *w);
 
