@@ -84,9 +84,6 @@ const sp_cf sp_vunet_fields[] = {
 #undef OFF
 
 void sp_vunet_cfg_preset(sp_vunet_cfg *c, sp_preset p) {
-  memset(c, 0, sizeof *c);
-  c->frames = 7;
-  c->winograd = 1;
   switch (p) {
     case SP_PRESET_TINY:
       *c = (sp_vunet_cfg){.layout = SP_VUNET_STACKED, .res = 16, .frames = 7, .ch = 16, .mult = {1, 2},
@@ -313,7 +310,7 @@ static float *ca(carver *k, size_t n) { return sp_ws_floats(k->ws, n); }  // sta
 static float *cg(carver *k, size_t n) { return k->train ? nn_arena_floats(&k->gar, n) : NULL; }
 static nn_arena *cpool(carver *k) { return k->train ? &k->ws->ar : &k->pool; }
 static float *cp(carver *k, size_t n) { return nn_arena_floats(cpool(k), n); }  // entry internal
-static float *cout_(carver *k, size_t n, int final) { return final ? ca(k, n) : cp(k, n); }
+static float *ckeep(carver *k, size_t n, int final) { return final ? ca(k, n) : cp(k, n); }
 static void pool_reset(carver *k) {
   k->pool_max = zmax(k->pool_max, k->pool.used);
   k->pool.used = 0;
@@ -369,7 +366,7 @@ static void res_carve(carver *k, const sp_vunet_res *v, sp_vunet_res_act *ra, in
   ra->c1f = cp(k, nout);
   ra->a2b = cp(k, nout);
   ra->c2f = cp(k, nout);
-  a->out = cout_(k, nout, final);
+  a->out = ckeep(k, nout, final);
   need_tmp(k, zmax(nin, nout));
   nn_conv2d_dims d1 = nn_conv2d_make(B * T, r->cin, H, H, r->cout, 3, 1, 1);
   nn_conv2d_dims d2 = nn_conv2d_make(B * T, r->cout, H, H, r->cout, 3, 1, 1);
@@ -386,7 +383,7 @@ static void attn_carve(carver *k, const nn_attnblock *b, sp_vunet_attn_act *aa, 
   sp_ws_need_scratch(k->ws, nn_attnblock_scratch(b, B * T, H, H));
   if (T > 1) {
     aa->xb = cp(k, n);
-    aa->out = cout_(k, n, final);
+    aa->out = ckeep(k, n, final);
     sp_ws_need_work(k->ws, nn_attnblock_work(b, B * T, H, H) + 2 * n + 128);
   } else {
     if (final && !k->train) aa->a.out = ca(k, n);
@@ -864,7 +861,6 @@ void sp_vunet_backward(const sp_vunet *m, sp_vunet_ws *w, const float *dout, int
     const sp_vunet_blk *b = &m->dec[i];
     sp_vunet_blk_act *a = &w->dec[i];
     int S = b->H * b->H;
-    const float *hin = i ? w->dec[i - 1].out : w->m2a.a.out;
     float *dhin = i ? w->dec[i - 1].dout : w->dm2;
     int hc = i ? m->dec[i - 1].cout : m->Cm;
     const float *g = a->dout;
@@ -889,7 +885,6 @@ void sp_vunet_backward(const sp_vunet *m, sp_vunet_ws *w, const float *dout, int
     }
     res_backward(m, &b->res, &a->ra, a->dcat, w->dsemb, g, a->cat, w->semb, B, b->H, wk, sc);
     nn_concat_backward(dhin, w->dhs[b->skip], a->dcat, B, hc, b->cin - hc, T * S);
-    (void)hin;
   }
   /* middle */
   res_backward(m, &m->mid2, &w->m2a, w->dma, w->dsemb, w->dm2, w->maa.out, w->semb, B, m->Hm, wk, sc);
