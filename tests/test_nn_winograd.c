@@ -11,6 +11,7 @@
 
 #include "nn/nn.h"
 #include "nn/nn_train.h"
+#include "nn/nn_winograd.h"
 
 static float *rnd(size_t n, unsigned seed) {
   float *p = malloc((n ? n : 1) * sizeof(float));
@@ -101,11 +102,13 @@ Test(nn_winograd, default_mode_picks_by_size) {
   cr_assert_eq(nn_conv2d_set_winograd(1), 1);
   nn_conv2d_dims big = nn_conv2d_make(8, 32, 32, 32, 32, 3, 1, 1);
   nn_conv2d_dims tiny = nn_conv2d_make(32, 512, 3, 3, 512, 3, 1, 1);
+  cr_expect(nn_wino_applies(&big), "32x32 images should use Winograd");
+  cr_expect(!nn_wino_applies(&tiny), "3x3 images with 512 channels should use im2col");
   nn_conv2d_set_winograd(0);
-  size_t s_big = nn_conv2d_scratch(&big), s_tiny = nn_conv2d_scratch(&tiny);
+  cr_expect(!nn_wino_applies(&big), "mode 0 never uses Winograd");
+  nn_conv2d_set_winograd(2);
+  cr_expect(nn_wino_applies(&tiny), "mode 2 uses Winograd on every 3x3 stride-1 shape");
   nn_conv2d_set_winograd(1);
-  cr_expect_neq(nn_conv2d_scratch(&big), s_big, "32x32 images should use Winograd");
-  cr_expect_eq(nn_conv2d_scratch(&tiny), s_tiny, "3x3 images with 512 channels should use im2col");
 }
 
 Test(nn_winograd, one_thread) {
@@ -223,4 +226,47 @@ Test(nn_winograd, frozen_weights_conv1d) {
     expect_near("conv1d thawed and rewritten", yf, yr, ny, 2e-5);
     free(x), free(w), free(b), free(s), free(y), free(yf), free(yr);
   }
+}
+
+/* scratch sized under one mode stays large enough after a switch to another (the hazard of a
+ * buffer sized before the mode changed): the shapes that overran it, with a canary after the
+ * buffer and the result against the reference */
+Test(nn_winograd, scratch_sized_before_a_mode_change) {
+  const float canary = 12345.f;
+  for (int from = 0; from <= 2; from++)
+    for (int to = 0; to <= 2; to++) {
+      nn_conv2d_set_winograd(from);
+      nn_conv2d_dims d = nn_conv2d_make(4, 64, 8, 8, 64, 3, 1, 1);
+      size_t ns = nn_conv2d_scratch(&d);
+      nn_conv2d_set_winograd(to);
+      float *scratch = malloc((ns + 64) * sizeof(float));
+      for (int i = 0; i < 64; i++) scratch[ns + i] = canary;
+      size_t nin = (size_t)4 * 64 * 64, nw = (size_t)64 * 64 * 9;
+      float *in = rnd(nin, 1), *w = rnd(nw, 2), *out = malloc(nin * 4), *ref = malloc(nin * 4);
+      float *din = calloc(nin, 4), *dw = calloc(nw, 4);
+      nn_conv2d_forward(out, in, w, NULL, &d, scratch);
+      nn_conv2d_backward(din, dw, NULL, out, in, w, &d, scratch);
+      nn_conv2d_forward_ref(ref, in, w, NULL, &d);
+      expect_near("conv2d after a mode change", out, ref, nin, 1e-4);
+      for (int i = 0; i < 64; i++) cr_expect_eq(scratch[ns + i], canary, "conv2d scratch overrun (%d -> %d)", from, to);
+      free(scratch), free(in), free(w), free(out), free(ref), free(din), free(dw);
+
+      nn_conv1d_set_winograd(from);
+      nn_conv1d_dims e = nn_conv1d_make(1, 64, 8, 64, 5, 1, 2);
+      ns = nn_conv1d_scratch(&e);
+      nn_conv1d_set_winograd(to);
+      scratch = malloc((ns + 64) * sizeof(float));
+      for (int i = 0; i < 64; i++) scratch[ns + i] = canary;
+      size_t n1 = (size_t)64 * 8, w1 = (size_t)64 * 64 * 5;
+      in = rnd(n1, 3), w = rnd(w1, 4), out = malloc(n1 * 4), ref = malloc(n1 * 4);
+      din = calloc(n1, 4), dw = calloc(w1, 4);
+      nn_conv1d_forward(out, in, w, NULL, &e, scratch);
+      nn_conv1d_backward(din, dw, NULL, out, in, w, &e, scratch);
+      nn_conv1d_forward_ref(ref, in, w, NULL, &e);
+      expect_near("conv1d after a mode change", out, ref, n1, 1e-4);
+      for (int i = 0; i < 64; i++) cr_expect_eq(scratch[ns + i], canary, "conv1d scratch overrun (%d -> %d)", from, to);
+      free(scratch), free(in), free(w), free(out), free(ref), free(din), free(dw);
+    }
+  nn_conv2d_set_winograd(1);
+  nn_conv1d_set_winograd(1);
 }

@@ -74,11 +74,18 @@ NN_HOT static void split_cols(float *sp, const float *in, size_t rows, int W) {
   }
 }
 
+/* the largest of the paths any Winograd mode could pick for this shape, so that a buffer sized
+ * before a mode change (nn_conv2d_set_winograd) is never overrun after it */
 size_t nn_conv2d_scratch(const nn_conv2d_dims *d) {
-  if (nn_wino_applies(d)) return nn_wino_scratch(d);
-  if (conv2d_batched(d)) return conv2d_batched_scratch(d);
-  size_t wf = conv2d_flip_bwd(d) ? (size_t)d->Cin * d->Cout * d->KH * d->KW : 0;
-  return (size_t)nn_threads() * conv2d_per_thread(d) + wf + 16;
+  size_t n;
+  if (conv2d_batched(d)) {
+    n = conv2d_batched_scratch(d);
+  } else {
+    size_t wf = conv2d_flip_bwd(d) ? (size_t)d->Cin * d->Cout * d->KH * d->KW : 0;
+    n = (size_t)nn_threads() * conv2d_per_thread(d) + wf + 16;
+  }
+  if (nn_wino_possible(d) && nn_wino_scratch(d) > n) n = nn_wino_scratch(d);
+  return n;
 }
 
 /* col (K, Ho*Wo) from one sample in (Cin, H, W), rows [oh0, oh1) of the output only: col
@@ -540,12 +547,15 @@ nn_conv1d_dims nn_convt1d_make(int B, int Cin, int T, int Cout, int K, int strid
   return d;
 }
 
+/* the largest of the paths any mode could pick (see nn_conv2d_scratch); with frozen weights an
+ * eligible shape always takes Winograd (no transform to pay for) */
 size_t nn_conv1d_scratch(const nn_conv1d_dims *d) {
-  if (nn_wino1d_applies(d)) return nn_wino1d_scratch(d);
   size_t cols = (size_t)d->B * d->To;
   size_t n = (size_t)d->Cin * d->K * cols + (size_t)d->Cout * cols + 16;
-  /* with frozen weights an eligible shape always takes Winograd (no transform to pay for) */
-  if (nn_wino1d_eligible(d) && nn_wino1d_frozen_scratch(d) > n) n = nn_wino1d_frozen_scratch(d);
+  if (nn_wino1d_possible(d)) {
+    if (nn_wino1d_scratch(d) > n) n = nn_wino1d_scratch(d);
+    if (nn_wino1d_frozen_scratch(d) > n) n = nn_wino1d_frozen_scratch(d);
+  }
   return n;
 }
 

@@ -11,6 +11,8 @@
 /* 1 when d is a 3x3, stride-1, pad-1 convolution, the CPU has AVX2 + FMA, and the mode
  * (nn_conv2d_set_winograd) says so for this shape */
 int nn_wino_applies(const nn_conv2d_dims *d);
+/* the shape and CPU allow Winograd under some mode (scratch sizing takes every such path) */
+int nn_wino_possible(const nn_conv2d_dims *d);
 /* floats of scratch for forward and backward */
 size_t nn_wino_scratch(const nn_conv2d_dims *d);
 /* out (=, or += with acc) conv2d(in) + b */
@@ -23,6 +25,7 @@ void nn_wino_backward(float *din, float *dw, const float *dout, const float *in,
 /* stride-1 "same" conv1d with an odd kernel of 3 or 5 by Winograd F(4, K) (winograd1d.c):
  * eligible = the shape and mode allow it; applies = the mode's rule picks it for every call */
 int nn_wino1d_eligible(const nn_conv1d_dims *d);
+int nn_wino1d_possible(const nn_conv1d_dims *d);  // eligible under some mode
 int nn_wino1d_applies(const nn_conv1d_dims *d);
 /* forward of an eligible shape whose weights are frozen (the transform comes from the weight
  * cache, scratch needs only nn_wino1d_frozen_scratch floats): 0 when done, -1 (nothing done)

@@ -50,6 +50,10 @@ int nn_conv2d_set_winograd(int mode) {
   return g_mode;
 }
 
+int nn_wino_possible(const nn_conv2d_dims *d) {
+  return cpu_ok() && d->KH == 3 && d->KW == 3 && d->stride == 1 && d->pad == 1;
+}
+
 /* Winograd saves 2 (9 HW - 36 tiles) multiply-adds per image and channel pair, and costs a
  * transformed weight of 36 floats per channel pair, written and read once per call. On small
  * images with many channels (ResNet's last stage: 3x3, 512 channels, a 38 MB transformed

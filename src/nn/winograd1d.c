@@ -69,6 +69,10 @@ int nn_conv1d_set_winograd(int mode) {
   return g_mode;
 }
 
+int nn_wino1d_possible(const nn_conv1d_dims *d) {
+  return d->stride == 1 && d->K % 2 == 1 && d->K >= 3 && d->K <= 5 && d->pad == d->K / 2 && d->To <= WM * 64;
+}
+
 int nn_wino1d_eligible(const nn_conv1d_dims *d) {
   return g_mode && d->stride == 1 && d->K % 2 == 1 && d->K >= 3 && d->K <= 5 && d->pad == d->K / 2 &&
          d->To <= WM * 64;
