@@ -1,6 +1,8 @@
 /* tests of src/core: MT19937 against NumPy's known values, files, images. */
 #include <criterion/criterion.h>
+#include <png.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -65,6 +67,140 @@ Test(core_image, png_roundtrip_and_errors) {
   cr_expect(strstr(err, path) != NULL, "error names the file: %s", err);
   unlink(path);
   cr_expect_eq(sp_png_read("/nonexistent/x.png", 1, &im, err), -1);
+}
+
+/* write a PNG with libpng's low-level API, as other tools do (no gAMA chunk): colour type
+ * type, bit depth depth, samples px (h x w x channels, 16-bit ones big-endian) */
+static void write_png_raw(const char *path, int w, int h, int type, int depth, const uint8_t *px) {
+  FILE *f = fopen(path, "wb");
+  cr_assert(f);
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png_create_info_struct(png);
+  cr_assert(png && info);
+  cr_assert_eq(setjmp(png_jmpbuf(png)), 0, "libpng write failed");
+  png_init_io(png, f);
+  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, type, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  int ch = type == PNG_COLOR_TYPE_GRAY ? 1 : type == PNG_COLOR_TYPE_GRAY_ALPHA ? 2
+           : type == PNG_COLOR_TYPE_RGB ? 3 : 4;
+  size_t stride = (size_t)w * ch * (depth / 8);
+  for (int y = 0; y < h; y++) png_write_row(png, px + y * stride);
+  png_write_end(png, NULL);
+  png_destroy_write_struct(&png, &info);
+  fclose(f);
+}
+
+/* the heap under a fresh image buffer: fill freed blocks with a pattern, so a reader that
+ * composes onto uninitialised memory gives a different answer each time */
+static void dirty_heap(uint8_t v, size_t n) {
+  for (int k = 0; k < 4; k++) {
+    uint8_t *b = malloc(n);
+    memset(b, v, n);
+    free(b);
+  }
+}
+
+/* an alpha channel is dropped: the stored colour comes back whatever the alpha and whatever the
+ * heap held (libpng's simplified reader composed onto the uninitialised output buffer) */
+Test(core_image, png_with_alpha_reads_the_stored_colour) {
+  const int w = 40, h = 30;
+  uint8_t *rgba = malloc((size_t)w * h * 4), *ga = malloc((size_t)w * h * 2);
+  for (int i = 0; i < w * h; i++) {
+    for (int k = 0; k < 3; k++) rgba[4 * i + k] = (uint8_t)(i * (k + 3) + 11 * k);
+    rgba[4 * i + 3] = (uint8_t)(i % 5 == 0 ? 0 : i * 13);  // transparent, partial and opaque
+    ga[2 * i] = (uint8_t)(i * 7);
+    ga[2 * i + 1] = rgba[4 * i + 3];
+  }
+  const char *p4 = "/tmp/sp_test_png_rgba.png", *p2 = "/tmp/sp_test_png_ga.png";
+  write_png_raw(p4, w, h, PNG_COLOR_TYPE_RGB_ALPHA, 8, rgba);
+  write_png_raw(p2, w, h, PNG_COLOR_TYPE_GRAY_ALPHA, 8, ga);
+  char err[SP_ERRLEN];
+  for (int pass = 0; pass < 2; pass++) {
+    dirty_heap(pass ? 0xff : 0x00, (size_t)w * h * 3);
+    sp_image im;
+    cr_assert_eq(sp_png_read(p4, 3, &im, err), 0, "%s", err);
+    int bad = 0;
+    for (int i = 0; i < w * h; i++)
+      for (int k = 0; k < 3; k++) bad += im.px[3 * i + k] != rgba[4 * i + k];
+    cr_expect_eq(bad, 0, "RGBA read as RGB: %d of %d samples differ from the stored colour", bad, 3 * w * h);
+    sp_image_free(&im);
+    dirty_heap(pass ? 0xff : 0x00, (size_t)w * h);
+    cr_assert_eq(sp_png_read(p2, 1, &im, err), 0, "%s", err);
+    bad = 0;
+    for (int i = 0; i < w * h; i++) bad += im.px[i] != ga[2 * i];
+    cr_expect_eq(bad, 0, "gray+alpha read as gray: %d of %d differ", bad, w * h);
+    sp_image_free(&im);
+    cr_assert_eq(sp_png_read(p2, 3, &im, err), 0, "%s", err);
+    bad = 0;
+    for (int i = 0; i < w * h; i++)
+      for (int k = 0; k < 3; k++) bad += im.px[3 * i + k] != ga[2 * i];
+    cr_expect_eq(bad, 0, "gray+alpha read as RGB: %d of %d differ", bad, 3 * w * h);
+    sp_image_free(&im);
+  }
+  unlink(p4);
+  unlink(p2);
+  free(rgba);
+  free(ga);
+}
+
+/* 16-bit samples are the 8-bit ones scaled by 257: they read back as the 8-bit values, with no
+ * gamma conversion (the simplified reader took them for linear light: a stored 7 read as 49) */
+Test(core_image, png_16bit_reads_its_high_byte) {
+  const int w = 16, h = 16;
+  uint8_t g16[16 * 16 * 2], rgb16[16 * 16 * 6];
+  for (int i = 0; i < w * h; i++) {
+    uint16_t v = (uint16_t)(i * 257);  // 0..255 scaled
+    g16[2 * i] = (uint8_t)(v >> 8);
+    g16[2 * i + 1] = (uint8_t)v;
+    for (int k = 0; k < 3; k++) {
+      uint16_t c = (uint16_t)(((i + 85 * k) & 255) * 257);
+      rgb16[6 * i + 2 * k] = (uint8_t)(c >> 8);
+      rgb16[6 * i + 2 * k + 1] = (uint8_t)c;
+    }
+  }
+  const char *pg = "/tmp/sp_test_png_g16.png", *pc = "/tmp/sp_test_png_rgb16.png";
+  write_png_raw(pg, w, h, PNG_COLOR_TYPE_GRAY, 16, g16);
+  write_png_raw(pc, w, h, PNG_COLOR_TYPE_RGB, 16, rgb16);
+  char err[SP_ERRLEN];
+  sp_image im;
+  cr_assert_eq(sp_png_read(pg, 1, &im, err), 0, "%s", err);
+  cr_expect_eq(im.px[7], 7, "a stored 7 * 257 reads as %d", im.px[7]);
+  int bad = 0;
+  for (int i = 0; i < w * h; i++) bad += im.px[i] != i;
+  cr_expect_eq(bad, 0, "16-bit gray: %d of %d differ", bad, w * h);
+  sp_image_free(&im);
+  cr_assert_eq(sp_png_read(pc, 3, &im, err), 0, "%s", err);
+  bad = 0;
+  for (int i = 0; i < w * h; i++)
+    for (int k = 0; k < 3; k++) bad += im.px[3 * i + k] != ((i + 85 * k) & 255);
+  cr_expect_eq(bad, 0, "16-bit RGB: %d of %d differ", bad, 3 * w * h);
+  sp_image_free(&im);
+  unlink(pg);
+  unlink(pc);
+}
+
+/* a header that claims 100000 x 100000 pixels: a message that says so, not "out of memory" */
+Test(core_image, png_huge_header_is_named) {
+  const char *p = "/tmp/sp_test_png_huge.png";
+  FILE *f = fopen(p, "wb");
+  cr_assert(f);
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png_create_info_struct(png);
+  cr_assert_eq(setjmp(png_jmpbuf(png)), 0);
+  png_init_io(png, f);
+  png_set_IHDR(png, info, 100000, 100000, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);  // signature and IHDR only: the rest never comes
+  png_destroy_write_struct(&png, &info);
+  fclose(f);
+  char err[SP_ERRLEN] = "";
+  sp_image im;
+  cr_expect_eq(sp_png_read(p, 3, &im, err), -1);
+  cr_expect(strstr(err, "100000 x 100000") != NULL, "message names the size: %s", err);
+  cr_expect(strstr(err, "out of memory") == NULL, "not an out-of-memory message: %s", err);
+  cr_expect(strstr(err, p) != NULL, "message names the file: %s", err);
+  unlink(p);
 }
 
 Test(core_fileio, atomic_write_and_mkdir) {

@@ -1,6 +1,6 @@
 /* tests of `sp match` (src/cli/cmd_match.c) through the built binary: output, --flow image, and the
- * one-line errors on bad input. The binary is build/sp (`make test` builds it first); when it is
- * missing the tests say so and are skipped. */
+ * one-line errors on bad input. The binary is $SP_BIN (`make test` sets it and builds it first),
+ * else build/sp; when it is missing the tests say so and are skipped. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +11,12 @@
 #include "core/image.h"
 #include "core/log.h"
 
-#define SP "build/sp"
 #define FIX "tests/fixtures/match/"
+
+static const char *sp_bin(void) {
+  const char *b = getenv("SP_BIN");
+  return b && *b ? b : "build/sp";
+}
 
 /* run a command line, capture stdout+stderr into out; returns the exit status */
 static int run(const char *cmd, char *out, size_t cap) {
@@ -27,7 +31,7 @@ static int run(const char *cmd, char *out, size_t cap) {
 }
 
 static void need_sp(void) {
-  if (access(SP, X_OK) != 0) cr_skip_test("%s not built (run make first)", SP);
+  if (access(sp_bin(), X_OK) != 0) cr_skip_test("%s not built (run make first)", sp_bin());
 }
 
 static int count_lines(const char *s) {
@@ -42,7 +46,7 @@ Test(match_cli, prints_components_and_writes_flow_png) {
   int fd = mkstemp(path);
   cr_assert(fd >= 0);
   close(fd);
-  snprintf(cmd, sizeof cmd, SP " match " FIX "scene_a.png " FIX "scene_b.png --flow %s", path);
+  snprintf(cmd, sizeof cmd, "%s match " FIX "scene_a.png " FIX "scene_b.png --flow %s", sp_bin(), path);
   cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
   const char *keys[] = {"\nshape ", "\nblock ", "\nssim ", "\nflow ", "\ncomposite "};
   for (int i = 0; i < 5; i++) cr_expect(strstr(out, keys[i]) != NULL, "no '%s' in:\n%s", keys[i] + 1, out);
@@ -56,7 +60,7 @@ Test(match_cli, prints_components_and_writes_flow_png) {
 static void expect_error(const char *args, const char *needle) {
   need_sp();
   char out[8192], cmd[512];
-  snprintf(cmd, sizeof cmd, SP " match %s", args);
+  snprintf(cmd, sizeof cmd, "%s match %s", sp_bin(), args);
   int rc = run(cmd, out, sizeof out);
   cr_expect_neq(rc, 0, "%s: exit 0", args);
   cr_expect(strstr(out, needle) != NULL, "%s: no '%s' in: %s", args, needle, out);
@@ -80,4 +84,53 @@ Test(match_cli, tiny_frame) {
   snprintf(args, sizeof args, "%s %s", path, path);
   expect_error(args, "2x2");
   remove(path);
+}
+
+/* the composite line of `sp match A B` */
+static void composite_of(const char *a, const char *b, char *line, size_t cap) {
+  char out[8192], cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s match %s %s --no-config", sp_bin(), a, b);
+  cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+  const char *c = strstr(out, "composite ");
+  cr_assert(c, "%s", out);
+  size_t n = strcspn(c, "\n");
+  snprintf(line, cap, "%.*s", (int)(n < cap ? n : cap - 1), c);
+}
+
+/* the same picture stored as RGBA (any alpha) or as 16-bit gray scores as the original: the
+ * colour under the alpha is read as stored, 16-bit samples by their high byte. Before, RGBA was
+ * composed onto uninitialised memory (scores changed from run to run) and 16-bit was taken for
+ * linear light (a 16-bit copy scored 0.54 against its original). */
+Test(match_cli, rgba_and_16bit_copies_score_as_the_original) {
+  need_sp();
+  char err[SP_ERRLEN];
+  sp_image g;
+  cr_assert_eq(sp_png_read(FIX "scene_a.png", 1, &g, err), 0, "%s", err);
+  const int n = g.w * g.h;
+  uint8_t *rgba = malloc((size_t)n * 4);
+  uint16_t *g16 = malloc(sizeof(uint16_t) * (size_t)n);
+  for (int i = 0; i < n; i++) {
+    for (int k = 0; k < 3; k++) rgba[4 * i + k] = g.px[i];
+    rgba[4 * i + 3] = (uint8_t)(i % 3 == 0 ? 0 : i % 3 == 1 ? 128 : 255);
+    g16[i] = (uint16_t)(g.px[i] * 257);
+  }
+  const char *p4 = "/tmp/sp_match_cli_rgba.png", *p16 = "/tmp/sp_match_cli_g16.png";
+  cr_assert_eq(sp_png_write(p4, rgba, g.w, g.h, 4, err), 0, "%s", err);
+  cr_assert_eq(sp_png_write16(p16, g16, g.w, g.h, err), 0, "%s", err);
+  char want[256], got[256];
+  composite_of(FIX "scene_a.png", FIX "scene_b.png", want, sizeof want);
+  for (int rep = 0; rep < 3; rep++) {
+    composite_of(p4, FIX "scene_b.png", got, sizeof got);
+    cr_expect_str_eq(got, want, "RGBA copy: '%s', original: '%s'", got, want);
+  }
+  composite_of(p16, FIX "scene_b.png", got, sizeof got);
+  cr_expect_str_eq(got, want, "16-bit copy: '%s', original: '%s'", got, want);
+  composite_of(FIX "scene_a.png", FIX "scene_a.png", want, sizeof want);
+  composite_of(p16, FIX "scene_a.png", got, sizeof got);
+  cr_expect_str_eq(got, want, "16-bit copy against its original: '%s', the original against itself: '%s'", got, want);
+  unlink(p4);
+  unlink(p16);
+  free(rgba);
+  free(g16);
+  sp_image_free(&g);
 }

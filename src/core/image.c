@@ -4,6 +4,7 @@
 #include <gif_lib.h>
 #include <math.h>
 #include <png.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,26 +25,108 @@ void sp_image_free(sp_image *img) {
   memset(img, 0, sizeof *img);
 }
 
+/* libpng reports errors by longjmp; the message goes to the reader's buffer first */
+typedef struct {
+  jmp_buf jb;
+  char msg[200];
+} png_reader;
+
+static void png_on_error(png_structp png, png_const_charp msg) {
+  png_reader *r = png_get_error_ptr(png);
+  snprintf(r->msg, sizeof r->msg, "%s", msg);
+  longjmp(r->jb, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp msg) { (void)png; (void)msg; }
+
 int sp_png_read(const char *path, int want_c, sp_image *out, char *err) {
   memset(out, 0, sizeof *out);
   if (want_c != 1 && want_c != 3) return sp_errf(err, "png read: channels must be 1 or 3");
-  png_image im;
-  memset(&im, 0, sizeof im);
-  im.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_file(&im, path))
-    return sp_errf(err, "%s: cannot read PNG (%s)", path, im.message);
-  im.format = want_c == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-  if (im.width == 0 || im.height == 0) {
-    png_image_free(&im);
-    return sp_errf(err, "%s: PNG is empty", path);
+  FILE *f = fopen(path, "rb");
+  if (!f) return sp_errf(err, "%s: cannot read PNG (%s)", path, strerror(errno));
+  /* the signature, then the size from IHDR before libpng reads on (a header may claim anything) */
+  unsigned char hd[24];
+  if (fread(hd, 1, 8, f) != 8 || png_sig_cmp(hd, 0, 8)) {
+    fclose(f);
+    return sp_errf(err, "%s: cannot read PNG (not a PNG file)", path);
   }
-  if (sp_image_alloc(out, (int)im.width, (int)im.height, want_c, err)) {
-    png_image_free(&im);
+  if (fread(hd + 8, 1, 16, f) == 16 && !memcmp(hd + 12, "IHDR", 4)) {
+    uint32_t w = png_get_uint_32(hd + 16), h = png_get_uint_32(hd + 20);
+    if (w > SP_PNG_MAX_SIDE || h > SP_PNG_MAX_SIDE || (uint64_t)w * h > SP_PNG_MAX_PIXELS) {
+      fclose(f);
+      return sp_errf(err, "%s: the PNG header claims %u x %u pixels; sp reads up to %d x %d and "
+                     "%d megapixels (a damaged or hostile file?)", path, (unsigned)w, (unsigned)h,
+                     SP_PNG_MAX_SIDE, SP_PNG_MAX_SIDE, SP_PNG_MAX_PIXELS >> 20);
+    }
+  }
+  if (fseek(f, 8, SEEK_SET)) {
+    fclose(f);
+    return sp_errf(err, "%s: cannot read PNG (%s)", path, strerror(errno));
+  }
+  png_reader rd;
+  rd.msg[0] = 0;
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &rd, png_on_error, png_on_warning);
+  png_infop info = png ? png_create_info_struct(png) : NULL;
+  /* volatile: set between setjmp and a longjmp back to it */
+  uint8_t *volatile rgb = NULL;  // (h x w x 3) when a colour image is read as gray
+  png_bytep *volatile rows = NULL;
+  if (!info) {
+    png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
+    fclose(f);
+    return sp_errf(err, "%s: out of memory starting the PNG reader", path);
+  }
+  if (setjmp(rd.jb)) {
+    png_destroy_read_struct(&png, &info, NULL);
+    fclose(f);
+    free(rgb);
+    free(rows);
+    sp_image_free(out);
+    return sp_errf(err, "%s: corrupt PNG (%s)", path, rd.msg);
+  }
+  png_init_io(png, f);
+  png_set_sig_bytes(png, 8);
+  png_read_info(png, info);
+  png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+  int type = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+  if (w == 0 || h == 0 || w > SP_PNG_MAX_SIDE || h > SP_PNG_MAX_SIDE) png_error(png, "bad image size");
+  /* the stored values as 8-bit gray or RGB, as OpenCV's imread reads them: palette expanded,
+   * 16-bit samples cut to their high byte, alpha dropped (not composed onto anything), no gamma
+   * or colour-space conversion */
+  int colour = (type & PNG_COLOR_MASK_COLOR) != 0;
+  if (type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (type == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if (depth == 16) png_set_strip_16(png);
+  if (type & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+  if (!colour && want_c == 3) png_set_gray_to_rgb(png);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  const int c_read = colour ? 3 : want_c;
+  if (png_get_rowbytes(png, info) != (size_t)w * c_read)
+    png_error(png, "unexpected row layout after conversion");
+  if (sp_image_alloc(out, (int)w, (int)h, want_c, err)) {
+    png_destroy_read_struct(&png, &info, NULL);
+    fclose(f);
     return -1;
   }
-  if (!png_image_finish_read(&im, NULL, out->px, 0, NULL)) {
-    sp_image_free(out);
-    return sp_errf(err, "%s: corrupt PNG (%s)", path, im.message);
+  uint8_t *dst = out->px;
+  if (c_read != want_c) {
+    rgb = malloc((size_t)w * h * 3);
+    if (!rgb) png_error(png, "out of memory");
+    dst = rgb;
+  }
+  rows = malloc(sizeof(png_bytep) * h);
+  if (!rows) png_error(png, "out of memory");
+  for (png_uint_32 y = 0; y < h; y++) rows[y] = dst + (size_t)y * w * c_read;
+  png_read_image(png, rows);
+  png_read_end(png, NULL);
+  png_destroy_read_struct(&png, &info, NULL);
+  fclose(f);
+  free(rows);
+  if (rgb) {
+    /* colour to gray with BT.601 weights, rounded (OpenCV's cvtColor) */
+    for (size_t i = 0; i < (size_t)w * h; i++)
+      out->px[i] = (uint8_t)((299 * rgb[3 * i] + 587 * rgb[3 * i + 1] + 114 * rgb[3 * i + 2] + 500) / 1000);
+    free(rgb);
   }
   return 0;
 }

@@ -15,7 +15,15 @@ typedef struct {
 int sp_image_alloc(sp_image *img, int w, int h, int c, char *err);
 void sp_image_free(sp_image *img);
 
-/* read any PNG as 8-bit gray (want_c 1) or RGB (want_c 3); returns 0 or -1 with err */
+/* the largest PNG sp_png_read accepts (a header may claim anything) */
+#define SP_PNG_MAX_SIDE 16384
+#define SP_PNG_MAX_PIXELS (64 << 20)
+
+/* read any PNG as 8-bit gray (want_c 1) or RGB (want_c 3) with the values as stored, the way
+ * OpenCV's imread does: a palette is expanded, 16-bit samples keep their high byte, an alpha
+ * channel is dropped (the colour under a transparent pixel counts as is), gray is replicated to
+ * RGB and RGB becomes gray by BT.601 weights; no gamma or colour-space conversion. Returns 0, or
+ * -1 with err (unreadable, corrupt, or larger than SP_PNG_MAX_SIDE / SP_PNG_MAX_PIXELS). */
 int sp_png_read(const char *path, int want_c, sp_image *out, char *err);
 /* write 8-bit gray/RGB/RGBA */
 int sp_png_write(const char *path, const uint8_t *px, int w, int h, int c, char *err);
