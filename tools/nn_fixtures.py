@@ -5,8 +5,10 @@ tests/fixtures/nn/ that tests/test_nn*.c compare against (CI needs no PyTorch).
     /usr/bin/python3 tools/nn_fixtures.py [outdir]
 
 ops.safetensors: for each case <c>: inputs, parameters, output y, upstream gradient dy and the
-gradients of inputs and parameters (d<name>). Shapes are fixed here and in the C tests."""
-import math, os, sys
+gradients of inputs and parameters (d<name>). Shapes are fixed here and in the C tests.
+train.safetensors, train_factorised.safetensors: training traces of the video U-Net (below); they
+start from tests/fixtures/models/vunet_<layout>.safetensors, so run tools/twin_vunet.py first."""
+import json, math, os, sys
 import torch, torch.nn as nn, torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(__file__))
 import nn_st
@@ -170,59 +172,94 @@ nn_st.save(os.path.join(OUT, "blocks.safetensors"), B_, {"generator": "tools/nn_
 print("blocks:", len(B_), "tensors")
 
 # ------------------------------------------------------------------------------------------------
-# 10 AdamW steps of a tiny diffusion-style model: temb MLP -> conv_in -> ResBlock -> Attn -> GN+SiLU
-# -> conv_out; weighted MSE; grad-norm clip 1.0; cosine LR with warm-up; DP power EMA.
-def sinemb_dp(t, dim):
-    half = dim // 2
-    f = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / (half - 1))
-    a = t.float()[:, None] * f[None]
-    return torch.cat([a.sin(), a.cos()], -1)
+# training traces of the product video U-Net (tools/twin_vunet.py), as src/models/trainer.c runs a
+# step: zero grad, forward, per-sample weighted MSE, backward, grad-norm clip (the norm before
+# clipping is logged), AdamW at the cosine LR with warm-up, EMA. The model and its batch (x, cond,
+# target) are those of tests/fixtures/models/vunet_<layout>.safetensors (run tools/twin_vunet.py
+# first); drawn here per step: timesteps t, text ids, loss weights w. Stored per step: t, text, w,
+# loss, gnorm, lr; at the end final.<name>, the AdamW moments exp_avg.<name>, exp_avg_sq.<name>
+# (when `moments`) and ema.<name>. Metadata `run` spells the case; tests/test_nn_train.c holds the
+# same table and refuses a fixture of another run. The clip values clip the first steps only.
+from twin_vunet import VUNet, text_ids
 
-class Tiny(nn.Module):
-    def __init__(s):
-        super().__init__()
-        s.temb = nn.Sequential(nn.Linear(8, 16), nn.SiLU(), nn.Linear(16, 16))
-        s.inc = nn.Conv2d(3, 8, 3, padding=1)
-        s.res = ResBlock(8, 16, 16)
-        s.attn = Attn(16, 2)
-        s.outn = nn.GroupNorm(8, 16); s.outc = nn.Conv2d(16, 3, 3, padding=1)
-    def forward(s, x, t):
-        te = s.temb(sinemb_dp(t, 8))
-        h = s.attn(s.res(s.inc(x), te))
-        return s.outc(F.silu(s.outn(h)))
+TRACES = [
+    dict(file="train.safetensors", layout="stacked", steps=10, lr=3e-3, warmup=3, total=12, clip=0.3,
+         beta2=0.999, wd=1e-2, ema="power", decay=0.9999, every=0, power=0.75, moments=1),
+    dict(file="train_factorised.safetensors", layout="factorised", steps=4, lr=2e-3, warmup=2, total=5,
+         clip=0.6, beta2=0.99, wd=0.0, ema="fixed", decay=0.75, every=2, power=0.0, moments=0),
+]
+TASKS = ["door-open", "", "button-press-topdown", "hammer", "shelf-place", "faucet-close"]
 
-def lr_at(step, base=3e-3, warm=3, total=10):
+
+def run_desc(c):
+    return ("layout=%s steps=%d lr=%g warmup=%d total=%d clip=%g beta2=%g wd=%g ema=%s decay=%g every=%d "
+            "power=%g" % (c["layout"], c["steps"], c["lr"], c["warmup"], c["total"], c["clip"], c["beta2"],
+                          c["wd"], c["ema"], c["decay"], c["every"], c["power"]))
+
+
+def lr_at(step, base, warm, total):  # nn_lr_cosine
     if step < warm: return base * step / max(1, warm)
     p = (step - warm) / max(1, total - warm)
     return base * max(0.0, 0.5 * (1 + math.cos(math.pi * p)))
 
-torch.manual_seed(7)
-tiny = Tiny()
-R = {f"init.{n}": p.detach().clone() for n, p in tiny.named_parameters()}
-opt = torch.optim.AdamW(tiny.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
-ema = {n: p.detach().clone() for n, p in tiny.named_parameters()}
-NSTEP = 10; losses = []; norms = []
-xs = torch.randn(NSTEP, 2, 3, 6, 6); ys = torch.randn(NSTEP, 2, 3, 6, 6)
-ts = torch.randint(0, 100, (NSTEP, 2)); ws = torch.rand(NSTEP, 2) + 0.5
-for step in range(1, NSTEP + 1):
-    for g in opt.param_groups: g["lr"] = lr_at(step)
-    opt.zero_grad()
-    out = tiny(xs[step - 1], ts[step - 1])
-    loss = ((out - ys[step - 1]) ** 2).mean((1, 2, 3)).mul(ws[step - 1]).mean()
-    loss.backward()
-    norms.append(float(torch.nn.utils.clip_grad_norm_(tiny.parameters(), 1.0)))
-    opt.step(); losses.append(float(loss))
-    s = max(0, step - 0 - 1); d = 0.0 if s <= 0 else min(0.9999, max(0.0, 1 - (1 + s) ** -0.75))
-    with torch.no_grad():
-        for n, p in tiny.named_parameters(): ema[n].mul_(d).add_(p.detach(), alpha=1 - d)
-R.update({f"final.{n}": p.detach() for n, p in tiny.named_parameters()})
-R.update({f"ema.{n}": v for n, v in ema.items()})
-R.update({"x": xs, "target": ys, "t": ts.float(), "w": ws, "loss": torch.tensor(losses), "gnorm": torch.tensor(norms)})
-nn_st.save(os.path.join(OUT, "train.safetensors"), R, {"generator": "tools/nn_fixtures.py", "steps": NSTEP})
-print("train losses:", ["%.6f" % l for l in losses])
+
+def ema_decay(c, step):  # nn_ema_fixed_decay (-1: no update) / nn_ema_power_decay(step, 0, 1, power, 0, decay)
+    if c["ema"] == "fixed": return c["decay"] if step % c["every"] == 0 else -1.0
+    s = max(0, step - 1)
+    return 0.0 if s <= 0 else min(c["decay"], max(0.0, 1 - (1 + s) ** -c["power"]))
+
+
+def vunet_trace(c):
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models",
+                       "vunet_%s.safetensors" % c["layout"])
+    meta, fx = nn_st.load(src)
+    net = VUNet(json.loads(meta["config"]))
+    net.load_state_dict({k[6:]: torch.from_numpy(v.copy()) for k, v in fx.items() if k.startswith("param.")},
+                        strict=True)
+    x, cond, target = (torch.from_numpy(fx[k].copy()) for k in ("x", "cond", "target"))
+    B, n = x.shape[0], c["steps"]
+    g = torch.Generator().manual_seed(13)
+    ts = torch.randint(0, 100, (n, B), generator=g).float(); ws = torch.rand(n, B, generator=g) + 0.5
+    text = torch.tensor([[text_ids(TASKS[i]) for i in row] for row in
+                         torch.randint(0, len(TASKS), (n, B), generator=g).tolist()], dtype=torch.int32)
+    opt = torch.optim.AdamW(net.parameters(), lr=c["lr"], betas=(0.9, c["beta2"]), eps=1e-8, weight_decay=c["wd"])
+    ema = {k: p.detach().clone() for k, p in net.named_parameters()}
+    losses, norms, lrs = [], [], []
+    for step in range(1, n + 1):
+        lrs.append(lr_at(step, c["lr"], c["warmup"], c["total"]))
+        for pg in opt.param_groups: pg["lr"] = lrs[-1]
+        opt.zero_grad()
+        out = net(x, cond, ts[step - 1], text[step - 1])
+        loss = ((out - target) ** 2).mean((1, 2, 3, 4)).mul(ws[step - 1]).mean()
+        loss.backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(net.parameters(), c["clip"])))
+        opt.step(); losses.append(float(loss))
+        d = ema_decay(c, step)
+        if d >= 0:
+            with torch.no_grad():
+                for k, p in net.named_parameters(): ema[k].mul_(d).add_(p, alpha=1 - d)
+    R = {"t": ts, "text": text, "w": ws, "loss": torch.tensor(losses), "gnorm": torch.tensor(norms),
+         "lr": torch.tensor(lrs)}
+    for k, p in net.named_parameters():
+        R["final." + k] = p.detach().clone(); R["ema." + k] = ema[k]
+        if c["moments"]:
+            R["exp_avg." + k] = opt.state[p]["exp_avg"].clone(); R["exp_avg_sq." + k] = opt.state[p]["exp_avg_sq"].clone()
+    nn_st.save(os.path.join(OUT, c["file"]), R, {"generator": "tools/nn_fixtures.py", "model": "vunet",
+                                                  "init": "tests/fixtures/models/vunet_%s.safetensors" % c["layout"],
+                                                  "run": run_desc(c)})
+    print("%s: losses %s, grad norms %s (clip %g)" % (c["file"], " ".join("%.5f" % l for l in losses),
+                                                     " ".join("%.4f" % v for v in norms), c["clip"]))
+
+for c in TRACES: vunet_trace(c)
 
 # ------------------------------------------------------------------------------------------------
 # diffusion schedules and steps (float64 formulas of AVDC / diffusers, float32 data)
+# Its draws follow those of the retired tiny-model trace (seed 7: its 20 parameter inits, then x,
+# target, t, w); replaying them keeps diffusion.safetensors as committed.
+torch.manual_seed(7)
+for n_ in (128, 16, 256, 16, 216, 8, 1152, 16, 256, 16, 2304, 16, 128, 16, 768, 48, 256, 16, 432, 3):
+    torch.empty(n_).uniform_()
+torch.randn(10, 2, 3, 6, 6); torch.randn(10, 2, 3, 6, 6); torch.randint(0, 100, (10, 2)); torch.rand(10, 2)
 D = {}
 def lin(T=1000): return torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
 def cosine(T=100, s=0.008):
