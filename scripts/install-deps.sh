@@ -13,6 +13,7 @@ PKGS=(
   libcurl4-openssl-dev     # VLM client
   libcriterion-dev         # unit tests
   libvlfeat-dev            # SIFT keypoints and descriptors (match: shape similarity)
+  python3-pip patch        # scripts/get-metaworld-assets.sh (Meta-World's scenes from PyPI)
 )
 
 missing=()

@@ -7,6 +7,9 @@
 
 #include <stdio.h>
 
+/* how to get the Meta-World assets, for the skip notes */
+#define SP_ASSETS_HINT "set SP_METAWORLD_ASSETS, or fetch them with scripts/get-metaworld-assets.sh"
+
 #define SP_SKIP_NOTE(...) \
   (fprintf(stderr, "sp_tests: SKIPPED: " __VA_ARGS__), fputc('\n', stderr), fflush(stderr))
 

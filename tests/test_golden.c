@@ -93,7 +93,7 @@ Test(golden, metaworld_expert_trajectories, .timeout = 120) {
   char p[1024];
   snprintf(p, sizeof p, "%s/sawyer_xyz/sawyer_door_pull.xml", a);
   if (!sp_file_exists(p)) {
-    SP_SKIP_NOTE("Meta-World assets not found at %s", a);
+    SP_SKIP_NOTE("Meta-World assets not found at %s (" SP_ASSETS_HINT ")", a);
     cr_skip_test("Meta-World assets absent");
   }
   check_traj("tests/fixtures/golden/trajectories_metaworld.txt", SP_SCENES_METAWORLD, a);

@@ -48,7 +48,7 @@ ParameterizedTestParameters(plan_sim, first_step_points_to_object_seeds_0_24) {
 ParameterizedTest(sim_case *c, plan_sim, first_step_points_to_object_seeds_0_24, .timeout = 120) {
   const int t = c->task;
   if (c->source == SP_SCENES_METAWORLD && !have_assets()) {
-    SP_SKIP_NOTE("Meta-World assets not found at %s (set SP_METAWORLD_ASSETS)",
+    SP_SKIP_NOTE("Meta-World assets not found at %s (" SP_ASSETS_HINT ")",
                 assets_dir());
     cr_skip_test("Meta-World assets absent");
   }

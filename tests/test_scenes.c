@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "sim/env.h"
+#include "skip_note.h"
 
 extern const struct { const char *name; const char *text; size_t size; } sp_builtin_files[];
 extern const int sp_builtin_nfiles;
@@ -347,7 +348,7 @@ static int have_metaworld(void) {
 static void check_initial_states(int task) {
   if (!have_metaworld()) {
     cr_log_info("scenes_fidelity: %s not found; skipping the Meta-World comparison for %s "
-                "(set SP_METAWORLD_ASSETS)", metaworld_dir(), sp_task_name(task));
+                "(" SP_ASSETS_HINT ")", metaworld_dir(), sp_task_name(task));
     printf("SKIP scenes_fidelity/%s: no Meta-World assets at %s\n", sp_task_name(task),
            metaworld_dir());
     return;

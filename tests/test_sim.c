@@ -29,7 +29,7 @@ static int have_assets(void) {
 #define NEED_ASSETS()                                                                    \
   do {                                                                                   \
     if (!have_assets()) {                                                                \
-      SP_SKIP_NOTE("Meta-World assets not found at %s (set SP_METAWORLD_ASSETS)", \
+      SP_SKIP_NOTE("Meta-World assets not found at %s (" SP_ASSETS_HINT ")", \
                   assets_dir());                                                         \
       cr_skip_test("Meta-World assets absent");                                          \
     }                                                                                    \
