@@ -14,6 +14,8 @@
  *   resnet18  ResNet-18 trunk, 6 input channels, 96 x 96, batch 32, BatchNorm (the baseline's)
  *   dp1d[<B>] ConditionalUnet1D 256-512-1024, kernel 5, step embedding 256, global condition
  *             1032, horizon 16, batch B (64)
+ *   video-cpu the video U-Net's cpu preset exactly (7 frames, 64 x 64, text), batch 8: the network
+ *             `sp train video --preset cpu` trains; bench/bench_twin.py times its PyTorch twin
  * FLOPs are counted as torch_baseline.py counts them (conv, linear, attention matmuls; 2 per
  * MAC; a training step is 3x the forward). SP_NN_WINOGRAD=0|1|2 sets the convolution algorithm
  * (the models' config field `winograd`); SP_BENCH_FREEZE=0 runs inference without frozen weights. */
@@ -140,13 +142,13 @@ static void vu_infer(void *p) {
   nn_ddim_step(v->buf, v->y, v->x, NULL, &v->s, 50, 45, 0.f, (int)v->n, NN_PRED_V, 1, v->buf + v->n, v->buf + 2 * v->n);
 }
 
-static void bench_unet(const char *name, int R, int warm, int iters) {
+static void bench_unet(const char *name, int R, int frames, int warm, int iters) {
   char err[SP_ERRLEN];
   vu_case *v = calloc(1, sizeof *v);
   sp_vunet_cfg c;
   sp_vunet_cfg_preset(&c, SP_PRESET_CPU);
   c.res = R;
-  c.frames = 8;
+  c.frames = frames;
   if (g_wino >= 0) c.winograd = g_wino;
   v->B = 8;
   if (sp_vunet_init(&v->m, &c, 1, err)) die(name, err);
@@ -313,14 +315,16 @@ int main(int argc, char **argv) {
   char buf[256];
   snprintf(buf, sizeof buf, "%s", cases);
   for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-    if (!strncmp(tok, "unet", 4)) {
+    if (!strcmp(tok, "video-cpu")) {
+      bench_unet(tok, 64, 7, warm, iters);  // the cpu preset exactly, as sp train video runs it
+    } else if (!strncmp(tok, "unet", 4)) {
       int R = atoi(tok + 4);
       if (R < 8 || R > 256 || R % 4) {
         fprintf(stderr, "bench_nn: case %s: the video U-Net needs a resolution that is a multiple of 4 "
                         "in [8, 256], e.g. unet32\n", tok);
         return 2;
       }
-      bench_unet(tok, R, warm, iters);
+      bench_unet(tok, R, 8, warm, iters);
     } else if (!strcmp(tok, "resnet18")) {
       bench_resnet(tok, warm, iters);
     } else if (!strncmp(tok, "dp1d", 4)) {
@@ -331,7 +335,7 @@ int main(int argc, char **argv) {
       }
       bench_dp(tok, B, warm, iters);
     } else {
-      fprintf(stderr, "bench_nn: unknown case '%s' (known: unet<R>, resnet18, dp1d[<B>])\n", tok);
+      fprintf(stderr, "bench_nn: unknown case '%s' (known: unet<R>, resnet18, dp1d[<B>], video-cpu)\n", tok);
       return 2;
     }
   }
