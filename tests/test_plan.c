@@ -197,6 +197,26 @@ Test(plan_text, bad_inputs_name_line_and_reason) {
   }
 }
 
+/* a file saved with a UTF-8 byte-order mark parses as without it; other bytes outside printable
+ * ASCII are shown as \xNN in messages (they were '?', so a BOM read as '???') */
+Test(plan_text, utf8_bom_and_non_ascii_bytes) {
+  sp_plan p;
+  char err[SP_ERRLEN], buf[SP_PLAN_TEXT_MAX];
+  cr_assert_eq(parse_str("\xef\xbb\xbf" "1. move [-1, 1, -1] [0.45]\n", 0, &p, err), 0, "%s", err);
+  cr_assert_eq(p.n, 1);
+  cr_assert(sp_plan_format(&p, 0, buf, sizeof buf) > 0);
+  cr_expect_str_eq(buf, "1. move [-1, 1, -1] [0.45]\n");
+  cr_expect_eq(parse_str("\xef\xbb\xbf" "=== Feedback Plan ===\n1. grasp [0, 0, 0] [0]\n", 0, &p, err), 0,
+               "%s", err);
+  cr_expect_eq(p.n, 1);
+  /* a BOM anywhere else is an error that shows its bytes */
+  cr_expect_eq(parse_str("1. move [1, 0, 0] [0.1]\n\xef\xbb\xbf" "2. grasp [0, 0, 0] [0]\n", 0, &p, err), -1);
+  cr_expect(strstr(err, "line 2: ") == err && strstr(err, "'\\xef\\xbb\\xbf2. grasp") != NULL, "%s", err);
+  cr_expect_eq(parse_str("\xc3\xa9tape 1. move [1, 0, 0] [0.1]\n", 0, &p, err), -1);
+  cr_expect(strstr(err, "got '\\xc3\\xa9tape 1. move [1~'") != NULL, "%s", err);
+  cr_expect(strchr(err, '?') == NULL, "no '?' stands for a byte: %s", err);
+}
+
 Test(plan_text, nul_byte_and_length_bound) {
   sp_plan p;
   char err[SP_ERRLEN];

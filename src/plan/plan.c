@@ -119,11 +119,18 @@ static int span_is(span l, const char *lit) {
   return (size_t)(l.e - l.s) == n && !memcmp(l.s, lit, n);
 }
 
-/* a printable, bounded copy of at most 24 bytes of [s, e) for messages */
+/* a printable, bounded copy of [s, e) for messages (buf: 32 bytes): at most 24 characters,
+ * bytes outside printable ASCII as \xNN, '~' when cut short */
 static const char *quote(const char *s, const char *e, char *buf) {
   int n = 0;
-  for (; s < e && n < 24; s++) buf[n++] = (*s >= 32 && *s < 127) ? *s : '?';
-  if (s < e) buf[n - 1] = '~';
+  for (; s < e; s++) {
+    unsigned char c = (unsigned char)*s;
+    int need = c >= 32 && c < 127 ? 1 : 4;
+    if (n + need > 23 && (n + need > 24 || s + 1 < e)) break;
+    if (need == 1) buf[n++] = (char)c;
+    else n += snprintf(buf + n, 5, "\\x%02x", c);
+  }
+  if (s < e) buf[n++] = '~';
   buf[n] = 0;
   return buf;
 }
@@ -262,6 +269,11 @@ static span next_line(const char *text, size_t len, size_t *pos) {
 int sp_plan_parse(const char *text, size_t len, int flags, sp_plan *out, char *err) {
   sp_plan_clear(out);
   if (!text) len = 0;
+  /* a UTF-8 byte-order mark (editors on Windows write one) is not part of the text */
+  if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3)) {
+    text += 3;
+    len -= 3;
+  }
   if (len && memchr(text, 0, len)) {
     size_t z = (size_t)((const char *)memchr(text, 0, len) - text);
     int line = 1;

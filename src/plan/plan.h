@@ -85,6 +85,7 @@ void sp_plan_encode(const sp_plan *p, sp_plan_enc *out);
 #define SP_PLAN_PARSE_TRUNCATE 1  // keep the first SP_PLAN_MAX steps instead of rejecting more
 
 /* parse len bytes of text (need not be NUL-terminated). Rules (docs/plan.md):
+ * - a leading UTF-8 byte-order mark is skipped;
  * - blank lines are skipped; leading/trailing blanks and a trailing '\r' are ignored;
  * - when a line "=== Feedback Plan ===" is present, everything before it is ignored (the
  *   reference's feedback.txt puts a "=== Distance Info ===" block there); an optional "Plan:"
