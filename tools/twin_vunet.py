@@ -226,8 +226,19 @@ def write_fixture(path, cfg, seed):
     print(f"{path}: {nparams(net)} parameters, loss {loss.item():.6f}, {os.path.getsize(path)} bytes")
 
 
+def load_st(path):
+    """(metadata, tensors) through the `safetensors` package when importable (the reader a user
+    has), else through tools/nn_st.py"""
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        return nn_st.load(path)
+    with safe_open(path, framework="numpy") as f:
+        return f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+
+
 def check_ckpt(path):
-    meta, ts = nn_st.load(path)
+    meta, ts = load_st(path)
     info = json.loads(meta["config"])
     assert info["model"] == "vunet", f"{path} holds a {info['model']} model"
     cfg = dict(PRESETS["tiny"]); cfg.update(info["config"])
@@ -243,7 +254,8 @@ def check_ckpt(path):
         out = net(x, cond, t, text).numpy()
     ref = io["out"].reshape(out.shape)
     err = abs(out - ref).max() / (abs(ref).max() + 1e-30)
-    print(f"{path}: {cfg['layout']} {nparams(net)} parameters, C vs twin max |a-b| / max |b| = {err:.3g}")
+    reader = "safetensors" if "safetensors" in sys.modules else "nn_st"
+    print(f"{path} (read by {reader}): {cfg['layout']} {nparams(net)} parameters, C vs twin max |a-b| / max |b| = {err:.3g}")
     return 0 if err < 1e-4 else 1
 
 
