@@ -56,3 +56,112 @@ Test(cli, bad_input_gives_one_line_and_nonzero_exit, .timeout = 120) {
     cr_expect_eq(lines, 1, "sp %s: %d lines of error output: %s", cases[i].args, lines, out);
   }
 }
+
+/* one exit-code convention (README): 2 when the command line is wrong (nothing is created), 1 when
+ * a run fails. Each case below was accepted before (0 episodes and exit 0, or a failure only at
+ * the first render), or exited 1 for a bad value. */
+Test(cli, bad_values_exit_2_before_anything_is_created, .timeout = 120) {
+  if (!sp_file_exists(spbin())) cr_skip_test("%s not built", spbin());
+  system("rm -rf /tmp/sp_test_cli_v");
+  const struct { const char *args, *want; } cases[] = {
+      {"eval --tasks , --out /tmp/sp_test_cli_v", "empty task list"},
+      {"eval --cameras , --out /tmp/sp_test_cli_v", "empty camera list"},
+      {"eval --tasks button-press --seeds 0 --width 0 --out /tmp/sp_test_cli_v", "--width 0"},
+      {"eval --tasks button-press --seeds 0 --width 100000 --out /tmp/sp_test_cli_v", "--width 100000"},
+      {"eval --tasks button-press --seeds 0 --height -5 --out /tmp/sp_test_cli_v", "--height -5"},
+      {"eval --tasks button-press --seeds 0 --render-timeout 0 --out /tmp/sp_test_cli_v", "--render-timeout 0"},
+      {"eval --tasks button-press --seeds 0 --jobs 0 --out /tmp/sp_test_cli_v", "--jobs 0"},
+      {"render --task door-open --width 0 --out /tmp/sp_test_cli_v/r.png", "--width 0"},
+      {"render --task door-open --height 100000 --out /tmp/sp_test_cli_v/r.png", "--height 100000"},
+      {"collect --tasks , --out /tmp/sp_test_cli_v/d.h5", "empty task list"},
+      {"collect --tasks button-press --render-width 0 --out /tmp/sp_test_cli_v/d.h5", "--render-width 0"},
+      {"collect --tasks button-press --render-height 100000 --out /tmp/sp_test_cli_v/d.h5", "--render-height 100000"},
+      {"collect --tasks button-press --jobs 0 --out /tmp/sp_test_cli_v/d.h5", "--jobs 0"},
+      {"collect --tasks button-press --size 4 --out /tmp/sp_test_cli_v/d.h5", "--size 4"},
+      {"collect --tasks button-press --deflate 10 --out /tmp/sp_test_cli_v/d.h5", "--deflate 10"},
+      {"collect --tasks button-press --crop '*/*=0,0,300,300' --out /tmp/sp_test_cli_v/d.h5", "does not fit"},
+      {"collect --tasks button-press --crop '*/*=0,0,128,128' --render-crop --out /tmp/sp_test_cli_v/d.h5",
+       "centred"},
+      {"collect --tasks button-press --seeds 3-5 --out /tmp/sp_test_cli_v/d.h5", "evaluation range"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    /* collect writes into an existing directory: nothing may appear there */
+    int collect = !strncmp(cases[i].args, "collect", 7);
+    if (collect) system("mkdir -p /tmp/sp_test_cli_v");
+    char out[4096];
+    int rc = run(cases[i].args, out, sizeof out);
+    cr_expect_eq(rc, 2, "sp %s: exit %d (want 2): %s", cases[i].args, rc, out);
+    cr_expect(strstr(out, cases[i].want) != NULL, "sp %s: message lacks '%s': %s", cases[i].args,
+              cases[i].want, out);
+    if (collect)
+      cr_expect(!sp_file_exists("/tmp/sp_test_cli_v/d.h5") && !sp_file_exists("/tmp/sp_test_cli_v/d.h5.parts"),
+                "sp %s left d.h5 or d.h5.parts", cases[i].args);
+    else
+      cr_expect(!sp_file_exists("/tmp/sp_test_cli_v"), "sp %s created its output", cases[i].args);
+    system("rm -rf /tmp/sp_test_cli_v");
+  }
+}
+
+static char *slurp(const char *path) {
+  char err[512];
+  char *s = sp_file_read(path, NULL, err);
+  cr_assert(s, "%s", err);
+  return s;
+}
+
+/* --merge never replaces a finished run; --resume and --merge refuse records that are not the
+ * run's (a duplicated line, a seed outside --seeds), which used to be counted (276 episodes of 275) */
+Test(cli, merge_and_resume_refuse_foreign_records, .timeout = 300) {
+  if (!sp_file_exists(spbin())) cr_skip_test("%s not built", spbin());
+  const char *d = "/tmp/sp_test_cli_mr";
+  char cmd[1024], out[4096];
+  snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", d, d);
+  cr_assert_eq(system(cmd), 0);
+  const char *base = "eval --agent expert --tasks button-press --cameras corner --seeds 0-3 --scenes builtin";
+  snprintf(cmd, sizeof cmd, "%s --out %s/run", base, d);
+  cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+  for (int s = 0; s < 2; s++) {
+    snprintf(cmd, sizeof cmd, "%s --shard %d/2 --out %s/s%d", base, s, d, s);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+  }
+  char p[512];
+  snprintf(p, sizeof p, "%s/run/episodes.jsonl", d);
+  char *before = slurp(p);
+
+  /* merge into the finished run: refused, the run untouched */
+  snprintf(cmd, sizeof cmd, "eval --merge %s/s0 %s/s1 --out %s/run", d, d, d);
+  cr_expect_eq(run(cmd, out, sizeof out), 1, "%s", out);
+  cr_expect(strstr(out, "already holds episodes") != NULL, "%s", out);
+  char *after = slurp(p);
+  cr_expect_str_eq(after, before, "the finished run was changed by --merge");
+  free(after);
+  /* into a new directory it works */
+  snprintf(cmd, sizeof cmd, "eval --merge %s/s0 %s/s1 --out %s/merged", d, d, d);
+  cr_expect_eq(run(cmd, out, sizeof out), 0, "%s", out);
+
+  /* a duplicated record: --resume refuses and names the line */
+  snprintf(cmd, sizeof cmd, "cp -r %s/run %s/dup && head -1 %s/run/episodes.jsonl >> %s/dup/episodes.jsonl",
+           d, d, d, d);
+  cr_assert_eq(system(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s --resume --out %s/dup", base, d);
+  cr_expect_eq(run(cmd, out, sizeof out), 1, "%s", out);
+  cr_expect(strstr(out, "episodes.jsonl:5: button-press corner seed") != NULL && strstr(out, "twice") != NULL,
+            "%s", out);
+  /* a record of a seed outside --seeds */
+  snprintf(cmd, sizeof cmd, "cp -r %s/run %s/foreign && sed -i '2s/\"seed\":[0-9]*/\"seed\":7/' "
+           "%s/foreign/episodes.jsonl", d, d, d);
+  cr_assert_eq(system(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s --resume --out %s/foreign", base, d);
+  cr_expect_eq(run(cmd, out, sizeof out), 1, "%s", out);
+  cr_expect(strstr(out, "episodes.jsonl:2: button-press corner seed 7 is not an episode of this run") != NULL,
+            "%s", out);
+  /* a shard that holds another shard's record cannot be merged */
+  snprintf(cmd, sizeof cmd, "head -1 %s/s1/episodes.jsonl >> %s/s0/episodes.jsonl", d, d);
+  cr_assert_eq(system(cmd), 0);
+  snprintf(cmd, sizeof cmd, "eval --merge %s/s0 %s/s1 --out %s/merged2", d, d, d);
+  cr_expect_eq(run(cmd, out, sizeof out), 1, "%s", out);
+  cr_expect(strstr(out, "another shard") != NULL, "%s", out);
+  free(before);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+  system(cmd);
+}

@@ -57,22 +57,23 @@ Test(match_cli, prints_components_and_writes_flow_png) {
   remove(path);
 }
 
-static void expect_error(const char *args, const char *needle) {
+/* the README's convention: 1 for a file that cannot be used, 2 for a bad command line */
+static void expect_error(const char *args, const char *needle, int want_rc) {
   need_sp();
   char out[8192], cmd[512];
   snprintf(cmd, sizeof cmd, "%s match %s", sp_bin(), args);
   int rc = run(cmd, out, sizeof out);
-  cr_expect_neq(rc, 0, "%s: exit 0", args);
+  cr_expect_eq(rc, want_rc, "%s: exit %d, want %d", args, rc, want_rc);
   cr_expect(strstr(out, needle) != NULL, "%s: no '%s' in: %s", args, needle, out);
   cr_expect_eq(count_lines(out), 1, "%s: not one line: %s", args, out);
 }
 
-Test(match_cli, different_sizes) { expect_error(FIX "scene_a.png " FIX "gauss_a.png", "differ in size"); }
-Test(match_cli, missing_file) { expect_error(FIX "scene_a.png /nonexistent/x.png", "cannot read PNG"); }
-Test(match_cli, not_a_png) { expect_error("tests/test_match_cli.c " FIX "scene_a.png", "cannot read PNG"); }
-Test(match_cli, empty_file) { expect_error("/dev/null " FIX "scene_a.png", "cannot read PNG"); }
-Test(match_cli, one_argument) { expect_error(FIX "scene_a.png", "expects two PNG files"); }
-Test(match_cli, bad_weight) { expect_error(FIX "scene_a.png " FIX "scene_b.png --w-ssim -1", "weights"); }
+Test(match_cli, different_sizes) { expect_error(FIX "scene_a.png " FIX "gauss_a.png", "differ in size", 1); }
+Test(match_cli, missing_file) { expect_error(FIX "scene_a.png /nonexistent/x.png", "cannot read PNG", 1); }
+Test(match_cli, not_a_png) { expect_error("tests/test_match_cli.c " FIX "scene_a.png", "cannot read PNG", 1); }
+Test(match_cli, empty_file) { expect_error("/dev/null " FIX "scene_a.png", "cannot read PNG", 1); }
+Test(match_cli, one_argument) { expect_error(FIX "scene_a.png", "expects two PNG files", 2); }
+Test(match_cli, bad_weight) { expect_error(FIX "scene_a.png " FIX "scene_b.png --w-ssim -1", "weights", 2); }
 
 Test(match_cli, tiny_frame) {
   char path[] = "/tmp/sp_match_tiny_XXXXXX", err[SP_ERRLEN], args[256];
@@ -82,7 +83,7 @@ Test(match_cli, tiny_frame) {
   uint8_t px[4] = {0, 50, 100, 150};
   cr_assert_eq(sp_png_write(path, px, 2, 2, 1, err), 0, "%s", err);
   snprintf(args, sizeof args, "%s %s", path, path);
-  expect_error(args, "2x2");
+  expect_error(args, "2x2", 1);
   remove(path);
 }
 

@@ -73,6 +73,11 @@ int sp_cmd_collect(int argc, char **argv) {
   cfg.seeds = sv;
   if (sp_cli_scene_source("collect", scenes, &assets, &cfg.source)) { free(sv); return 2; }
   cfg.assets = assets;
+  if (sp_collect_config_check(&cfg, err)) {
+    sp_log(SP_LOG_ERROR, "collect: %s", err);
+    free(sv);
+    return 2;
+  }
   cfg.stop = &g_stop;
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);

@@ -84,6 +84,12 @@ int sp_cmd_eval(int argc, char **argv) {
   }
   if (sp_cli_scene_source("eval", scenes, &assets, &cfg.source)) { free(sv); free(gv); return 2; }
   cfg.assets = assets;
+  if (sp_eval_config_check(&cfg, err)) {
+    sp_log(SP_LOG_ERROR, "eval: %s", err);
+    free(sv);
+    free(gv);
+    return 2;
+  }
   rc = sp_eval_run(&cfg, err);
   free(sv);
   free(gv);

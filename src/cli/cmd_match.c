@@ -1,7 +1,8 @@
 /* cmd_match.c: `sp match A.png B.png [--flow out.png]`: compare two frames with the four
  * similarities of Appendix F and print each component and the composite score. A is the
  * observation, B the goal frame; the flow is A -> B. Colour PNGs are converted to gray with
- * OpenCV's BT.601 weights. Exit 0 whether or not the frames match, 2 on bad input. */
+ * OpenCV's BT.601 weights. Exit 0 whether or not the frames match, 1 when a file cannot be read
+ * or the frames differ in size, 2 on a bad command line (the convention of every command). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -72,9 +73,9 @@ int sp_cmd_match(int argc, char **argv) {
   if (read_gray(pos[0], &a, err) || read_gray(pos[1], &b, err)) {
     sp_log(SP_LOG_ERROR, "match: %s", err);
     sp_image_free(&a);
-    return 2;
+    return 1;
   }
-  int status = 2;
+  int status = 1;
   sp_match_ws *ws = NULL;
   float *flow = NULL;
   uint8_t *rgb = NULL;

@@ -39,6 +39,11 @@ int sp_cmd_render(int argc, char **argv) {
   if (cam < 0) { sp_log(SP_LOG_ERROR, "render: unknown camera '%s' (see sp tasks)", camera); return 2; }
   if (seed < 0) { sp_log(SP_LOG_ERROR, "render: --seed must be >= 0"); return 2; }
   if (steps < 0 || steps > SP_MAX_PATH) { sp_log(SP_LOG_ERROR, "render: --steps outside 0..%d", SP_MAX_PATH); return 2; }
+  if (width < 1 || width > SP_RENDER_MAX_W || height < 1 || height > SP_RENDER_MAX_H) {
+    sp_log(SP_LOG_ERROR, "render: --width %d --height %d: the image size must lie within 1..%d x 1..%d",
+           width, height, SP_RENDER_MAX_W, SP_RENDER_MAX_H);
+    return 2;
+  }
   sp_scene_source src;
   if (sp_cli_scene_source("render", scenes, &assets, &src)) return 2;
   char err[SP_ERRLEN];

@@ -60,6 +60,10 @@ static int parse_list(const char *cmd, const char *what, const char *spec, int *
     }
     ids[(*n)++] = id;
   }
+  if (*n == 0) {
+    sp_log(SP_LOG_ERROR, "%s: empty %s list '%s'", cmd, what, spec);
+    return -1;
+  }
   return 0;
 }
 

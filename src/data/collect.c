@@ -831,27 +831,63 @@ static int load_done(run_state *rs, char *err) {
   return 0;
 }
 
-int sp_collect_run(const sp_collect_config *cfg, sp_collect_stats *st_out, char *err) {
-  double t_start = sp_time_now();
-  if (st_out) memset(st_out, 0, sizeof *st_out);
+int sp_collect_config_check(const sp_collect_config *cfg, char *err) {
   if (!cfg->out || !*cfg->out) return sp_errf(err, "no output file (--out FILE.h5)");
   if (strlen(cfg->out) > 3700) return sp_errf(err, "--out path too long");
-  if (cfg->ntask < 1 || cfg->ncam < 1 || cfg->nseed < 1) return sp_errf(err, "nothing to collect (no tasks, cameras or seeds)");
+  if (cfg->ntask < 1 || cfg->ncam < 1 || cfg->nseed < 1 || !cfg->seeds)
+    return sp_errf(err, "nothing to collect (no tasks, cameras or seeds)");
   if (cfg->size < 8 || cfg->size > SP_DATA_MAX_SIZE) return sp_errf(err, "--size %d outside 8..%d", cfg->size, SP_DATA_MAX_SIZE);
+  if (cfg->render_w < 1 || cfg->render_w > SP_RENDER_MAX_W)
+    return sp_errf(err, "--render-width %d outside 1..%d", cfg->render_w, SP_RENDER_MAX_W);
+  if (cfg->render_h < 1 || cfg->render_h > SP_RENDER_MAX_H)
+    return sp_errf(err, "--render-height %d outside 1..%d", cfg->render_h, SP_RENDER_MAX_H);
+  if (cfg->render_crop && (cfg->size > SP_RENDER_MAX_W || cfg->size > SP_RENDER_MAX_H))
+    return sp_errf(err, "--size %d: --render-crop renders at the stored size, which must be at "
+                   "most %d", cfg->size, SP_RENDER_MAX_H);
   if (cfg->jobs < 1 || cfg->jobs > 64) return sp_errf(err, "--jobs %d outside 1..64", cfg->jobs);
   if (cfg->deflate < 0 || cfg->deflate > 9) return sp_errf(err, "--deflate %d outside 0..9", cfg->deflate);
   if (cfg->demos < 0 || cfg->demos > cfg->nseed)
     return sp_errf(err, "--demos %d outside 0..%d (the number of seeds)", cfg->demos, cfg->nseed);
   if (cfg->recovery < 0 || cfg->recovery > 10000) return sp_errf(err, "--recovery %d outside 0..10000", cfg->recovery);
+  if (cfg->recovery_tries < 1 || cfg->recovery_tries > 1000)
+    return sp_errf(err, "--recovery-tries %d outside 1..1000", cfg->recovery_tries);
+  if (!(cfg->checkpoint_s >= 0)) return sp_errf(err, "--checkpoint %g must be >= 0 seconds", cfg->checkpoint_s);
+  if (cfg->max_steps < 0) return sp_errf(err, "--max-steps %d must be >= 0", cfg->max_steps);
   if (sp_fine_cfg_check(&cfg->fine, err)) return -1;
   if (cfg->shadow_size < 0 || cfg->shadow_size > 16384) return sp_errf(err, "--shadow-size %d outside 0..16384", cfg->shadow_size);
   if (cfg->msaa < -1 || cfg->msaa > 16) return sp_errf(err, "--msaa %d outside -1..16", cfg->msaa);
+  /* every crop window this run will use fits the render (and, rendered directly, is centred) */
+  for (int i = 0; i < cfg->ntask; i++)
+    for (int j = 0; j < cfg->ncam; j++) {
+      int t = cfg->tasks[i], c = cfg->cams[j];
+      sp_crop k = sp_crop_lookup(t, c, cfg->render_w, cfg->render_h, cfg->crops, cfg->ncrop);
+      if (k.row < 0 || k.col < 0 || k.h < 1 || k.w < 1 || k.row + k.h > cfg->render_h ||
+          k.col + k.w > cfg->render_w)
+        return sp_errf(err, "%s/%s: crop window %d,%d,%d,%d does not fit the %dx%d render",
+                       sp_task_name(t), sp_camera_name(c), k.row, k.col, k.h, k.w, cfg->render_w,
+                       cfg->render_h);
+      if (k.h > 63 * cfg->size || k.w > 63 * cfg->size)
+        return sp_errf(err, "%s/%s: crop window more than 63x the stored size", sp_task_name(t), sp_camera_name(c));
+      if (cfg->render_crop &&
+          (k.h != k.w || 2 * k.row + k.h != cfg->render_h || 2 * k.col + k.w != cfg->render_w))
+        return sp_errf(err, "%s/%s: crop window %d,%d,%d,%d is not a centred square, which "
+                       "--render-crop needs", sp_task_name(t), sp_camera_name(c), k.row, k.col, k.h, k.w);
+    }
   int eval_overlap = 0;
   for (int i = 0; i < cfg->nseed; i++) eval_overlap += cfg->seeds[i] <= SP_EVAL_SEED_LAST;
   if (eval_overlap && !cfg->allow_eval_seeds)
     return sp_errf(err, "%d of the seeds lie in the evaluation range 0-%d; demonstrations must not "
                    "overlap evaluation (use e.g. --seeds 1000-1004, or --allow-eval-seeds to force)",
                    eval_overlap, SP_EVAL_SEED_LAST);
+  return 0;
+}
+
+int sp_collect_run(const sp_collect_config *cfg, sp_collect_stats *st_out, char *err) {
+  double t_start = sp_time_now();
+  if (st_out) memset(st_out, 0, sizeof *st_out);
+  if (sp_collect_config_check(cfg, err)) return -1;
+  int eval_overlap = 0;
+  for (int i = 0; i < cfg->nseed; i++) eval_overlap += cfg->seeds[i] <= SP_EVAL_SEED_LAST;
   if (eval_overlap)
     sp_log(SP_LOG_WARN, "collect: WARNING: %d demonstration seeds overlap the evaluation seeds 0-%d; "
            "results evaluated on them are contaminated", eval_overlap, SP_EVAL_SEED_LAST);

@@ -83,6 +83,10 @@ typedef struct {
 } sp_collect_config;
 
 void sp_collect_config_default(sp_collect_config *c);
+/* the values alone, before any file is touched: sizes, counts, ranges, every crop window of the
+ * run fitting the render (centred squares when rendered directly), seeds outside the evaluation
+ * range unless allowed. Returns 0, or -1 with err naming the option. */
+int sp_collect_config_check(const sp_collect_config *c, char *err);
 
 /* summary of a run */
 typedef struct {

@@ -31,6 +31,24 @@ void sp_eval_config_default(sp_eval_config *c) {
   c->render_timeout = 120;
 }
 
+int sp_eval_config_check(const sp_eval_config *c, char *err) {
+  if (!sp_agent_find(c->agent))
+    return sp_errf(err, "unknown agent '%s' (known: %s)", c->agent ? c->agent : "(none)", sp_agent_names());
+  if (c->ntask < 1 || c->ntask > SP_NTASK) return sp_errf(err, "no tasks to evaluate (--tasks)");
+  if (c->ncam < 1 || c->ncam > SP_NCAMERA) return sp_errf(err, "no cameras to evaluate (--cameras)");
+  if (c->nseed < 1 || !c->seeds) return sp_errf(err, "no seeds to evaluate (--seeds)");
+  if (c->jobs < 1 || c->jobs > 64) return sp_errf(err, "--jobs %d outside 1..64", c->jobs);
+  if (c->shard_n < 1 || c->shard_i < 0 || c->shard_i >= c->shard_n)
+    return sp_errf(err, "bad shard %d/%d (expected I/N with 0 <= I < N)", c->shard_i, c->shard_n);
+  if (c->width < 1 || c->width > SP_RENDER_MAX_W || c->height < 1 || c->height > SP_RENDER_MAX_H)
+    return sp_errf(err, "--width %d --height %d: the render size must lie within 1..%d x 1..%d",
+                   c->width, c->height, SP_RENDER_MAX_W, SP_RENDER_MAX_H);
+  if (!(c->render_timeout >= 1 && c->render_timeout <= 86400))
+    return sp_errf(err, "--render-timeout %g outside 1..86400 seconds", c->render_timeout);
+  if (!c->out_dir || !*c->out_dir) return sp_errf(err, "no output directory (--out DIR)");
+  return 0;
+}
+
 int sp_parse_seeds(const char *spec, long **out, char *err) {
   *out = NULL;
   if (!spec || !*spec) return sp_errf(err, "empty seed list");
@@ -352,12 +370,67 @@ static cJSON *read_config(const char *dir, int *shard_i, int *shard_n, char *err
   return c;
 }
 
+/* which run a record set must belong to: ids of its tasks and cameras, its seeds, its shard */
+typedef struct {
+  const int *tasks, *cams;
+  int ntask, ncam;
+  const long *seeds;
+  int nseed;
+  int shard_i, shard_n;
+} run_lists;
+
+typedef struct {
+  long seed;
+  int index;
+} seed_at;
+
+static int seed_at_cmp(const void *a, const void *b) {
+  const seed_at *x = a, *y = b;
+  return (x->seed > y->seed) - (x->seed < y->seed);
+}
+
+/* every record of path must be an episode of the run rl (task, camera and seed in its lists, in
+ * its shard) and appear once; line numbers are 1-based record positions. 0, or -1 with err. */
+static int check_records(const run_lists *rl, const sp_episode *eps, int n, const char *path, char *err) {
+  long total = (long)rl->ntask * rl->ncam * rl->nseed;
+  seed_at *sa = malloc(sizeof *sa * (size_t)rl->nseed);
+  int *first = malloc(sizeof(int) * (size_t)(total ? total : 1));  // line + 1 of each episode's record
+  if (!sa || !first) {
+    free(sa);
+    free(first);
+    return sp_errf(err, "out of memory checking %s", path);
+  }
+  for (int i = 0; i < rl->nseed; i++) sa[i] = (seed_at){rl->seeds[i], i};
+  qsort(sa, (size_t)rl->nseed, sizeof *sa, seed_at_cmp);
+  memset(first, 0, sizeof(int) * (size_t)total);
+  int rc = 0;
+  for (int k = 0; k < n && !rc; k++) {
+    const sp_episode *e = &eps[k];
+    int ti = -1, ci = -1;
+    for (int i = 0; i < rl->ntask; i++) if (rl->tasks[i] == e->task) ti = i;
+    for (int i = 0; i < rl->ncam; i++) if (rl->cams[i] == e->cam) ci = i;
+    seed_at key = {e->seed, 0}, *hit = bsearch(&key, sa, (size_t)rl->nseed, sizeof *sa, seed_at_cmp);
+    long idx = ti < 0 || ci < 0 || !hit ? -1 : ((long)ti * rl->ncam + ci) * rl->nseed + hit->index;
+    if (idx < 0 || idx % rl->shard_n != rl->shard_i) {
+      rc = sp_errf(err, "%s:%d: %s %s seed %ld is not an episode of this run (%s); remove the line "
+                   "or start a new --out", path, k + 1, sp_task_name(e->task), sp_camera_name(e->cam),
+                   e->seed, idx < 0 ? "its config.json lists other tasks, cameras or seeds" : "another shard");
+    } else if (first[idx]) {
+      rc = sp_errf(err, "%s:%d: %s %s seed %ld appears twice (lines %d and %d); remove one or start "
+                   "a new --out", path, k + 1, sp_task_name(e->task), sp_camera_name(e->cam), e->seed,
+                   first[idx], k + 1);
+    } else {
+      first[idx] = k + 1;
+    }
+  }
+  free(sa);
+  free(first);
+  return rc;
+}
+
 int sp_eval_run(const sp_eval_config *cfg, char *err) {
+  if (sp_eval_config_check(cfg, err)) return -1;
   const sp_agent_api *ag = sp_agent_find(cfg->agent);
-  if (!ag) return sp_errf(err, "unknown agent '%s' (known: %s)", cfg->agent, sp_agent_names());
-  if (cfg->jobs < 1 || cfg->jobs > 64) return sp_errf(err, "--jobs %d outside 1..64", cfg->jobs);
-  if (cfg->shard_n < 1 || cfg->shard_i < 0 || cfg->shard_i >= cfg->shard_n)
-    return sp_errf(err, "bad shard %d/%d (expected I/N with 0 <= I < N)", cfg->shard_i, cfg->shard_n);
   if (sp_mkdir_p(cfg->out_dir, err)) return -1;
   if (cfg->gif) {
     char g[4096];
@@ -408,6 +481,9 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
     }
     ndone = sp_episodes_load(rs->jsonl_path, &done_eps, 1, err);
     if (ndone < 0) goto out;
+    run_lists rl = {cfg->tasks, cfg->cams, cfg->ntask, cfg->ncam, cfg->seeds, cfg->nseed,
+                    cfg->shard_i, cfg->shard_n};
+    if (check_records(&rl, done_eps, ndone, rs->jsonl_path, err)) goto out;
   }
   if (write_config(cfg->out_dir, conf, cfg->shard_i, cfg->shard_n, err)) goto out;
 
@@ -468,12 +544,55 @@ out:
   return rc;
 }
 
+/* the run lists of a config.json (tasks and cameras by name, seeds); 0, or -1 with err */
+static int lists_from_config(const cJSON *conf, const char *dir, int *tasks, int *cams, long **seeds,
+                             run_lists *rl, char *err) {
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(conf, "tasks");
+  const cJSON *c = cJSON_GetObjectItemCaseSensitive(conf, "cameras");
+  const cJSON *s = cJSON_GetObjectItemCaseSensitive(conf, "seeds");
+  if (!cJSON_IsArray(t) || !cJSON_IsArray(c) || !cJSON_IsArray(s))
+    return sp_errf(err, "%s/config.json: no tasks, cameras or seeds lists", dir);
+  memset(rl, 0, sizeof *rl);
+  const cJSON *x;
+  cJSON_ArrayForEach(x, t) {
+    int id = cJSON_IsString(x) ? sp_task_find(x->valuestring) : -1;
+    if (id < 0 || rl->ntask >= SP_NTASK) return sp_errf(err, "%s/config.json: bad task list", dir);
+    tasks[rl->ntask++] = id;
+  }
+  cJSON_ArrayForEach(x, c) {
+    int id = cJSON_IsString(x) ? sp_camera_find(x->valuestring) : -1;
+    if (id < 0 || rl->ncam >= SP_NCAMERA) return sp_errf(err, "%s/config.json: bad camera list", dir);
+    cams[rl->ncam++] = id;
+  }
+  int ns = cJSON_GetArraySize(s);
+  *seeds = malloc(sizeof(long) * (size_t)(ns ? ns : 1));
+  if (!*seeds) return sp_errf(err, "out of memory");
+  cJSON_ArrayForEach(x, s) {
+    if (!cJSON_IsNumber(x)) return sp_errf(err, "%s/config.json: bad seed list", dir);
+    (*seeds)[rl->nseed++] = (long)x->valuedouble;
+  }
+  rl->tasks = tasks;
+  rl->cams = cams;
+  rl->seeds = *seeds;
+  return 0;
+}
+
 int sp_eval_merge(const char **dirs, int ndir, const char *out_dir, char *err) {
   if (ndir < 1) return sp_errf(err, "--merge needs at least one directory");
+  {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/episodes.jsonl", out_dir);
+    if (sp_file_exists(p))
+      return sp_errf(err, "%s already holds episodes (a finished or running evaluation); merge "
+                     "into a new --out", out_dir);
+  }
   cJSON *conf = NULL;
   sp_episode *all = NULL;
   int nall = 0, rc = -1, shard_n = 0;
   unsigned char seen[64] = {0};
+  int tasks[SP_NTASK], cams[SP_NCAMERA];
+  long *seeds = NULL;
+  run_lists rl;
   for (int i = 0; i < ndir; i++) {
     int si, sn;
     cJSON *c = read_config(dirs[i], &si, &sn, err);
@@ -481,6 +600,7 @@ int sp_eval_merge(const char **dirs, int ndir, const char *out_dir, char *err) {
     if (!conf) {
       conf = c;
       shard_n = sn;
+      if (lists_from_config(conf, dirs[i], tasks, cams, &seeds, &rl, err)) goto out;
     } else {
       int same = cJSON_Compare(conf, c, 1);
       cJSON_Delete(c);
@@ -499,6 +619,17 @@ int sp_eval_merge(const char **dirs, int ndir, const char *out_dir, char *err) {
     sp_episode *eps;
     int n = sp_episodes_load(path, &eps, 0, err);
     if (n < 0) goto out;
+    rl.shard_i = si;
+    rl.shard_n = sn;
+    if (sn < 1 || si < 0 || si >= sn) {
+      free(eps);
+      sp_errf(err, "%s/config.json: bad shard %d/%d", dirs[i], si, sn);
+      goto out;
+    }
+    if (check_records(&rl, eps, n, path, err)) {
+      free(eps);
+      goto out;
+    }
     all = realloc(all, sizeof *all * (size_t)(nall + n + 1));
     memcpy(all + nall, eps, sizeof *eps * (size_t)n);
     nall += n;
@@ -547,5 +678,6 @@ int sp_eval_merge(const char **dirs, int ndir, const char *out_dir, char *err) {
 out:
   cJSON_Delete(conf);
   free(all);
+  free(seeds);
   return rc;
 }

@@ -58,6 +58,10 @@ typedef struct {
 } sp_eval_config;
 
 void sp_eval_config_default(sp_eval_config *c);
+/* the values alone, before anything is loaded or created: a known agent, something to run, jobs
+ * 1..64, a valid shard, a render size the renderer takes (even when nothing will be rendered) and
+ * a positive render timeout. Returns 0, or -1 with err naming the option. */
+int sp_eval_config_check(const sp_eval_config *c, char *err);
 
 /* one finished episode */
 typedef struct {
@@ -72,9 +76,12 @@ typedef struct {
   sp_eval_timing time;
 } sp_episode;
 
-/* run the evaluation into cfg->out_dir; returns 0, or -1 with err */
+/* run the evaluation into cfg->out_dir; returns 0, or -1 with err. An out_dir that holds
+ * episodes is refused unless cfg->resume, and then every record there must belong to this
+ * configuration (its tasks, cameras, seeds and shard) and appear once. */
 int sp_eval_run(const sp_eval_config *cfg, char *err);
-/* merge shard directories into out_dir; refuses shards of different configurations */
+/* merge shard directories into out_dir; refuses shards of different configurations, records
+ * outside their shard or twice, and an out_dir that already holds episodes */
 int sp_eval_merge(const char **dirs, int ndir, const char *out_dir, char *err);
 
 /* parse "0-24", "3", "0-4,10,12-13" into seeds (malloc'd); returns count or -1 */

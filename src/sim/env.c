@@ -242,8 +242,8 @@ sp_env_model *sp_env_model_load(int task, sp_scene_source source, const char *as
   memcpy(em->m0->eq_data, weld, sizeof weld);
   /* offscreen: no multisampling (the platform notes: mean pixel change 1.2/255, 2x faster) */
   em->m0->vis.quality.offsamples = 0;
-  if (em->m0->vis.global.offwidth < 640) em->m0->vis.global.offwidth = 640;
-  if (em->m0->vis.global.offheight < 480) em->m0->vis.global.offheight = 480;
+  if (em->m0->vis.global.offwidth < SP_RENDER_MAX_W) em->m0->vis.global.offwidth = SP_RENDER_MAX_W;
+  if (em->m0->vis.global.offheight < SP_RENDER_MAX_H) em->m0->vis.global.offheight = SP_RENDER_MAX_H;
   memcpy(em->hand_low, ts->hand_low, sizeof em->hand_low);
   memcpy(em->hand_high, ts->hand_high, sizeof em->hand_high);
   em->scene_hash = scene_hash(em->m0);

@@ -18,6 +18,9 @@
 #define SP_OBS_DIM 39
 #define SP_ACT_DIM 4
 #define SP_MAX_PATH 500  // AVDC: an episode succeeds iff it produced <= 500 frames
+/* every scene's offscreen buffer is at least this large: the largest render a command accepts */
+#define SP_RENDER_MAX_W 640
+#define SP_RENDER_MAX_H 480
 
 typedef enum {
   SP_TASK_DOOR_OPEN = 0,
