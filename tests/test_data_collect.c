@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <dirent.h>
+#include <hdf5.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -405,6 +406,66 @@ Test(data_collect, refusals) {
     cr_expect(txt && !strcmp(txt, "not a dataset\n"), "the foreign file is untouched");
     free(txt);
   }
+  rm_rf(out);
+}
+
+/* flip bytes in the middle of the first stored (compressed) block of dataset name in file path */
+static void damage_first_chunk(const char *path, const char *name) {
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  cr_assert(f >= 0);
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  cr_assert(d >= 0, "no dataset %s", name);
+  hsize_t off[4];
+  unsigned mask;
+  haddr_t addr;
+  hsize_t size;
+  hid_t sp = H5Dget_space(d);
+  cr_assert(H5Dget_chunk_info(d, sp, 0, off, &mask, &addr, &size) >= 0);
+  H5Sclose(sp);
+  H5Dclose(d);
+  H5Fclose(f);
+  cr_assert(size >= 16, "chunk of %llu bytes", (unsigned long long)size);
+  FILE *fp = fopen(path, "r+b");
+  cr_assert(fp);
+  unsigned char b[8];
+  fseek(fp, (long)(addr + size / 2), SEEK_SET);
+  cr_assert_eq(fread(b, 1, 8, fp), 8);
+  for (int i = 0; i < 8; i++) b[i] ^= 0x5a;
+  fseek(fp, (long)(addr + size / 2), SEEK_SET);
+  fwrite(b, 1, 8, fp);
+  fclose(fp);
+}
+
+/* --resume copies the episodes of OUT without inflating them: a damaged compressed block must be
+ * found and named, and OUT left as it was (it was carried into the extended dataset, exit 0) */
+Test(data_collect, resume_refuses_a_damaged_block, .timeout = 120) {
+  sp_scene_source src;
+  NEED_SCENE(SP_TASK_BUTTON_PRESS, src);
+  char out[512], err[SP_ERRLEN];
+  out_path(out, sizeof out, "damaged");
+  sp_collect_config c;
+  tiny_cfg(&c, SP_TASK_BUTTON_PRESS, 0, src, out);
+  cr_assert_eq(sp_collect_run(&c, NULL, err), 0, "%s", err);
+  sp_dataset *ds = sp_dataset_open(out, err);
+  cr_assert(ds, "%s", err);
+  char rgb[320];
+  snprintf(rgb, sizeof rgb, "%s/rgb", sp_dataset_episode(ds, 0)->path);
+  sp_dataset_close(ds);
+  damage_first_chunk(out, rgb);
+  size_t n0, n1;
+  char *before = sp_file_read(out, &n0, err);
+  cr_assert(before, "%s", err);
+  cr_expect_eq(sp_dataset_verify(out, err), -1, "the damage is found");
+  cr_expect(strstr(err, rgb) != NULL, "%s", err);
+  c.nseed = 2;
+  c.resume = 1;
+  cr_expect_eq(sp_collect_run(&c, NULL, err), -1, "resume over a damaged block must fail");
+  cr_expect(strstr(err, rgb) != NULL && strstr(err, "damaged") != NULL, "%s", err);
+  char *after = sp_file_read(out, &n1, err);
+  cr_assert(after, "%s", err);
+  cr_expect(n0 == n1 && !memcmp(before, after, n0), "the damaged dataset was rewritten");
+  free(before);
+  free(after);
   rm_rf(out);
 }
 

@@ -787,8 +787,16 @@ static int load_done(run_state *rs, char *err) {
       free(s);
     }
     cJSON_Delete(o);
-    sp_log(SP_LOG_INFO, "resume: %s holds %d episodes", cfg->out, sp_dataset_count(ds));
+    int nep = sp_dataset_count(ds);
     sp_dataset_close(ds);
+    /* its episodes are copied on without inflating them: read every block back first */
+    double t0 = sp_time_now();
+    char e2[SP_ERRLEN];
+    if (sp_dataset_verify(cfg->out, e2))
+      return sp_errf(err, "%.300s; nothing was changed: move %s away (it cannot be extended) or "
+                     "start a new --out", e2, cfg->out);
+    sp_log(SP_LOG_INFO, "resume: %s holds %d episodes (all read back in %.1f s)", cfg->out, nep,
+           sp_time_now() - t0);
   }
   /* leftovers of a kill: .tmp files are incomplete writes */
   char **tl;
@@ -809,6 +817,13 @@ static int load_done(run_state *rs, char *err) {
       if (!unreadable)
         sp_errf(err, "%s was collected with other settings (size, render, crops, scenes, fine "
                 "parameters or step cap); resume with those, or remove %s", parts[i], rs->parts_dir);
+      free(pc);
+      free_list(parts, np);
+      return -1;
+    }
+    char e2[SP_ERRLEN];
+    if (sp_dataset_verify(parts[i], e2)) {
+      sp_errf(err, "%.300s; remove that part file and resume again (its episode is collected anew)", e2);
       free(pc);
       free_list(parts, np);
       return -1;

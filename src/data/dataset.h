@@ -134,6 +134,11 @@ int sp_dataset_read_frames(sp_dataset *ds, int i, const int *idx, int k, uint8_t
 /* the collection config (JSON text) recorded in a part file; 0 or -1 with err */
 int sp_dataset_part_config(const char *path, char *buf, size_t cap, char *err);
 
+/* read every array of a dataset or part file back, so that a damaged compressed block is found
+ * before the file is reused (sp collect --resume copies blocks without inflating them); 0, or -1
+ * with err naming the file and the array */
+int sp_dataset_verify(const char *path, char *err);
+
 /* is PATH an sp dataset of this version? 1 yes, 0 no (err says why) */
 int sp_dataset_check(const char *path, char *err);
 
