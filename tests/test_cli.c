@@ -165,3 +165,21 @@ Test(cli, merge_and_resume_refuse_foreign_records, .timeout = 300) {
   snprintf(cmd, sizeof cmd, "rm -rf %s", d);
   system(cmd);
 }
+
+/* sp collect's defaults are AVDC's dataset size with the fast rendering (docs/dataset.md): a change
+ * here must come with new timings there */
+Test(cli, collect_defaults_are_avdc_sized_and_fast) {
+  if (!sp_file_exists(spbin())) cr_skip_test("%s not built", spbin());
+  char cmd[1024], out[16384];
+  snprintf(cmd, sizeof cmd, "%s collect --help", spbin());
+  FILE *p = popen(cmd, "r");
+  cr_assert(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = 0;
+  pclose(p);
+  const char *want[] = {"(default all)", "(default corner,corner2,corner3)", "(default 1000-1009)",
+                        "keep the first N successful seeds per (task, camera); 0: every seed (default 5)",
+                        "(default 128)", "--full-render", "(default 1024)"};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    cr_expect(strstr(out, want[i]) != NULL, "sp collect --help lacks '%s'", want[i]);
+}

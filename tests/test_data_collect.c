@@ -88,6 +88,7 @@ Test(data_collect, every_field_of_a_real_episode, .timeout = 120) {
   out_path(out, sizeof out, "fields");
   sp_collect_config c;
   tiny_cfg(&c, SP_TASK_SHELF_PLACE, 0, src, out);
+  c.render_crop = 0;  // AVDC's way first: the full frame, cropped (compared with the default below)
   sp_collect_stats st;
   cr_assert_eq(sp_collect_run(&c, &st, err), 0, "%s", err);
   cr_expect_eq(st.episodes_done, 1);

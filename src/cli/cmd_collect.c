@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -22,20 +23,24 @@ static void on_signal(int sig) {
 int sp_cmd_collect(int argc, char **argv) {
   sp_collect_config cfg;
   sp_collect_config_default(&cfg);
-  const char *tasks = "all", *cameras = "corner,corner2,corner3", *seeds = "1000-1004";
+  const char *tasks = "all", *cameras = "corner,corner2,corner3", *seeds = "1000-1009";
+  int full_render = 0, legacy_render_crop = 0;
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  cfg.jobs = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
   const char *scenes = NULL, *assets = NULL, *crops = NULL;
   sp_arg rows[] = {
       {"tasks", SP_ARG_STR, &tasks, "all or a comma list of task names"},
       {"cameras", SP_ARG_STR, &cameras, "comma list of cameras"},
-      {"seeds", SP_ARG_STR, &seeds, "demonstration seeds, e.g. 1000-1004 (never the eval seeds 0-24)"},
+      {"seeds", SP_ARG_STR, &seeds, "demonstration seeds (never the eval seeds 0-24); --demos picks among them"},
       {"out", SP_ARG_STR, &cfg.out, "dataset file (FILE.h5)"},
       {"scenes", SP_ARG_STR, &scenes, "builtin or metaworld (default: builtin unless --assets)"},
       {"assets", SP_ARG_STR, &assets, "Meta-World assets_v2 directory (or SP_METAWORLD_ASSETS)"},
       {"size", SP_ARG_INT, &cfg.size, "stored image side in pixels"},
       {"crop", SP_ARG_STR, &crops, "crop windows TASK/CAMERA=ROW,COL,H,W;... ('*' any; default AVDC 56,96,128,128)"},
-      {"render-crop", SP_ARG_FLAG, &cfg.render_crop, "render the centred crop window directly at --size (faster)"},
-      {"shadow-size", SP_ARG_INT, &cfg.shadow_size, "shadow map size override (0: the scene's 4096; 1024 is ~10x cheaper)"},
-      {"msaa", SP_ARG_INT, &cfg.msaa, "offscreen MSAA samples override (-1: the scene's 4)"},
+      {"full-render", SP_ARG_FLAG, &full_render, "render the full --render-width x --render-height frame, then crop it (AVDC's way, slower; default: the centred crop window rendered directly at --size)"},
+      {"render-crop", SP_ARG_FLAG, &legacy_render_crop, "the default now (render the crop window directly); kept for old command lines"},
+      {"shadow-size", SP_ARG_INT, &cfg.shadow_size, "shadow map size (0: the scene's 4096, AVDC's, slower)"},
+      {"msaa", SP_ARG_INT, &cfg.msaa, "offscreen MSAA samples override (-1: keep sp's 0, no multisampling)"},
       {"render-width", SP_ARG_INT, &cfg.render_w, "render width"},
       {"render-height", SP_ARG_INT, &cfg.render_h, "render height"},
       {"demos", SP_ARG_INT, &cfg.demos, "keep the first N successful seeds per (task, camera); 0: every seed"},
@@ -56,9 +61,14 @@ int sp_cmd_collect(int argc, char **argv) {
       {"suppress-single-spike", SP_ARG_INT, &cfg.fine.suppress_single_spike, "fine sampling: ignore one-frame spikes (0/1)"},
       {"max-allowed-anomaly", SP_ARG_INT, &cfg.fine.max_allowed_anomaly, "fine sampling: far frames tolerated in a fine phase"},
       {0}};
-  int rc = sp_args_parse("collect", "--tasks all --cameras corner,corner2,corner3 --seeds 1000-1004 --out FILE.h5 [options]",
+  int rc = sp_args_parse("collect", "--out FILE.h5 [options]   (defaults: AVDC's 11 tasks x 3 cameras x 5 demonstrations)",
                          rows, argc, argv, NULL, 0, NULL);
   if (rc) return rc < 0 ? 2 : 0;
+  if (full_render && legacy_render_crop) {
+    sp_log(SP_LOG_ERROR, "collect: --full-render and --render-crop exclude each other");
+    return 2;
+  }
+  if (full_render) cfg.render_crop = 0;
   if (!cfg.out) { sp_log(SP_LOG_ERROR, "collect: --out FILE.h5 is required"); return 2; }
   if (sp_cli_parse_tasks("collect", tasks, cfg.tasks, &cfg.ntask)) return 2;
   if (sp_cli_parse_cameras("collect", cameras, cfg.cams, &cfg.ncam)) return 2;

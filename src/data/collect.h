@@ -63,12 +63,14 @@ typedef struct {
   const char *assets;
   int size;                      // stored image side (128)
   int render_w, render_h;        // 320 x 240
-  int render_crop;               // 1: render the (centred, square) crop window directly at size
-  int shadow_size;               // > 0: override the scene's shadow map size (4096) for speed
+  int render_crop;               // 1 (default): render the (centred, square) crop window directly
+                                 // at size; 0: render render_w x render_h, then crop and resize
+  int shadow_size;               // > 0: override the scene's shadow map size (4096); default 1024
   int msaa;                      // >= 0: override the scene's offscreen samples (4); -1 keeps it
   sp_crop crops[SP_COLLECT_MAX_CROPS];
   int ncrop;
   int demos;                     // > 0: keep the first N successful seeds per (task, camera)
+                                 // (default 5, AVDC's); 0 or more than the seeds: every seed
   int recovery;                  // recovery episodes per (task, camera)
   int recovery_tries;            // attempts per kept recovery episode before giving up (3)
   int jobs;
