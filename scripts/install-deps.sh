@@ -14,6 +14,7 @@ PKGS=(
   libcriterion-dev         # unit tests
   libvlfeat-dev            # SIFT keypoints and descriptors (match: shape similarity)
   python3-pip patch        # scripts/get-metaworld-assets.sh (Meta-World's scenes from PyPI)
+  chromium fonts-dejavu-core  # headless browser: the test that renders sp report's page
 )
 
 missing=()

@@ -9,5 +9,6 @@ int sp_cmd_collect(int argc, char **argv);
 int sp_cmd_plan(int argc, char **argv);
 int sp_cmd_match(int argc, char **argv);
 int sp_cmd_train(int argc, char **argv);
+int sp_cmd_report(int argc, char **argv);
 
 #endif

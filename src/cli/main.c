@@ -19,6 +19,7 @@ static const sp_command g_commands[] = {
     {"plan", sp_cmd_plan, "print the spatial plan table of an episode, or parse a plan file"},
     {"match", sp_cmd_match, "compare two frames (SSIM, flow, shape, blocks, composite score)"},
     {"train", sp_cmd_train, "train a model (the video diffusion U-Net) on a collected dataset"},
+    {"report", sp_cmd_report, "evaluation runs and training logs as one self-contained HTML page"},
     {NULL, NULL, NULL},
 };
 

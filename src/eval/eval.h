@@ -84,6 +84,24 @@ int sp_eval_run(const sp_eval_config *cfg, char *err);
  * outside their shard or twice, and an out_dir that already holds episodes */
 int sp_eval_merge(const char **dirs, int ndir, const char *out_dir, char *err);
 
+/* sp report: evaluation runs (and training logs) as one self-contained HTML page (docs/report.md) */
+typedef struct {
+  const char **runs;            // (nrun) sp eval output directories
+  int nrun;
+  const char **labels;          // (nlabel) row names; missing ones: the directory's name
+  int nlabel;
+  const char **train_logs;      // (ntrain) sp train output directories or their train.jsonl
+  int ntrain;
+  const char *out;              // report.html
+  long gif_seed;                // the episodes shown; -1: each run's smallest seed with a GIF
+  int gif_step, gif_scale;      // thumbnails: every gif_step-th frame, 1/gif_scale size (4, 2)
+  const char *title;
+} sp_report_config;
+
+void sp_report_config_default(sp_report_config *c);
+/* read the runs and logs and write c->out atomically; 0, or -1 with err naming what was wrong */
+int sp_report_write(const sp_report_config *c, char *err);
+
 /* parse "0-24", "3", "0-4,10,12-13" into seeds (malloc'd); returns count or -1 */
 int sp_parse_seeds(const char *spec, long **out, char *err);
 

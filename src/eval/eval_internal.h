@@ -18,6 +18,9 @@ int sp_json_write(const char *dir, const char *name, const cJSON *o, char *err);
 /* canonical order: task index, camera index, seed (as listed in the config) */
 int sp_episode_cmp(const void *a, const void *b);
 
+/* Wilson score interval for k successes in n trials at 95 % ([0, 1] when n is 0) */
+void sp_wilson95(int k, int n, double *lo, double *hi);
+
 /* results.json + results.md from a config object (owned by caller) and the episodes */
 int sp_eval_write_results(const char *dir, const cJSON *config, sp_episode *eps, int n,
                           const char *gl_renderer, char *err);

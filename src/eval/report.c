@@ -30,8 +30,7 @@ int sp_episode_cmp(const void *a, const void *b) {
   return (x->seed > y->seed) - (x->seed < y->seed);
 }
 
-/* Wilson score interval for k successes in n trials at 95% */
-static void wilson(int k, int n, double *lo, double *hi) {
+void sp_wilson95(int k, int n, double *lo, double *hi) {
   if (n == 0) { *lo = 0; *hi = 1; return; }
   const double z = 1.959963984540054;
   double p = (double)k / n, z2 = z * z;
@@ -91,7 +90,7 @@ int sp_eval_write_results(const char *dir, const cJSON *config, sp_episode *eps,
     if (!per_task[t].n) continue;
     cJSON_AddNumberToObject(pt, sp_task_name(t), (double)per_task[t].k / per_task[t].n);
     double lo, hi;
-    wilson(per_task[t].k, per_task[t].n, &lo, &hi);
+    sp_wilson95(per_task[t].k, per_task[t].n, &lo, &hi);
     double v[2] = {lo, hi};
     cJSON_AddItemToObject(ci, sp_task_name(t), cJSON_CreateDoubleArray(v, 2));
   }
@@ -101,7 +100,7 @@ int sp_eval_write_results(const char *dir, const cJSON *config, sp_episode *eps,
   cJSON_AddNumberToObject(o, "overall", all.n ? (double)all.k / all.n : 0);
   {
     double lo, hi;
-    wilson(all.k, all.n, &lo, &hi);
+    sp_wilson95(all.k, all.n, &lo, &hi);
     double v[2] = {lo, hi};
     cJSON_AddItemToObject(o, "overall_wilson95", cJSON_CreateDoubleArray(v, 2));
   }
@@ -170,12 +169,12 @@ int sp_eval_write_results(const char *dir, const cJSON *config, sp_episode *eps,
     for (int i = a; i < b; i++) {
       const tally *tl = &per_task[cols[i]];
       double lo, hi;
-      wilson(tl->k, tl->n, &lo, &hi);
+      sp_wilson95(tl->k, tl->n, &lo, &hi);
       sb_printf(&md, &len, &cap, " %.1f%% [%.0f, %.0f] |", 100.0 * tl->k / tl->n, 100 * lo, 100 * hi);
     }
     if (last) {
       double lo, hi;
-      wilson(all.k, all.n, &lo, &hi);
+      sp_wilson95(all.k, all.n, &lo, &hi);
       sb_printf(&md, &len, &cap, " %.1f%% [%.0f, %.0f] |", all.n ? 100.0 * all.k / all.n : 0.0,
                 100 * lo, 100 * hi);
     }
@@ -215,7 +214,7 @@ int sp_eval_write_results(const char *dir, const cJSON *config, sp_episode *eps,
   for (int i = 0; i < nb; i++) {
     const tally *tl = i < nc ? &per_task[cols[i]] : &all;
     double rate = tl->n ? (double)tl->k / tl->n : 0, lo, hi;
-    wilson(tl->k, tl->n, &lo, &hi);
+    sp_wilson95(tl->k, tl->n, &lo, &hi);
     double x = left + gap / 2.0 + i * (bw + gap), y = top + ph - ph * rate;
     const char *name = i < nc ? sp_task_name(cols[i]) : "overall";
     sb_printf(&svg, &len, &cap,
