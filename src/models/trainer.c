@@ -310,6 +310,7 @@ int sp_train_run(const sp_train_cfg *c, sp_trainable *t, const sp_train_io *io, 
   snprintf(r.model, sizeof r.model, "%s/model.safetensors", io->out);
   snprintf(r.log, sizeof r.log, "%s/train.jsonl", io->out);
   snprintf(r.curve, sizeof r.curve, "%s/loss.svg", io->out);
+  t->out_dir = io->out;
   nn_params *ps = t->ps;
   if (nn_params_alloc_train(ps, c->ema != SP_EMA_NONE, err)) return -1;
   long step = 0;

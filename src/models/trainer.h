@@ -11,7 +11,8 @@
  *   last.safetensors   weights + AdamW moments + EMA + trainer state: what --resume reads
  *   model.safetensors  the weights to use (the EMA weights when EMA is on), no training state
  *   train.jsonl        one JSON object per logged step and per validation
- *   loss.png           the loss curve (smoothed) and the validation metric, refreshed as it goes
+ *   loss.svg           the loss curve (smoothed) and the validation metric, refreshed as it goes
+ *   (the job may add pictures, e.g. the video job's val_<step>.png strips)
  *
  * Resume is bit-identical: the state after step s is a function of the checkpoint at s alone
  * (weights, moments, EMA, step), because every draw of step s+1 is seeded from (seed, s+1).
@@ -67,6 +68,7 @@ typedef struct {
    * better) into *metric, named by metric_name. May be NULL. */
   int (*validate)(void *self, long step, char *json, size_t cap, double *metric, char *err);
   const char *metric_name;
+  const char *out_dir;  // set by sp_train_run: the run directory (a job may write pictures there)
 } sp_trainable;
 
 typedef struct {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/image.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "data/sampler.h"
@@ -190,6 +191,11 @@ static int job_validate(void *self, long step, char *json, size_t cap, double *m
       }
     }
   }
+  if (j->tr.out_dir) {
+    char png[1200];
+    snprintf(png, sizeof png, "%s/val_%06ld.png", j->tr.out_dir, step);
+    if (sp_video_job_strip(j, png, 4, err)) return -1;
+  }
   *metric = p_sum / K;
   snprintf(json, cap,
            "{\"psnr\":%.4f,\"ssim\":%.5f,\"copy_psnr\":%.4f,\"copy_ssim\":%.5f,\"clips\":%d,\"episodes\":%d,"
@@ -279,6 +285,61 @@ sp_video_job *sp_video_job_open(const char *data, const sp_vunet_cfg *mc, const 
 fail:
   sp_video_job_close(j);
   return NULL;
+}
+
+/* [-1, 1] plane triple (3 planes px apart) -> RGB at (x0, y0) of an image w wide */
+static void put_frame(uint8_t *img, int w, int x0, int y0, const float *src, size_t plane, int R) {
+  for (int y = 0; y < R; y++)
+    for (int x = 0; x < R; x++)
+      for (int c = 0; c < 3; c++) {
+        float u = (src[c * plane + (size_t)y * R + x] + 1.f) * 127.5f;
+        img[((size_t)(y0 + y) * w + x0 + x) * 3 + c] = (uint8_t)(u < 0 ? 0 : u > 255 ? 255 : lrintf(u));
+      }
+}
+
+int sp_video_job_strip(sp_video_job *j, const char *png, int nclips, char *err) {
+  const int F = j->F, R = j->R, B = j->B, nep = sp_sampler_count(j->val), gap = 2;
+  const size_t px = (size_t)R * R;
+  if (nclips > B) nclips = B;
+  if (nclips > nep) nclips = nep;
+  const int w = (F + 1) * (R + gap) - gap, h = nclips * (2 * R + 3 * gap) - 2 * gap;
+  const int K = j->dc.val_clips;
+  int idx[SP_CLIP_MAX];
+  for (int b = 0; b < nclips; b++) {
+    int ep, k = (int)((long)b * nep / K);  // validation's first clips
+    if (sp_sampler_clip_at(j->val, k % nep, 0, j->clip, &ep, idx, err)) return -1;
+    split_clip(j->clip, F, R, j->cond + b * 3 * px, j->x0 + b * j->per);
+    task_ids(sp_sampler_dataset(j->val), ep, j->ids + b * SP_TEXT_WORDS);
+  }
+  sp_video_sample(&j->model, &j->ws, &j->sched, j->dc.pred, j->dc.val_steps, j->dc.guidance, j->out, j->cond, j->ids,
+                  nclips, sp_train_seed(j->tc.seed, 0, 1000), j->work);
+  uint8_t *img = malloc((size_t)w * h * 3);
+  if (!img) return sp_errf(err, "out of memory for a %dx%d strip", w, h);
+  memset(img, 255, (size_t)w * h * 3);
+  for (int b = 0; b < nclips; b++) {
+    int y0 = b * (2 * R + 3 * gap);
+    const float *c0 = j->cond + b * 3 * px, *truth = j->x0 + b * j->per, *gen = j->out + b * j->per;
+    put_frame(img, w, 0, y0, c0, px, R);
+    put_frame(img, w, 0, y0 + R + gap, c0, px, R);
+    for (int f = 0; f < F; f++) {
+      put_frame(img, w, (f + 1) * (R + gap), y0, truth + f * px, (size_t)F * px, R);
+      put_frame(img, w, (f + 1) * (R + gap), y0 + R + gap, gen + f * px, (size_t)F * px, R);
+    }
+  }
+  int rc = sp_png_write(png, img, w, h, 3, err);
+  free(img);
+  return rc;
+}
+
+int sp_video_job_load(sp_video_job *j, const char *ckpt, char *err) {
+  sp_ckpt_info info;
+  if (sp_ckpt_info_read(ckpt, &info, err)) return -1;
+  sp_vunet_cfg have = j->mc;
+  int rc = sp_cf_from_json(sp_vunet_fields, &have, info.config, err);
+  if (!rc) rc = sp_cf_diff(sp_vunet_fields, &have, &j->mc, ckpt, err);
+  sp_ckpt_info_free(&info);
+  if (rc) return -1;
+  return sp_model_load(ckpt, &j->model.ps, "vunet", NULL, err);
 }
 
 sp_trainable *sp_video_job_trainable(sp_video_job *j) { return &j->tr; }

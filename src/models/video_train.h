@@ -53,6 +53,14 @@ sp_trainable *sp_video_job_trainable(sp_video_job *j);
 const sp_vunet *sp_video_job_model(const sp_video_job *j);
 void sp_video_job_close(sp_video_job *j);
 
+/* a picture of held-out generations with the current weights: per clip (the first `nclips` of
+ * validation), the demonstration's 8 frames above the condition and the 7 generated frames
+ * (validation's DDIM settings, fixed noise); PNG written atomically. 0 or -1 with err. */
+int sp_video_job_strip(sp_video_job *j, const char *png, int nclips, char *err);
+/* load weights (model.safetensors or last.safetensors of a run) into the job's model; the
+ * checkpoint must hold a video model of the same config. 0 or -1 with err. */
+int sp_video_job_load(sp_video_job *j, const char *ckpt, char *err);
+
 /* the settings of the run whose resumable checkpoint is ckpt (OUT/last.safetensors): model,
  * diffusion and training configs, the preset name and the dataset path, so `--resume` needs no
  * other option. -1 with err on a missing, foreign or unreadable checkpoint. */
