@@ -162,6 +162,8 @@ Test(models_train, resume_after_kill_is_bit_identical) {
   cr_assert(log, "%s", err);
   cr_expect(strstr(log, "\"step\":40,\"loss\""), "step 12 logged");
   cr_expect(strstr(log, "\"psnr\""), "validation logged");
+  snprintf(pb, sizeof pb, "%s/val_000040.png", b);
+  cr_expect(sp_file_exists(pb), "the last validation's strip %s", pb);
   int ones = 0;
   for (const char *p = log; (p = strstr(p, "{\"step\":1,\"loss\"")); p++) ones++;
   cr_expect_eq(ones, 1, "step 1 logged %d times", ones);
