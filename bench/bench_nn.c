@@ -8,9 +8,10 @@
  *   build/bench/bench_nn [threads] [cases: unet32,unet64,resnet18,dp1d] [iters] [train|infer]
  *
  * The cases are the models' `cpu` presets with the baseline's shapes where they differ:
- *   unet<R>   video U-Net (stacked layout, 32-64-128 channels), 8 frames (the baseline stacks 8
- *             noisy frames; the product generates 7), batch 8, R x R; inference: one forward and
- *             one DDIM update with frozen weights
+ *   unet<R>   video U-Net (stacked layout, 32-64-128 channels), 8 frames and attention in the
+ *             middle only (the baseline's network; the product generates 7 frames and the cpu
+ *             preset adds attention at the lowest level), batch 8, R x R; inference: one forward
+ *             and one DDIM update with frozen weights
  *   resnet18  ResNet-18 trunk, 6 input channels, 96 x 96, batch 32, BatchNorm (the baseline's)
  *   dp1d[<B>] ConditionalUnet1D 256-512-1024, kernel 5, step embedding 256, global condition
  *             1032, horizon 16, batch B (64)
@@ -149,6 +150,7 @@ static void bench_unet(const char *name, int R, int frames, int warm, int iters)
   sp_vunet_cfg_preset(&c, SP_PRESET_CPU);
   c.res = R;
   c.frames = frames;
+  if (frames == 8) c.attn_min_ds = 8;  // the baseline's network: attention in the middle only
   if (g_wino >= 0) c.winograd = g_wino;
   v->B = 8;
   if (sp_vunet_init(&v->m, &c, 1, err)) die(name, err);
