@@ -22,6 +22,29 @@ import torch, torch.nn as nn, torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(__file__))
 import nn_st
 
+# ------------------------------------------------------------------------------------------------
+# Added with the whole policy network (src/models/policy.c, issue 15); the fixtures above and
+# below stay byte-identical:
+#   twin_policy.py [outdir]             also writes policy_net.safetensors (diffusion head) and
+#                                       policy_mlp.safetensors (mlp head), the tiny policy preset
+#   twin_policy.py --check-ckpt FILE    load a C policy checkpoint (sp_model_save; config and
+#                                       limits from its metadata) and compare with the C outputs in
+#                                       FILE.io.safetensors (tests/test_models_policy_net.c writes
+#                                       both when SP_POLICY_TWIN_DIR is set)
+#   twin_policy.py --count PRESET       parameters of a policy preset (tiny, cpu, paper)
+#   import twin_policy                  the classes (bench/bench_policy.py)
+# In the last three modes the older fixture code below still runs (about a second: it is made of
+# module-level statements, and this file takes additions only) but writes and prints nothing.
+MODE = "fixtures" if __name__ == "__main__" else "lib"
+if MODE == "fixtures" and len(sys.argv) > 1 and sys.argv[1].startswith("--"):
+    MODE = sys.argv[1][2:]
+if MODE != "fixtures":
+    import io as _io, tempfile as _tempfile
+    _ARGV, _STDOUT, _SAVE = sys.argv[:], sys.stdout, nn_st.save
+    sys.argv = [sys.argv[0], _tempfile.mkdtemp(prefix="twin_policy_")]
+    sys.stdout = _io.StringIO()
+    nn_st.save = lambda *a, **k: None
+
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "models")
 os.makedirs(OUT, exist_ok=True)
 STEPS, LR = 5, 1e-3
@@ -201,3 +224,168 @@ nn_st.save(os.path.join(OUT, "dp1d.safetensors"), T,
            {"generator": "tools/twin_policy.py", "config": json.dumps(DCFG, separators=(",", ":")), "batch": DB,
             "lr": LR, "steps": STEPS})
 print(f"dp1d: loss {float(T['loss']):.6f}, {sum(p.numel() for p in u.parameters())} parameters")
+
+# ------------------------------------------------------------------------------------------------
+# The whole policy network (src/models/policy.c): current and goal frame stacked (6 channels) ->
+# ResNet (GroupNorm) -> features; end effector (normalised) -> ee = Linear, Mish, Linear; the
+# global condition [features | ee] -> the 1D U-Net (diffusion head, names unet.*) or an MLP
+# (head.0/2/4, direct regression). Config keys are the C table's (sp_policy_fields).
+if MODE != "fixtures":
+    sys.argv, sys.stdout, nn_st.save = _ARGV, _STDOUT, _SAVE
+    os.rmdir(OUT)
+
+POLICY_PRESETS = {
+    "tiny": dict(frame=16, crop=14, enc_width=8, enc_stages=3, enc_blocks=1, enc_gn_size=4, ee_hidden=16, ee_dim=8,
+                 head="diffusion", horizon=4, down_dims=[8, 16, 16], kernel=5, groups=4, step_dim=8, mlp_hidden=32,
+                 target="epsilon", diffusion_steps=100, ddim_steps=4),
+    "cpu": dict(frame=64, crop=56, enc_width=32, enc_stages=4, enc_blocks=2, enc_gn_size=16, ee_hidden=64, ee_dim=64,
+                head="diffusion", horizon=4, down_dims=[64, 128, 256], kernel=5, groups=8, step_dim=64, mlp_hidden=256,
+                target="epsilon", diffusion_steps=100, ddim_steps=10),
+    "paper": dict(frame=128, crop=112, enc_width=64, enc_stages=4, enc_blocks=2, enc_gn_size=16, ee_hidden=64,
+                  ee_dim=64, head="diffusion", horizon=4, down_dims=[512, 1024, 2048], kernel=5, groups=8,
+                  step_dim=128, mlp_hidden=1024, target="epsilon", diffusion_steps=100, ddim_steps=100),
+}
+
+
+def squaredcos_cap_v2(T):
+    """alphas_cumprod of diffusers' betas_for_alpha_bar (cosine), beta capped at 0.999, in float64"""
+    ab = lambda u: math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
+    acp, p = [], 1.0
+    for i in range(T):
+        p *= 1.0 - min(1.0 - ab((i + 1) / T) / ab(i / T), 0.999)
+        acp.append(p)
+    return acp
+
+
+def ddim_timesteps(steps, T):
+    """nn_ddim_timesteps: linspace(-1, T-1, steps+1) truncated, reversed (last entry -1)"""
+    return [int(-1 + T * i / steps) for i in range(steps, -1, -1)]
+
+
+class Policy(nn.Module):
+    def __init__(s, c):
+        super().__init__()
+        s.c = c
+        s.enc = ResNet(dict(in_ch=6, res=c["crop"], width=c["enc_width"], stages=c["enc_stages"],
+                            blocks=c["enc_blocks"], norm="group", gn_size=c["enc_gn_size"]))
+        gdim = (c["enc_width"] << (c["enc_stages"] - 1)) + c["ee_dim"]
+        s.ee = nn.Sequential(nn.Linear(3, c["ee_hidden"]), nn.Mish(), nn.Linear(c["ee_hidden"], c["ee_dim"]))
+        if c["head"] == "diffusion":
+            s.unet = Unet1D(dict(adim=4, horizon=c["horizon"], down_dims=c["down_dims"], kernel=c["kernel"],
+                                 groups=c["groups"], step_dim=c["step_dim"], gdim=gdim))
+        else:
+            mh = c["mlp_hidden"]
+            s.head = nn.Sequential(nn.Linear(gdim, mh), nn.Mish(), nn.Linear(mh, mh), nn.Mish(),
+                                   nn.Linear(mh, c["horizon"] * 4))
+        s.acp = squaredcos_cap_v2(c["diffusion_steps"])
+
+    def cond(s, img, ee):
+        return torch.cat([s.enc(img), s.ee(ee)], -1)
+
+    def head_out(s, x, t, g):
+        if s.c["head"] == "diffusion": return s.unet(x, t, g)
+        return s.head(g).reshape(g.shape[0], s.c["horizon"], 4)
+
+    def forward(s, x, t, img, ee):  # x (B, H, 4), t (B), img (B, 6, R, R), ee (B, 3) -> (B, H, 4)
+        return s.head_out(x, t, s.cond(img, ee))
+
+    @torch.no_grad()
+    def predict(s, img, ee, noise, target=None):
+        """sp_policy_predict: DDIM (eta 0, clip_sample) from noise, the condition computed once"""
+        g = s.cond(img, ee)
+        if s.c["head"] != "diffusion": return s.head_out(None, None, g)
+        target = target or s.c["target"]
+        x = noise.clone()
+        ts = ddim_timesteps(s.c["ddim_steps"], s.c["diffusion_steps"])
+        for i in range(len(ts) - 1):
+            t, tp = ts[i], ts[i + 1]
+            out = s.unet(x, torch.full((x.shape[0],), float(t)), g)
+            a = s.acp[t]
+            ra, rm = math.sqrt(1 / a), math.sqrt(1 / a - 1)
+            x0 = out if target == "x0" else ra * x - rm * out
+            x0 = x0.clamp(-1, 1)
+            eps = (ra * x - x0) / rm
+            x = x0 if tp < 0 else math.sqrt(s.acp[tp]) * x0 + math.sqrt(1 - s.acp[tp]) * eps
+        return x
+
+
+def perturb_norms(m):
+    """every GroupNorm's affine parameters away from (1, 0), so they are tested"""
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.GroupNorm):
+                mod.weight.copy_(1 + 0.3 * torch.randn_like(mod.weight)); mod.bias.copy_(0.3 * torch.randn_like(mod.bias))
+
+
+PB = 3
+
+
+def policy_case(name, cfg, seed):
+    """policy_<name>.safetensors: init/grad/final as the fixtures above, inputs x t img ee, target;
+    noise and the DDIM prediction with the initial weights (pred; pred_x0: the same network read
+    as an x0 predictor)"""
+    torch.manual_seed(seed)
+    pol = Policy(cfg); perturb_norms(pol); pol.train()
+    R, H = cfg["crop"], cfg["horizon"]
+    img = torch.rand(PB, 6, R, R) * 2 - 1
+    ee = torch.rand(PB, 3) * 2 - 1
+    x = torch.randn(PB, H, 4)
+    t = torch.tensor([3.0, 57.0, 99.0])
+    noise = torch.randn(PB, H, 4)
+    pred = pol.predict(img, ee, noise)
+    pred_x0 = pol.predict(img, ee, noise, "x0")
+    target = torch.randn(PB, H, 4)
+    T = train_case(pol, (x, t, img, ee), target, lambda mm, i: mm(*i))
+    T.update({"x": x, "t": t, "img": img, "ee": ee, "noise": noise, "pred": pred, "pred_x0": pred_x0})
+    meta = {"generator": "tools/twin_policy.py", "config": json.dumps(cfg, separators=(",", ":")), "batch": PB,
+            "lr": LR, "steps": STEPS}
+    nn_st.save(os.path.join(OUT, f"policy_{name}.safetensors"), T, meta)
+    print(f"policy_{name}: loss {float(T['loss']):.6f}, {sum(p.numel() for p in pol.parameters())} parameters")
+
+
+def check_ckpt(path):
+    try:
+        from safetensors.numpy import load_file
+        import safetensors
+        ts = load_file(path)
+        with safetensors.safe_open(path, "numpy") as f: meta = f.metadata()
+        reader = "safetensors " + safetensors.__version__
+    except ImportError:
+        meta, ts = nn_st.load(path); reader = "nn_st"
+    info = json.loads(meta["config"])
+    assert info["model"] == "policy", f"{path} holds a {info['model']} model"
+    cfg = dict(POLICY_PRESETS["tiny"]); lim = info["config"]["limits"]
+    cfg.update({k: v for k, v in info["config"].items() if k != "limits"})
+    pol = Policy(cfg)
+    sd = {k: torch.from_numpy(v.copy()) for k, v in ts.items() if not k.startswith(("optim.", "ema."))}
+    pol.load_state_dict(sd, strict=True)
+    _, io = nn_st.load(path + ".io.safetensors")
+    g = {k: torch.from_numpy(v.copy()) for k, v in io.items()}
+    R, H = cfg["crop"], cfg["horizon"]
+    img = g["img"].reshape(-1, 6, R, R)
+    with torch.no_grad():
+        out = pol(g["x"], g["t"], img, g["ee"])
+    pred = pol.predict(img, g["ee"], g["noise"])
+    lo, hi = torch.tensor(lim["act_min"], dtype=torch.float64), torch.tensor(lim["act_max"], dtype=torch.float64)
+    rng = hi - lo
+    scale = torch.where(rng < 1e-4, torch.ones_like(rng), 2 / rng); off = -1 - scale * lo
+    acts = (pred.double() - off) / scale
+    worst = 0.0
+    for name, a in (("out", out), ("pred", pred), ("actions", acts)):
+        ref = g[name].reshape(a.shape).double()
+        e = float((a.double() - ref).abs().max() / (ref.abs().max() + 1e-30))
+        worst = max(worst, e)
+        print(f"{path} (read by {reader}): {name} C vs twin max |a-b| / max |b| = {e:.3g}")
+    print(f"{sum(p.numel() for p in pol.parameters())} parameters, head {cfg['head']}, target {cfg['target']}")
+    return 0 if worst < 1e-4 else 1
+
+
+if MODE == "fixtures":
+    policy_case("net", POLICY_PRESETS["tiny"], 31)
+    policy_case("mlp", dict(POLICY_PRESETS["tiny"], head="mlp"), 32)
+elif MODE == "check-ckpt":
+    sys.exit(check_ckpt(sys.argv[2]))
+elif MODE == "count":
+    print(sum(p.numel() for p in Policy(POLICY_PRESETS[sys.argv[2]]).parameters()))
+elif MODE != "lib":
+    sys.exit(f"twin_policy.py: unknown option --{MODE} (known: --check-ckpt FILE, --count PRESET)")
