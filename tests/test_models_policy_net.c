@@ -146,12 +146,18 @@ static void check_final(const nn_safetensors *st, const nn_params *ps, float lr,
   }
 }
 
-/* the model of a fixture: its config (must be the tiny preset, head as given), weights "init" */
+/* the model of a fixture: its config (must be the tiny preset with the U-Net narrowed to 8, 16,
+ * 16, step 8, 4 groups, as twin_policy.py's FIXTURE; head as given), weights "init" */
 static void fixture_model(const nn_safetensors *st, sp_policy *m, int head) {
   char err[SP_ERRLEN];
   sp_policy_cfg pre, c;
   sp_policy_cfg_preset(&pre, SP_PRESET_TINY);
   pre.head = head;
+  pre.unet.down_dims[0] = 8;
+  pre.unet.down_dims[1] = 16;
+  pre.unet.down_dims[2] = 16;
+  pre.unet.step_dim = 8;
+  pre.unet.groups = 4;
   c = pre;
   const char *json = nn_st_meta(st, "config");
   cr_assert(json, "fixture has no config metadata");
@@ -318,7 +324,7 @@ Test(models_policy, config) {
   expect_cfg_error(&b, "head");
   b = c; b.target = 2;
   expect_cfg_error(&b, "target");
-  b = c; b.unet.groups = 3;
+  b = c; b.unet.groups = 5;
   expect_cfg_error(&b, "groups");
   b = c; b.unet.horizon = 6; b.head = SP_POLICY_HEAD_MLP;  // the mlp head takes any horizon
   cr_expect_eq(sp_policy_cfg_check(&b, err), 0, "%s", err);
@@ -347,7 +353,7 @@ Test(models_policy, config) {
   cr_expect(strstr(err, "limits"), "%s", err);
   sp_policy_free(&m);
   /* parameter counts equal the twin's (twin_policy.py --count PRESET) */
-  size_t want[SP_PRESET_N] = {67276, 8043972, 275439812};
+  size_t want[SP_PRESET_N] = {573388, 4490212, 275439812};
   for (int p = 0; p < SP_PRESET_N; p++) {
     sp_policy_cfg_preset(&c, (sp_preset)p);
     if (p == SP_PRESET_PAPER) {  // register only: 1.1 GB of weights is not for a unit test
@@ -451,4 +457,208 @@ Test(models_policy, checkpoint_round_trip) {
   sp_policy_ws_free(&wb);
   sp_policy_free(&a);
   sp_policy_free(&b);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * `sp train policy` end to end (tests/test_models_train.c's approach, its own dataset) */
+
+static const char *sp_bin(void) {
+  const char *b = getenv("SP_BIN");
+  return b && *b ? b : "build/sp";
+}
+
+/* 2 tasks x 1 camera x 3 seeds at 16x16, 24 steps each: made once per test process */
+static const char *tiny_dataset(void) {
+  static char path[256];
+  if (path[0]) return path;
+  snprintf(path, sizeof path, "/tmp/sp_test_policy_%d.h5", (int)getpid());
+  static long seeds[3] = {1000, 1001, 1002};
+  sp_collect_config c;
+  sp_collect_config_default(&c);
+  c.tasks[0] = SP_TASK_BUTTON_PRESS;
+  c.tasks[1] = SP_TASK_DOOR_OPEN;
+  c.ntask = 2;
+  c.cams[0] = 0;
+  c.ncam = 1;
+  c.seeds = seeds;
+  c.nseed = 3;
+  c.out = path;
+  c.source = SP_SCENES_BUILTIN;
+  c.size = 16;
+  c.render_crop = 1;
+  c.max_steps = 24;
+  c.keep_failures = 1;
+  c.shadow_size = 256;
+  c.checkpoint_s = 0;
+  c.jobs = 1;
+  sp_collect_stats st = {0};
+  char err[SP_ERRLEN];
+  if (sp_collect_run(&c, &st, err)) cr_assert_fail("collect: %s", err);
+  return path;
+}
+
+static void rm_rf(const char *p) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
+  if (system(cmd)) {}
+}
+
+static int run_cmd(const char *cmd) {
+  int st = system(cmd);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* every tensor of two safetensors files byte-equal */
+static void expect_same_tensors(const char *a, const char *b) {
+  nn_safetensors x, y;
+  char err[SP_ERRLEN];
+  cr_assert_eq(nn_st_open(&x, a, err), 0, "%s", err);
+  cr_assert_eq(nn_st_open(&y, b, err), 0, "%s", err);
+  cr_assert_eq(x.n, y.n);
+  for (int i = 0; i < x.n; i++) {
+    const nn_st_tensor *t = nn_st_find(&y, x.t[i].name);
+    cr_assert(t, "%s missing in %s", x.t[i].name, b);
+    cr_assert_eq(t->end - t->begin, x.t[i].end - x.t[i].begin);
+    cr_expect(!memcmp(x.buf + x.data_off + x.t[i].begin, y.buf + y.data_off + t->begin, t->end - t->begin),
+              "tensor %s differs between the runs", x.t[i].name);
+  }
+  nn_st_close(&x);
+  nn_st_close(&y);
+}
+
+#define POLICY_ARGS \
+  "--preset tiny --steps 40 --batch 4 --warmup 2 --lr 1e-3 --ckpt-steps 2 --ckpt-minutes 0 " \
+  "--val-every 10 --val-samples 4 --log-every 1 --threads 1"
+
+Test(models_policy, train_resume_after_kill_is_bit_identical) {
+  const char *ds = tiny_dataset();
+  if (!sp_file_exists(sp_bin())) cr_skip_test("%s not built", sp_bin());
+  char a[256], b[256], cmd[2048], path[512], err[SP_ERRLEN];
+  snprintf(a, sizeof a, "/tmp/sp_test_policy_%d_a", (int)getpid());
+  snprintf(b, sizeof b, "/tmp/sp_test_policy_%d_b", (int)getpid());
+  rm_rf(a);
+  rm_rf(b);
+  snprintf(cmd, sizeof cmd, "%s train policy --data %s --out %s " POLICY_ARGS " > /dev/null 2>&1", sp_bin(), ds, a);
+  cr_assert_eq(run_cmd(cmd), 0, "uninterrupted run failed: %s", cmd);
+  /* the same run, killed with SIGKILL once a checkpoint exists, then resumed */
+  snprintf(cmd, sizeof cmd, "exec %s train policy --data %s --out %s " POLICY_ARGS " > /dev/null 2>&1", sp_bin(), ds,
+           b);
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  snprintf(path, sizeof path, "%s/last.safetensors", b);
+  double waited = 0;
+  while (!sp_file_exists(path) && waited < 120) {
+    usleep(500);
+    waited += 0.0005;
+  }
+  kill(pid, SIGKILL);
+  int status;
+  waitpid(pid, &status, 0);
+  cr_assert(waited < 120, "no checkpoint appeared");
+  char mpath[512];
+  snprintf(mpath, sizeof mpath, "%s/model.safetensors", b);
+  cr_assert(WIFSIGNALED(status) && !sp_file_exists(mpath), "the kill did not land mid-run (status %d)", status);
+  sp_ckpt_info info;
+  cr_assert_eq(sp_ckpt_info_read(path, &info, err), 0, "%s", err);
+  long killed_at = info.step;
+  sp_ckpt_info_free(&info);
+  snprintf(cmd, sizeof cmd, "%s train policy --out %s --resume > /dev/null 2>&1", sp_bin(), b);
+  cr_assert_eq(run_cmd(cmd), 0, "resume failed: %s", cmd);
+  char pa[512], pb[512];
+  snprintf(pa, sizeof pa, "%s/last.safetensors", a);
+  snprintf(pb, sizeof pb, "%s/last.safetensors", b);
+  expect_same_tensors(pa, pb);  // weights, AdamW moments and EMA
+  snprintf(pa, sizeof pa, "%s/model.safetensors", a);
+  snprintf(pb, sizeof pb, "%s/model.safetensors", b);
+  expect_same_tensors(pa, pb);
+  fprintf(stderr, "models_policy: killed at the checkpoint of step %ld of 40, resumed: identical tensors\n", killed_at);
+  /* the log holds each step once and the validations (the same metrics in both runs) */
+  snprintf(pa, sizeof pa, "%s/train.jsonl", a);
+  snprintf(pb, sizeof pb, "%s/train.jsonl", b);
+  size_t la, lb;
+  char *loga = sp_file_read(pa, &la, err), *logb = sp_file_read(pb, &lb, err);
+  cr_assert(loga && logb, "%s", err);
+  const char *va = strstr(loga, "{\"step\":40,\"metric\""), *vb = strstr(logb, "{\"step\":40,\"metric\"");
+  cr_assert(va && vb, "the final validation was not logged");
+  cr_expect(!strncmp(va, vb, (size_t)(strstr(va, "\"val_s\"") - va)), "the final validations differ:\n%.200s\n%.200s", va, vb);
+  cr_expect(strstr(logb, "\"mse\"") && strstr(logb, "\"mid_mse\""), "validation metrics missing");
+  int ones = 0;
+  for (const char *p = logb; (p = strstr(p, "{\"step\":1,\"loss\"")); p++) ones++;
+  cr_expect_eq(ones, 1, "step 1 logged %d times", ones);
+  free(loga);
+  free(logb);
+  /* the trained policy loads as a whole and acts */
+  sp_policy m;
+  cr_assert_eq(sp_policy_load(&m, mpath, err), 0, "%s", err);
+  cr_expect(m.lim.act_max[0] > m.lim.act_min[0] && m.lim.ee_max[1] > m.lim.ee_min[1], "limits not from the dataset");
+  sp_policy_ws w;
+  cr_assert_eq(sp_policy_ws_init(&w, &m, 1, 0, err), 0, "%s", err);
+  uint8_t frame[16 * 16 * 3];
+  memset(frame, 128, sizeof frame);
+  double ee[3] = {0, 0.6, 0.2}, acts[16];
+  sp_policy_act(&m, &w, frame, frame, ee, 1, acts);
+  for (int i = 0; i < 16; i++)
+    cr_expect(acts[i] >= m.lim.act_min[i % 4] - 1e-6 && acts[i] <= m.lim.act_max[i % 4] + 1e-6,
+              "action %d = %g outside the dataset's limits", i, acts[i]);
+  sp_policy_ws_free(&w);
+  sp_policy_free(&m);
+  /* refusals: an occupied --out, a changed setting on --resume, a video checkpoint */
+  snprintf(cmd, sizeof cmd, "%s train policy --data %s --out %s " POLICY_ARGS " 2>&1 | grep -q 'already holds a run'",
+           sp_bin(), ds, a);
+  cr_expect_eq(run_cmd(cmd), 0, "a second run into the same --out was not refused");
+  snprintf(cmd, sizeof cmd, "%s train policy --out %s --resume --steps 44 --goal-max 20 2>&1 | grep -q 'goal_max'",
+           sp_bin(), a);
+  cr_expect_eq(run_cmd(cmd), 0, "a changed job setting on --resume was not named");
+  snprintf(cmd, sizeof cmd, "%s train policy --out %s --resume --steps 44 --ddim-steps 5 2>&1 | grep -q 'ddim_steps'",
+           sp_bin(), a);
+  cr_expect_eq(run_cmd(cmd), 0, "a changed model setting on --resume was not named");
+  snprintf(cmd, sizeof cmd, "%s train video --out %s --resume 2>&1 | grep -q 'not a video model'", sp_bin(), a);
+  cr_expect_eq(run_cmd(cmd), 0, "sp train video resumed a policy run");
+  snprintf(cmd, sizeof cmd, "%s train policy --data %s --out %s_c --preset tiny --frame 32 --crop 28 2>&1 | grep -q 'collect with --size 32'",
+           sp_bin(), ds, a);
+  cr_expect_eq(run_cmd(cmd), 0, "a dataset of another frame size was not named");
+  snprintf(cmd, sizeof cmd, "%s train policy --data %s --out %s_c --preset tiny --goal-min 5 --goal-max 3 > /dev/null 2>&1",
+           sp_bin(), ds, a);
+  cr_expect_eq(run_cmd(cmd), 2, "goal_max below goal_min was not a command-line error");
+  rm_rf(a);
+  rm_rf(b);
+  snprintf(path, sizeof path, "%s_c", a);
+  rm_rf(path);
+  unlink(ds);
+}
+
+/* the held-out action MSE (DDIM from fixed noise, unnormalised, EMA weights) falls over a short
+ * run: the last validation below 0.8 of the first, after 600 steps of the tiny preset */
+Test(models_policy, heldout_action_mse_falls) {
+  const char *ds = tiny_dataset();
+  if (!sp_file_exists(sp_bin())) cr_skip_test("%s not built", sp_bin());
+  char a[256], cmd[2048], path[512], err[SP_ERRLEN];
+  snprintf(a, sizeof a, "/tmp/sp_test_policy_%d_mse", (int)getpid());
+  rm_rf(a);
+  snprintf(cmd, sizeof cmd,
+           "%s train policy --data %s --out %s --preset tiny --steps 600 --batch 16 --warmup 10 --lr 2e-3 "
+           "--val-every 100 --val-samples 32 --log-every 100 --ckpt-minutes 0 --threads 1 > /dev/null 2>&1",
+           sp_bin(), ds, a);
+  cr_assert_eq(run_cmd(cmd), 0, "run failed: %s", cmd);
+  snprintf(path, sizeof path, "%s/train.jsonl", a);
+  size_t len;
+  char *log = sp_file_read(path, &len, err);
+  cr_assert(log, "%s", err);
+  double mse[16], mid = 0;
+  int n = 0;
+  for (const char *p = log; n < 16 && (p = strstr(p, "\"mse\":")); p++) {
+    mse[n++] = atof(p + 6);
+    const char *q = strstr(p, "\"mid_mse\":");
+    if (q) mid = atof(q + 10);
+  }
+  cr_assert_eq(n, 6, "%d validations logged, want 6", n);
+  fprintf(stderr, "models_policy: held-out action MSE %.3g at step 100 -> %.3g at step 600 (the limits' middle: %.3g)\n",
+          mse[0], mse[n - 1], mid);
+  cr_expect(mse[n - 1] < 0.8 * mse[0], "held-out action MSE did not fall: %g -> %g", mse[0], mse[n - 1]);
+  free(log);
+  rm_rf(a);
+  unlink(ds);
 }

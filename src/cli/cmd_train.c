@@ -1,7 +1,8 @@
-/* cmd_train.c: sp train video: train a model with the shared trainer (docs/training.md).
+/* cmd_train.c: sp train video|policy: train a model with the shared trainer (docs/training.md).
  *
- * Its options are generated from the config field tables (models/model.h): the trainer's
- * (sp_train_fields), the job's (sp_vdiff_fields) and the model's (sp_vunet_fields). One table
+ * Options are generated from the config field tables (models/model.h): the trainer's
+ * (sp_train_fields), the job's (sp_vdiff_fields, sp_ptrain_fields) and the model's
+ * (sp_vunet_fields, sp_policy_fields). One table
  * row per field gives the option name (underscores as dashes), the help line, the preset's
  * default, the parse and bounds check, and the JSON echoed into checkpoints and logs. */
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include "cli/commands.h"
 #include "core/fileio.h"
 #include "core/log.h"
+#include "models/policy_train.h"
 #include "models/video_train.h"
 
 static volatile sig_atomic_t g_stop = 0;
@@ -49,101 +51,105 @@ static int has_flag(int argc, char **argv, const char *flag) {
   return 0;
 }
 
-static int train_video(int argc, char **argv) {
-  const char *usage = "video --data FILE.h5 --preset tiny|cpu|paper --steps N --out DIR [--resume] [options]";
-  sp_vunet_cfg mc;
-  sp_vdiff_cfg dc;
-  sp_train_cfg tc;
-  char err[SP_ERRLEN], preset[32] = "cpu", data_buf[1024] = "";
-  sp_vdiff_cfg_default(&dc);
-  sp_train_cfg_default(&tc);
-  /* the base: the resumed run's own settings, else the named preset */
-  const char *out_pre = find_opt(argc, argv, "out"), *preset_pre = find_opt(argc, argv, "preset");
-  int resuming = has_flag(argc, argv, "--resume") && out_pre;
-  char ckpt[1100];
-  snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", out_pre ? out_pre : ".");
-  if (resuming && sp_file_exists(ckpt)) {
-    if (sp_video_run_settings(ckpt, &mc, &dc, &tc, preset, sizeof preset, data_buf, sizeof data_buf, err)) {
-      sp_log(SP_LOG_ERROR, "train: %s", err);
-      return 2;
-    }
-  } else {
-    sp_preset p = SP_PRESET_CPU;
-    if (preset_pre && sp_preset_parse(preset_pre, &p, err)) {
-      sp_log(SP_LOG_ERROR, "train: --preset: %s", err);
-      return 2;
-    }
-    snprintf(preset, sizeof preset, "%s", sp_preset_name(p));
-    sp_vunet_cfg_preset(&mc, p);
-  }
-  cf_group groups[NGROUP] = {{sp_train_fields, &tc, "train"}, {sp_vdiff_fields, &dc, "diffusion"},
-                             {sp_vunet_fields, &mc, "model"}};
-  /* fixed rows, then one row per config field */
-  const char *data = data_buf[0] ? data_buf : NULL, *out = NULL, *preset_opt = NULL;
-  int resume = 0, oversub = 0;
+/* the options of one job: fixed rows, then one row per field of each group's table */
+typedef struct {
+  const char *data, *out, *preset_opt;
+  int resume, oversub;
+} train_opts;
+
+/* parse argv into the groups' configs (the base already holds the preset's or the resumed run's
+ * values) and the fixed options. 0 ok, 1 when --help was printed, -1 on a bad command line
+ * (message printed). */
+static int parse_options(int argc, char **argv, const char *usage, cf_group *groups, int ngroups, const char *base,
+                         int resuming, const char *data_help, train_opts *o) {
+  char err[SP_ERRLEN];
   sp_arg rows[MAX_ROWS + 8];
   const char *vals[MAX_ROWS] = {0};
-  char names[MAX_ROWS][48], helps[MAX_ROWS][256];
+  static char names[MAX_ROWS][48], helps[MAX_ROWS][256];
   const sp_cf *fields[MAX_ROWS];
   void *cfgs[MAX_ROWS];
   int nr = 0, nf = 0;
-  rows[nr++] = (sp_arg){"data", SP_ARG_STR, &data, "dataset from sp collect (FILE.h5), frames at the model's res"};
-  rows[nr++] = (sp_arg){"out", SP_ARG_STR, &out, "run directory: checkpoints, train.jsonl, loss.svg"};
-  rows[nr++] = (sp_arg){"preset", SP_ARG_STR, &preset_opt, "model preset: tiny, cpu or paper (default cpu)"};
-  rows[nr++] = (sp_arg){"resume", SP_ARG_FLAG, &resume, "continue the run in --out (its settings are the defaults)"};
-  rows[nr++] = (sp_arg){"oversubscribe", SP_ARG_FLAG, &oversub, "allow --threads above the machine's cores"};
-  for (int g = 0; g < NGROUP; g++)
-    for (const sp_cf *f = groups[g].table; f->key && nf < MAX_ROWS; f++, nf++) {
+  rows[nr++] = (sp_arg){"data", SP_ARG_STR, &o->data, data_help};
+  rows[nr++] = (sp_arg){"out", SP_ARG_STR, &o->out, "run directory: checkpoints, train.jsonl, loss.svg"};
+  rows[nr++] = (sp_arg){"preset", SP_ARG_STR, &o->preset_opt, "model preset: tiny, cpu or paper (default cpu)"};
+  rows[nr++] = (sp_arg){"resume", SP_ARG_FLAG, &o->resume, "continue the run in --out (its settings are the defaults)"};
+  rows[nr++] = (sp_arg){"oversubscribe", SP_ARG_FLAG, &o->oversub, "allow --threads above the machine's cores"};
+  for (int g = 0; g < ngroups; g++)
+    for (const sp_cf *f = groups[g].table; f->key; f++, nf++) {
+      SP_ASSERT(nf < MAX_ROWS);
       snprintf(names[nf], sizeof names[nf], "%s", f->key);
       for (char *c = names[nf]; *c; c++)
         if (*c == '_') *c = '-';
       char v[128];
       sp_cf_format(f, groups[g].cfg, v, sizeof v);
-      snprintf(helps[nf], sizeof helps[nf], "%s: %s (%s %s)", groups[g].what, f->help, resuming ? "run's" : preset, v);
+      snprintf(helps[nf], sizeof helps[nf], "%s: %s (%s %s)", groups[g].what, f->help, resuming ? "run's" : base, v);
       fields[nf] = f;
       cfgs[nf] = groups[g].cfg;
       rows[nr++] = (sp_arg){names[nf], SP_ARG_STR, &vals[nf], helps[nf]};
     }
   rows[nr] = (sp_arg){0};
   int rc = sp_args_parse("train", usage, rows, argc, argv, NULL, 0, NULL);
-  if (rc) return rc < 0 ? 2 : 0;
+  if (rc) return rc;
   for (int i = 0; i < nf; i++)
     if (vals[i] && sp_cf_set(fields[i], cfgs[i], fields[i]->key, vals[i], err)) {  // the row is its own one-row table
       sp_log(SP_LOG_ERROR, "train: --%s: %s", names[i], err);
-      return 2;
+      return -1;
     }
-  if (!out) { sp_log(SP_LOG_ERROR, "train: --out DIR is required"); return 2; }
-  if (!data) { sp_log(SP_LOG_ERROR, "train: --data FILE.h5 is required"); return 2; }
-  if (resume && preset_opt && strcmp(preset_opt, preset)) {
-    sp_log(SP_LOG_ERROR, "train: --preset %s, but the run in %s was started from preset %s", preset_opt, out, preset);
-    return 2;
+  if (!o->out) {
+    sp_log(SP_LOG_ERROR, "train: --out DIR is required");
+    return -1;
   }
-  if (sp_vunet_cfg_check(&mc, err) || sp_cf_check(sp_vdiff_fields, &dc, "diffusion", err) ||
-      sp_cf_check(sp_train_fields, &tc, "train", err)) {
-    sp_log(SP_LOG_ERROR, "train: %s", err);
-    return 2;
+  if (!o->data) {
+    sp_log(SP_LOG_ERROR, "train: --data FILE.h5 is required");
+    return -1;
   }
-  /* the thread budget: nn threads never exceed the cores unless asked */
+  if (o->resume && o->preset_opt && strcmp(o->preset_opt, base)) {
+    sp_log(SP_LOG_ERROR, "train: --preset %s, but the run in %s was started from preset %s", o->preset_opt, o->out, base);
+    return -1;
+  }
+  return 0;
+}
+
+/* the preset named by --preset (cpu when absent) into p and its name; -1 on an unknown name */
+static int base_preset(int argc, char **argv, sp_preset *p, char *name, size_t cap) {
+  char err[SP_ERRLEN];
+  const char *pre = find_opt(argc, argv, "preset");
+  *p = SP_PRESET_CPU;
+  if (pre && sp_preset_parse(pre, p, err)) {
+    sp_log(SP_LOG_ERROR, "train: --preset: %s", err);
+    return -1;
+  }
+  snprintf(name, cap, "%s", sp_preset_name(*p));
+  return 0;
+}
+
+/* the resumable checkpoint of --out when --resume is given and it exists (ckpt filled), else 0 */
+static int resuming_run(int argc, char **argv, char *ckpt, size_t cap) {
+  const char *out = find_opt(argc, argv, "out");
+  snprintf(ckpt, cap, "%s/last.safetensors", out ? out : ".");
+  return has_flag(argc, argv, "--resume") && out && sp_file_exists(ckpt);
+}
+
+/* the thread budget: nn threads never exceed the cores unless asked */
+static int thread_budget(const sp_train_cfg *tc, int oversub) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  if (cores > 0 && tc.threads > cores && !oversub) {
-    sp_log(SP_LOG_ERROR, "train: --threads %d exceeds the %ld cores (--oversubscribe to allow)", tc.threads, cores);
-    return 2;
+  if (cores > 0 && tc->threads > cores && !oversub) {
+    sp_log(SP_LOG_ERROR, "train: --threads %d exceeds the %ld cores (--oversubscribe to allow)", tc->threads, cores);
+    return -1;
   }
-  nn_init(tc.threads);
-  sp_video_job *job = sp_video_job_open(data, &mc, preset, &dc, &tc, err);
-  if (!job) {
-    sp_log(SP_LOG_ERROR, "train: %s", err);
-    return 1;
-  }
-  fprintf(stderr, "train: video model, preset %s, %.2f M parameters, data %s\n", preset,
-          sp_vunet_nparams(sp_video_job_model(job)) / 1e6, data);
-  sp_train_io io = {.out = out, .resume = resume, .stop = &g_stop, .quiet = 0};
+  nn_init(tc->threads);
+  return 0;
+}
+
+/* run the trainer with SIGINT/SIGTERM checkpointing: 0 done, 130 interrupted, 1 failed */
+static int run_trainer(const sp_train_cfg *tc, sp_trainable *t, const train_opts *o) {
+  char err[SP_ERRLEN];
+  sp_train_io io = {.out = o->out, .resume = o->resume, .stop = &g_stop, .quiet = 0};
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
-  rc = sp_train_run(&tc, sp_video_job_trainable(job), &io, err);
+  int rc = sp_train_run(tc, t, &io, err);
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
-  sp_video_job_close(job);
   if (rc < 0) {
     sp_log(SP_LOG_ERROR, "train: %s", err);
     return 1;
@@ -151,13 +157,108 @@ static int train_video(int argc, char **argv) {
   return rc;
 }
 
+static int train_video(int argc, char **argv) {
+  const char *usage = "video --data FILE.h5 --preset tiny|cpu|paper --steps N --out DIR [--resume] [options]";
+  sp_vunet_cfg mc;
+  sp_vdiff_cfg dc;
+  sp_train_cfg tc;
+  char err[SP_ERRLEN], preset[32] = "cpu", data_buf[1024] = "", ckpt[1100];
+  sp_vdiff_cfg_default(&dc);
+  sp_train_cfg_default(&tc);
+  /* the base: the resumed run's own settings, else the named preset */
+  int resuming = resuming_run(argc, argv, ckpt, sizeof ckpt);
+  if (resuming) {
+    if (sp_video_run_settings(ckpt, &mc, &dc, &tc, preset, sizeof preset, data_buf, sizeof data_buf, err)) {
+      sp_log(SP_LOG_ERROR, "train: %s", err);
+      return 2;
+    }
+  } else {
+    sp_preset p;
+    if (base_preset(argc, argv, &p, preset, sizeof preset)) return 2;
+    sp_vunet_cfg_preset(&mc, p);
+  }
+  cf_group groups[NGROUP] = {{sp_train_fields, &tc, "train"}, {sp_vdiff_fields, &dc, "diffusion"},
+                             {sp_vunet_fields, &mc, "model"}};
+  train_opts o = {.data = data_buf[0] ? data_buf : NULL};
+  int rc = parse_options(argc, argv, usage, groups, NGROUP, preset, resuming,
+                         "dataset from sp collect (FILE.h5), frames at the model's res", &o);
+  if (rc) return rc < 0 ? 2 : 0;
+  if (sp_vunet_cfg_check(&mc, err) || sp_cf_check(sp_vdiff_fields, &dc, "diffusion", err) ||
+      sp_cf_check(sp_train_fields, &tc, "train", err)) {
+    sp_log(SP_LOG_ERROR, "train: %s", err);
+    return 2;
+  }
+  if (thread_budget(&tc, o.oversub)) return 2;
+  sp_video_job *job = sp_video_job_open(o.data, &mc, preset, &dc, &tc, err);
+  if (!job) {
+    sp_log(SP_LOG_ERROR, "train: %s", err);
+    return 1;
+  }
+  fprintf(stderr, "train: video model, preset %s, %.2f M parameters, data %s\n", preset,
+          sp_vunet_nparams(sp_video_job_model(job)) / 1e6, o.data);
+  rc = run_trainer(&tc, sp_video_job_trainable(job), &o);
+  sp_video_job_close(job);
+  return rc;
+}
+
+static int train_policy(int argc, char **argv) {
+  const char *usage = "policy --data FILE.h5 --preset tiny|cpu|paper --steps N --out DIR [--resume] [options]";
+  sp_policy_cfg mc;
+  sp_ptrain_cfg jc;
+  sp_train_cfg tc;
+  char err[SP_ERRLEN], preset[32] = "cpu", data_buf[1024] = "", ckpt[1100];
+  sp_ptrain_cfg_default(&jc);
+  sp_policy_train_defaults(&tc);
+  int resuming = resuming_run(argc, argv, ckpt, sizeof ckpt);
+  if (resuming) {
+    sp_policy_cfg_preset(&mc, SP_PRESET_CPU);
+    if (sp_policy_run_settings(ckpt, &mc, &jc, &tc, preset, sizeof preset, data_buf, sizeof data_buf, err)) {
+      sp_log(SP_LOG_ERROR, "train: %s", err);
+      return 2;
+    }
+  } else {
+    sp_preset p;
+    if (base_preset(argc, argv, &p, preset, sizeof preset)) return 2;
+    sp_policy_cfg_preset(&mc, p);
+  }
+  cf_group groups[NGROUP] = {{sp_train_fields, &tc, "train"}, {sp_ptrain_fields, &jc, "job"},
+                             {sp_policy_fields, &mc, "model"}};
+  train_opts o = {.data = data_buf[0] ? data_buf : NULL};
+  int rc = parse_options(argc, argv, usage, groups, NGROUP, preset, resuming,
+                         "dataset from sp collect (FILE.h5), frames of the policy's --frame side", &o);
+  if (rc) return rc < 0 ? 2 : 0;
+  if (sp_policy_cfg_check(&mc, err) || sp_cf_check(sp_ptrain_fields, &jc, "job", err) ||
+      sp_cf_check(sp_train_fields, &tc, "train", err)) {
+    sp_log(SP_LOG_ERROR, "train: %s", err);
+    return 2;
+  }
+  if (jc.goal_max < jc.goal_min) {
+    sp_log(SP_LOG_ERROR, "train: --goal-max %d is below --goal-min %d", jc.goal_max, jc.goal_min);
+    return 2;
+  }
+  if (thread_budget(&tc, o.oversub)) return 2;
+  sp_policy_job *job = sp_policy_job_open(o.data, &mc, preset, &jc, &tc, err);
+  if (!job) {
+    sp_log(SP_LOG_ERROR, "train: %s", err);
+    return 1;
+  }
+  fprintf(stderr, "train: policy, preset %s, %.2f M parameters, head %s, data %s\n", preset,
+          sp_policy_nparams(sp_policy_job_model(job)) / 1e6, mc.head == SP_POLICY_HEAD_MLP ? "mlp" : "diffusion",
+          o.data);
+  rc = run_trainer(&tc, sp_policy_job_trainable(job), &o);
+  sp_policy_job_close(job);
+  return rc;
+}
+
 int sp_cmd_train(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-    printf("usage: sp train video [options]   (sp train video --help)\n\n"
-           "  video   the video diffusion U-Net (first frame + task text -> the next frames)\n");
+    printf("usage: sp train video|policy [options]   (sp train video --help, sp train policy --help)\n\n"
+           "  video    the video diffusion U-Net (first frame + task text -> the next frames)\n"
+           "  policy   the goal-conditioned diffusion policy (current + goal frame, end effector -> actions)\n");
     return argc < 2 ? 2 : 0;
   }
   if (!strcmp(argv[1], "video")) return train_video(argc - 1, argv + 1);
-  sp_log(SP_LOG_ERROR, "train: unknown model '%s' (known: video)", argv[1]);
+  if (!strcmp(argv[1], "policy")) return train_policy(argc - 1, argv + 1);
+  sp_log(SP_LOG_ERROR, "train: unknown model '%s' (known: video, policy)", argv[1]);
   return 2;
 }

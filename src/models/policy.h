@@ -55,7 +55,7 @@ typedef struct {
 } sp_policy_cfg;
 
 extern const sp_cf sp_policy_fields[];
-/* tiny (tests: 16 px frames, 14 px crop), cpu (this 2-core machine, chosen by measurement,
+/* tiny (tests: 16 px frames, 14 px crop, U-Net 32-64-64), cpu (this 2-core machine, chosen by measurement,
  * docs/models.md), paper (ResNet-18 at 112 of 128 px, Diffusion Policy's image U-Net) */
 void sp_policy_cfg_preset(sp_policy_cfg *c, sp_preset p);
 /* the fixed and derived fields (enc.in_ch, enc.norm, unet.adim, unet.gdim) from the others */

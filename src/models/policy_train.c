@@ -1,0 +1,317 @@
+/* policy_train.c: the policy job (contract in policy_train.h). */
+#include "models/policy_train.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/rng.h"
+#include "data/sampler.h"
+
+#define JF(f) offsetof(sp_ptrain_cfg, f)
+const sp_cf sp_ptrain_fields[] = {
+    {"holdout", SP_CF_INT, JF(holdout), 1, 1000, NULL, 0, 0, "held-out demonstrations per (task, camera), for validation"},
+    {"goal_min", SP_CF_INT, JF(goal_min), 1, 10000, NULL, 0, 0, "goal frame at least this many frames ahead"},
+    {"goal_max", SP_CF_INT, JF(goal_max), 1, 10000, NULL, 0, 0, "goal frame at most this many frames ahead (paper's narrow ablation: 17-20)"},
+    {"random_crop", SP_CF_INT, JF(random_crop), 0, 1, NULL, 0, 0, "1: Diffusion Policy's random crop in training; 0: the centre"},
+    {"recovery", SP_CF_INT, JF(recovery), 0, 1, NULL, 0, 0, "1: train on recovery episodes too (sp collect --recovery)"},
+    {"val_samples", SP_CF_INT, JF(val_samples), 1, 100000, NULL, 0, 0, "held-out samples per validation"},
+    {NULL, 0, 0, 0, 0, NULL, 0, 0, NULL}};
+
+void sp_ptrain_cfg_default(sp_ptrain_cfg *c) {
+  *c = (sp_ptrain_cfg){.holdout = 1, .goal_min = 1, .goal_max = 16, .random_crop = 1, .recovery = 0,
+                       .val_samples = 64};
+}
+
+void sp_policy_train_defaults(sp_train_cfg *c) {
+  sp_train_cfg_default(c);
+  c->steps = 20000;
+  c->batch = 32;
+  c->lr = 1e-4f;
+  c->lr_sched = SP_LR_COSINE;
+  c->warmup = 500;
+  c->beta1 = 0.95f;
+  c->beta2 = 0.999f;
+  c->weight_decay = 1e-6f;
+  c->clip = 0.f;
+  c->ema = SP_EMA_POWER;
+  c->ema_decay = 0.9999f;
+  c->ema_power = 0.75f;
+  c->val_every = 1000;
+  c->log_every = 50;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * the job */
+
+struct sp_policy_job {
+  sp_policy model;
+  sp_policy_ws ws;
+  sp_policy_cfg mc;
+  sp_ptrain_cfg jc;
+  sp_train_cfg tc;
+  sp_sampler *train, *val;
+  sp_trainable tr;
+  int B, F, R, H;
+  size_t per, nimg;                     // H * 4, 6 R R
+  float *cur, *goal;                    // (3, F, F) one sample's frames
+  float *img, *ee, *a0, *xt, *noise, *target, *tf, *out, *dout;  // batch buffers
+  int *ts;
+  double *raw;                          // (val_samples, H, 4) the expert's actions
+};
+
+/* end-effector limits over every frame of every episode */
+static void ee_limits(const sp_dataset *ds, double lo[SP_POLICY_EE], double hi[SP_POLICY_EE]) {
+  for (int j = 0; j < SP_POLICY_EE; j++) lo[j] = INFINITY, hi[j] = -INFINITY;
+  for (int i = 0; i < sp_dataset_count(ds); i++) {
+    const sp_dataset_ep *e = sp_dataset_episode(ds, i);
+    for (int t = 0; t < e->n; t++)
+      for (int j = 0; j < SP_POLICY_EE; j++) {
+        double v = e->ee_pos[3 * t + j];
+        if (v < lo[j]) lo[j] = v;
+        if (v > hi[j]) hi[j] = v;
+      }
+  }
+}
+
+/* one sample into row b of the batch: frames stacked and cropped at (y0, x0), ee normalised,
+ * the normalised chunk into a0 (and the raw one into raw when not NULL) */
+static int draw(sp_policy_job *j, sp_sampler *s, int b, int random_crop, sp_mt19937 *r, double *raw, char *err) {
+  sp_policy_sample ps = {.cur = j->cur, .goal_img = j->goal, .actions = j->a0 + b * j->per};
+  if (sp_sampler_policy(s, &ps, err)) return -1;
+  int span = j->F - j->R + 1, y0 = (j->F - j->R) / 2, x0 = y0;
+  if (random_crop) {
+    y0 = (int)(sp_mt_u32(r) % (uint32_t)span);
+    x0 = (int)(sp_mt_u32(r) % (uint32_t)span);
+  }
+  sp_policy_stack(&j->model, j->cur, j->goal, y0, x0, j->img + b * j->nimg);
+  double ee[3] = {ps.ee[0], ps.ee[1], ps.ee[2]};
+  sp_policy_norm_ee(&j->model, ee, j->ee + 3 * b);
+  if (raw) memcpy(raw, ps.raw_actions, sizeof(double) * j->per);
+  return 0;
+}
+
+static int job_step(void *self, long step, float *loss, char *err) {
+  sp_policy_job *j = self;
+  const int B = j->B;
+  sp_sampler_reseed(j->train, sp_train_seed(j->tc.seed, step, 0));
+  sp_mt19937 r;
+  sp_mt_seed(&r, sp_train_seed(j->tc.seed, step, 1));
+  for (int b = 0; b < B; b++) {
+    if (draw(j, j->train, b, j->jc.random_crop, &r, NULL, err)) return -1;
+    j->ts[b] = (int)(sp_mt_u32(&r) % (uint32_t)j->mc.T);
+    j->tf[b] = (float)j->ts[b];
+  }
+  const size_t n = (size_t)B * j->per;
+  const float *target = j->a0;
+  if (j->mc.head == SP_POLICY_HEAD_DIFFUSION) {
+    for (size_t i = 0; i < n; i++) j->noise[i] = (float)sp_mt_normal(&r);
+    nn_q_sample(j->xt, j->a0, j->noise, &j->model.sched, j->ts, B, (int)j->per);
+    nn_diffusion_target(j->target, j->a0, j->noise, &j->model.sched, j->ts, B, (int)j->per,
+                        j->mc.target == SP_POLICY_TARGET_X0 ? NN_PRED_X0 : NN_PRED_EPS);
+    target = j->target;
+  }
+  sp_policy_forward(&j->model, &j->ws, j->out, j->xt, j->tf, j->img, j->ee, B);
+  *loss = nn_mse_forward(j->out, target, NULL, B, j->per);
+  nn_mse_backward(j->dout, j->out, target, NULL, B, j->per, 1.f);
+  sp_policy_backward(&j->model, &j->ws, j->dout, B);
+  return 0;
+}
+
+int sp_policy_job_validate(sp_policy_job *j, char *json, size_t cap, double *metric, char *err) {
+  const int B = j->B, K = j->jc.val_samples, H = j->H;
+  /* the same held-out draws and noise every time */
+  sp_sampler_reseed(j->val, sp_train_seed(j->tc.seed, 0, 7));
+  sp_mt19937 r;
+  sp_mt_seed(&r, sp_train_seed(j->tc.seed, 0, 8));
+  double se = 0, se_xyz = 0, se_g = 0, se_mid = 0, mid[SP_POLICY_ADIM];
+  for (int d = 0; d < SP_POLICY_ADIM; d++) mid[d] = -j->model.a_off[d] / j->model.a_scale[d];  // normalised 0
+  double *pred = malloc(sizeof(double) * j->per);
+  if (!pred) return sp_errf(err, "out of memory for validation");
+  for (int k0 = 0; k0 < K; k0 += B) {
+    int nb = K - k0 < B ? K - k0 : B;
+    for (int b = 0; b < nb; b++)
+      if (draw(j, j->val, b, 0, NULL, j->raw + (size_t)(k0 + b) * j->per, err)) {
+        free(pred);
+        return -1;
+      }
+    for (size_t i = 0; i < (size_t)nb * j->per; i++) j->noise[i] = (float)sp_mt_normal(&r);
+    sp_policy_predict(&j->model, &j->ws, j->out, j->img, j->ee, j->noise, nb);
+    for (int b = 0; b < nb; b++) {
+      const double *truth = j->raw + (size_t)(k0 + b) * j->per;
+      sp_policy_unnorm_actions(&j->model, j->out + b * j->per, pred);
+      for (int h = 0; h < H; h++) {
+        for (int d = 0; d < SP_POLICY_ADIM; d++) {
+          double e = pred[h * SP_POLICY_ADIM + d] - truth[h * SP_POLICY_ADIM + d], em = mid[d] - truth[h * SP_POLICY_ADIM + d];
+          se += e * e;
+          se_mid += em * em;
+          if (d < 3) se_xyz += e * e;
+          else se_g += e * e;
+        }
+      }
+    }
+  }
+  free(pred);
+  double nel = (double)K * H;
+  *metric = se / (nel * SP_POLICY_ADIM);
+  snprintf(json, cap,
+           "{\"mse\":%.6g,\"mse_xyz\":%.6g,\"mse_gripper\":%.6g,\"mid_mse\":%.6g,\"samples\":%d,\"episodes\":%d,"
+           "\"ddim_steps\":%d}",
+           *metric, se_xyz / (nel * 3), se_g / nel, se_mid / (nel * SP_POLICY_ADIM), K, sp_sampler_count(j->val),
+           j->mc.ddim_steps);
+  return 0;
+}
+
+static int job_validate(void *self, long step, char *json, size_t cap, double *metric, char *err) {
+  (void)step;
+  return sp_policy_job_validate(self, json, cap, metric, err);
+}
+
+static float *falloc(size_t n) { return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64); }
+
+sp_policy_job *sp_policy_job_open(const char *data, const sp_policy_cfg *mc, const char *preset,
+                                  const sp_ptrain_cfg *jc, const sp_train_cfg *tc, char *err) {
+  if (sp_policy_cfg_check(mc, err) || sp_cf_check(sp_ptrain_fields, jc, "policy job", err)) return NULL;
+  if (jc->goal_max < jc->goal_min) {
+    sp_errf(err, "policy job: goal_max = %d is below goal_min = %d", jc->goal_max, jc->goal_min);
+    return NULL;
+  }
+  sp_policy_job *j = calloc(1, sizeof *j);
+  j->mc = *mc;
+  sp_policy_cfg_derive(&j->mc);
+  j->jc = *jc;
+  j->tc = *tc;
+  j->B = tc->batch;
+  j->F = j->mc.frame;
+  j->R = j->mc.enc.res;
+  j->H = j->mc.unet.horizon;
+  j->per = (size_t)j->H * SP_POLICY_ADIM;
+  j->nimg = (size_t)SP_POLICY_IN_CH * j->R * j->R;
+  sp_sampler_cfg sc;
+  sp_sampler_cfg_default(&sc);
+  sc.goal_min = jc->goal_min;
+  sc.goal_max = jc->goal_max;
+  sc.horizon = j->H;
+  sc.include_recovery = jc->recovery;
+  sc.expert_only = 1;
+  sc.holdout = jc->holdout;
+  sc.split = SP_SPLIT_TRAIN;
+  if (!(j->train = sp_sampler_open(data, &sc, (uint32_t)tc->seed, err))) goto fail;
+  sc.split = SP_SPLIT_VAL;
+  sc.include_recovery = 0;  // validation: the held-out demonstrations themselves
+  if (!(j->val = sp_sampler_open(data, &sc, (uint32_t)tc->seed, err))) goto fail;
+  if (sp_sampler_size(j->train) != j->F) {
+    sp_errf(err, "%s holds %dx%d frames, the policy's frame is %d (collect with --size %d, or set --frame and --crop)",
+            data, sp_sampler_size(j->train), sp_sampler_size(j->train), j->F, j->F);
+    goto fail;
+  }
+  if (sp_policy_init(&j->model, &j->mc, (unsigned)tc->seed, err)) goto fail;
+  sp_policy_limits lim;
+  const sp_dataset *ds = sp_sampler_dataset(j->train);
+  sp_dataset_action_stats(ds, lim.act_min, lim.act_max);
+  ee_limits(ds, lim.ee_min, lim.ee_max);
+  sp_policy_set_limits(&j->model, &lim);
+  if (sp_policy_ws_init(&j->ws, &j->model, j->B, 1, err)) goto fail;
+  const size_t Bn = (size_t)j->B * j->per;
+  j->cur = falloc((size_t)3 * j->F * j->F);
+  j->goal = falloc((size_t)3 * j->F * j->F);
+  j->img = falloc((size_t)j->B * j->nimg);
+  j->ee = falloc((size_t)j->B * 3);
+  j->a0 = falloc(Bn);
+  j->xt = falloc(Bn);
+  j->noise = falloc(Bn);
+  j->target = falloc(Bn);
+  j->out = falloc(Bn);
+  j->dout = falloc(Bn);
+  j->tf = falloc((size_t)j->B);
+  j->ts = malloc(sizeof(int) * (size_t)j->B);
+  j->raw = malloc(sizeof(double) * (size_t)jc->val_samples * j->per);
+  if (!j->cur || !j->goal || !j->img || !j->ee || !j->a0 || !j->xt || !j->noise || !j->target || !j->out ||
+      !j->dout || !j->tf || !j->ts || !j->raw) {
+    sp_errf(err, "out of memory for the policy job's batch buffers");
+    goto fail;
+  }
+  /* the trainable */
+  sp_trainable *t = &j->tr;
+  t->model = "policy";
+  t->preset = preset ? preset : "";
+  t->config = sp_policy_config_json(&j->model);
+  t->job_config = sp_cf_to_json(sp_ptrain_fields, jc);
+  const char *dcfg = sp_dataset_config_json(ds);
+  cJSON *o = cJSON_CreateObject(), *cc = cJSON_Parse(dcfg ? dcfg : "");
+  cJSON_AddStringToObject(o, "dataset", data);
+  cJSON_AddNumberToObject(o, "train_episodes", sp_sampler_count(j->train));
+  cJSON_AddNumberToObject(o, "val_episodes", sp_sampler_count(j->val));
+  cJSON_AddItemToObject(o, "collect", cc ? cc : cJSON_CreateNull());
+  t->data = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  t->ps = &j->model.ps;
+  t->self = j;
+  t->step = job_step;
+  t->validate = job_validate;
+  t->metric_name = "action MSE (lower is better)";
+  return j;
+fail:
+  sp_policy_job_close(j);
+  return NULL;
+}
+
+sp_trainable *sp_policy_job_trainable(sp_policy_job *j) { return &j->tr; }
+const sp_policy *sp_policy_job_model(const sp_policy_job *j) { return &j->model; }
+
+void sp_policy_job_close(sp_policy_job *j) {
+  if (!j) return;
+  sp_sampler_close(j->train);
+  sp_sampler_close(j->val);
+  sp_policy_ws_free(&j->ws);
+  sp_policy_free(&j->model);
+  free(j->cur);
+  free(j->goal);
+  free(j->img);
+  free(j->ee);
+  free(j->a0);
+  free(j->xt);
+  free(j->noise);
+  free(j->target);
+  free(j->out);
+  free(j->dout);
+  free(j->tf);
+  free(j->ts);
+  free(j->raw);
+  free(j->tr.config);
+  free(j->tr.job_config);
+  free(j->tr.data);
+  free(j);
+}
+
+int sp_policy_run_settings(const char *ckpt, sp_policy_cfg *mc, sp_ptrain_cfg *jc, sp_train_cfg *tc, char *preset,
+                           size_t pcap, char *data, size_t dcap, char *err) {
+  sp_ckpt_info info;
+  if (sp_ckpt_info_read(ckpt, &info, err)) return -1;
+  int rc = 0;
+  sp_policy_limits lim;
+  if (strcmp(info.model, "policy")) rc = sp_errf(err, "%s holds a '%s' model, not a policy", ckpt, info.model);
+  if (!rc && sp_policy_config_parse(info.config, mc, &lim, err)) rc = -1;
+  cJSON *tr = cJSON_Parse(info.trainer ? info.trainer : ""), *dj = cJSON_Parse(info.data);
+  char *t = NULL, *jj = NULL;
+  if (!rc && (!tr || !cJSON_GetObjectItemCaseSensitive(tr, "train") || !cJSON_GetObjectItemCaseSensitive(tr, "job")))
+    rc = sp_errf(err, "%s: no trainer state in the metadata (not a resumable checkpoint)", ckpt);
+  if (!rc) {
+    t = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(tr, "train"));
+    jj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(tr, "job"));
+    if (sp_cf_from_json(sp_train_fields, tc, t, err) || sp_cf_from_json(sp_ptrain_fields, jc, jj, err)) rc = -1;
+  }
+  const cJSON *ds = dj ? cJSON_GetObjectItemCaseSensitive(dj, "dataset") : NULL;
+  snprintf(data, dcap, "%s", cJSON_IsString(ds) ? ds->valuestring : "");
+  snprintf(preset, pcap, "%s", info.preset);
+  free(t);
+  free(jj);
+  cJSON_Delete(tr);
+  cJSON_Delete(dj);
+  sp_ckpt_info_free(&info);
+  return rc;
+}

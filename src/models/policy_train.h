@@ -1,0 +1,59 @@
+/* policy_train.h: the policy job (`sp train policy`) on the shared trainer.
+ *
+ * Training (one optimizer step, every draw seeded from (seed, step)): B samples of the training
+ * split of an `sp collect` dataset (data/sampler.h's policy samples: a frame t whose action came
+ * from the expert, a goal frame min(t + k, n - 1) with k uniform in [goal_min, goal_max], the end
+ * effector at t, the next H expert actions normalised by the dataset's limits); current and goal
+ * frame stacked and cropped to the encoder's side (Diffusion Policy's random crop, one window for
+ * both frames, or the centre with random_crop 0); diffusion head: t uniform in [0, T), x_t =
+ * q_sample(chunk, eps), MSE to eps (or to the chunk with target x0); mlp head: MSE of the
+ * regressed chunk. recovery 1 also draws from the recovery episodes (`sp collect --recovery`),
+ * still only at frames whose action came from the expert.
+ *
+ * Validation (with the EMA weights): val_samples fixed held-out samples (the demonstrations of
+ * highest seed per task and camera, never trained on; the same draws every time), centre crop,
+ * DDIM from fixed noise, unnormalised; the mean squared error against the expert's actions per
+ * action element (also xyz and gripper apart), beside the trivial prediction "the middle of the
+ * limits" (normalised 0), which a model must beat. The headline metric is that MSE (lower is
+ * better). */
+#ifndef SP_MODELS_POLICY_TRAIN_H
+#define SP_MODELS_POLICY_TRAIN_H
+
+#include "models/policy.h"
+#include "models/trainer.h"
+
+typedef struct {
+  int holdout;       // held-out demonstrations per (task, camera), for validation
+  int goal_min;      // goal frame offset window [goal_min, goal_max] frames ahead
+  int goal_max;      //   (the paper's narrow ablation: 17..20)
+  int random_crop;   // 1: Diffusion Policy's random crop in training; 0: the centre
+  int recovery;      // 1: draw from recovery episodes too (expert actions only)
+  int val_samples;   // held-out samples per validation
+} sp_ptrain_cfg;
+
+extern const sp_cf sp_ptrain_fields[];
+void sp_ptrain_cfg_default(sp_ptrain_cfg *c);
+/* the trainer's defaults for the policy, Diffusion Policy's: AdamW lr 1e-4, betas (0.95, 0.999),
+ * weight decay 1e-6, cosine LR with 500 warm-up steps, no gradient clipping, EMA with the power
+ * schedule (0.75, at most 0.9999) */
+void sp_policy_train_defaults(sp_train_cfg *c);
+
+typedef struct sp_policy_job sp_policy_job;
+
+/* open the dataset (training and held-out splits), build the model from mc (weights from
+ * tc->seed, limits from the dataset) and a workspace for tc->batch; NULL with err */
+sp_policy_job *sp_policy_job_open(const char *data, const sp_policy_cfg *mc, const char *preset,
+                                  const sp_ptrain_cfg *jc, const sp_train_cfg *tc, char *err);
+sp_trainable *sp_policy_job_trainable(sp_policy_job *j);
+const sp_policy *sp_policy_job_model(const sp_policy_job *j);
+void sp_policy_job_close(sp_policy_job *j);
+/* one validation with the weights in the model now: the JSON of metrics and the MSE */
+int sp_policy_job_validate(sp_policy_job *j, char *json, size_t cap, double *mse, char *err);
+
+/* the settings of the run whose resumable checkpoint is ckpt (OUT/last.safetensors): model, job
+ * and training configs, the preset name and the dataset path, so `--resume` needs no other
+ * option. -1 with err on a missing, foreign or unreadable checkpoint. */
+int sp_policy_run_settings(const char *ckpt, sp_policy_cfg *mc, sp_ptrain_cfg *jc, sp_train_cfg *tc, char *preset,
+                           size_t pcap, char *data, size_t dcap, char *err);
+
+#endif
