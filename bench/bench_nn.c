@@ -17,6 +17,10 @@
  *             1032, horizon 16, batch B (64)
  *   video-cpu the video U-Net's cpu preset exactly (7 frames, 64 x 64, text), batch 8: the network
  *             `sp train video --preset cpu` trains; bench/bench_twin.py times its PyTorch twin
+ *   policy-cpu the policy's cpu preset exactly (encoder + end-effector MLP + U-Net, epsilon
+ *             target), batch 32 as `sp train policy --preset cpu` trains it (data loading and EMA
+ *             not counted); inference: one action chunk, sp_policy_act at B = 1 (encoder once,
+ *             10 DDIM steps); bench/bench_policy.py times its PyTorch twin
  * FLOPs are counted as torch_baseline.py counts them (conv, linear, attention matmuls; 2 per
  * MAC; a training step is 3x the forward). SP_NN_WINOGRAD=0|1|2 sets the convolution algorithm
  * (the models' config field `winograd`); SP_BENCH_FREEZE=0 runs inference without frozen weights. */
@@ -29,6 +33,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "models/dp1d.h"
+#include "models/policy.h"
 #include "models/resnet.h"
 #include "models/vunet.h"
 #include "nn/nn_diffusion.h"
@@ -67,6 +72,7 @@ typedef struct {
   float (*train_fwd)(void *self);  // forward + loss on the training workspace
   void (*train_bwd)(void *self);   // loss gradient + backward
   void (*infer)(void *self);       // no-grad forward on the inference workspace (+ DDIM update)
+  double infer_flops;              // FLOPs of one infer call when it differs from fwd_flops (0: the same)
 } bench_case;
 
 static int g_train = 1, g_infer = 1;
@@ -109,7 +115,7 @@ static void run_case(const char *name, bench_case *c, int warm, int iters) {
   if (freeze) nn_weights_thaw(c->ps->data, c->ps->total);
   if (g_infer) {
     double med = median(ti, iters);
-    printf("%s_infer c_ms=%.1f gflops=%.1f\n", name, med, c->fwd_flops / med / 1e6);
+    printf("%s_infer c_ms=%.1f gflops=%.1f\n", name, med, (c->infer_flops > 0 ? c->infer_flops : c->fwd_flops) / med / 1e6);
     fflush(stdout);
   }
 }
@@ -171,7 +177,7 @@ static void bench_unet(const char *name, int R, int frames, int warm, int iters)
     sp_text_ids("door-open", v->ids + b * SP_TEXT_WORDS);
   }
   nn_sched_init(&v->s, NN_SCHED_COSINE, 100, 0, 0, NULL);
-  bench_case bc = {&v->m.ps, sp_vunet_flops(&v->m, v->B), v, vu_fwd, vu_bwd, vu_infer};
+  bench_case bc = {&v->m.ps, sp_vunet_flops(&v->m, v->B), v, vu_fwd, vu_bwd, vu_infer, 0};
   run_case(name, &bc, warm, iters);
   sp_vunet_ws_free(&v->tw);
   sp_vunet_ws_free(&v->iw);
@@ -223,7 +229,7 @@ static void bench_resnet(const char *name, int warm, int iters) {
   v->target = randn((size_t)v->B * v->m.feat, &r);
   v->y = randn((size_t)v->B * v->m.feat, &r);
   v->dy = randn((size_t)v->B * v->m.feat, &r);
-  bench_case bc = {&v->ps, sp_resnet_flops(&v->m, v->B), v, rn_fwd, rn_bwd, rn_infer};
+  bench_case bc = {&v->ps, sp_resnet_flops(&v->m, v->B), v, rn_fwd, rn_bwd, rn_infer, 0};
   run_case(name, &bc, warm, iters);
   sp_resnet_ws_free(&v->tw);
   sp_resnet_ws_free(&v->iw);
@@ -283,12 +289,76 @@ static void bench_dp(const char *name, int B, int warm, int iters) {
   v->dy = randn(v->n, &r);
   v->t = randn((size_t)B, &r);
   for (int b = 0; b < B; b++) v->t[b] = (float)(sp_mt_u32(&r) % 100);
-  bench_case bc = {&v->ps, sp_dp1d_flops(&v->m, B), v, dp_fwd, dp_bwd, dp_infer};
+  bench_case bc = {&v->ps, sp_dp1d_flops(&v->m, B), v, dp_fwd, dp_bwd, dp_infer, 0};
   run_case(name, &bc, warm, iters);
   sp_dp1d_ws_free(&v->tw);
   sp_dp1d_ws_free(&v->iw);
   nn_params_free(&v->ps);
   free(v->x), free(v->g), free(v->target), free(v->y), free(v->dy), free(v->t);
+  free(v);
+}
+
+/* =============================================================================================
+ * the whole policy network, its cpu preset */
+
+typedef struct {
+  sp_policy m;
+  sp_policy_ws tw, iw;
+  int B;
+  size_t n;
+  float *x, *t, *img, *ee, *target, *y, *dy;
+  uint8_t *cur, *goal;
+  double acts[256];  // (H x 4), H <= 64
+  unsigned seed;
+} pol_case;
+
+static float pol_fwd(void *p) {
+  pol_case *v = p;
+  sp_policy_forward(&v->m, &v->tw, v->y, v->x, v->t, v->img, v->ee, v->B);
+  return nn_mse_forward(v->y, v->target, NULL, 1, v->n);
+}
+static void pol_bwd(void *p) {
+  pol_case *v = p;
+  nn_mse_backward(v->dy, v->y, v->target, NULL, 1, v->n, 1.f);
+  sp_policy_backward(&v->m, &v->tw, v->dy, v->B);
+}
+static void pol_infer(void *p) {
+  pol_case *v = p;
+  double ee[3] = {0.0, 0.6, 0.2};
+  sp_policy_act(&v->m, &v->iw, v->cur, v->goal, ee, v->seed++, v->acts);
+}
+
+static void bench_policy(const char *name, int B, int warm, int iters) {
+  char err[SP_ERRLEN];
+  pol_case *v = calloc(1, sizeof *v);
+  sp_policy_cfg c;
+  sp_policy_cfg_preset(&c, SP_PRESET_CPU);
+  v->B = B;
+  if (sp_policy_init(&v->m, &c, 3, err) || nn_params_alloc_train(&v->m.ps, 0, err)) die(name, err);
+  if (sp_policy_ws_init(&v->tw, &v->m, B, 1, err) || sp_policy_ws_init(&v->iw, &v->m, 1, 0, err)) die(name, err);
+  int R = c.enc.res, F = c.frame;
+  v->n = (size_t)B * c.unet.horizon * SP_POLICY_ADIM;
+  sp_mt19937 r;
+  sp_mt_seed(&r, 2);
+  v->x = randn(v->n, &r);
+  v->img = randn((size_t)B * SP_POLICY_IN_CH * R * R, &r);
+  v->ee = randn((size_t)B * 3, &r);
+  v->target = randn(v->n, &r);
+  v->y = randn(v->n, &r);
+  v->dy = randn(v->n, &r);
+  v->t = randn((size_t)B, &r);
+  for (int b = 0; b < B; b++) v->t[b] = (float)(sp_mt_u32(&r) % 100);
+  v->cur = malloc((size_t)F * F * 3);
+  v->goal = malloc((size_t)F * F * 3);
+  for (int i = 0; i < F * F * 3; i++) v->cur[i] = (uint8_t)sp_mt_u32(&r), v->goal[i] = (uint8_t)sp_mt_u32(&r);
+  double fwd = sp_resnet_flops(&v->m.enc, B) + sp_dp1d_flops(&v->m.unet, B);
+  bench_case bc = {&v->m.ps, fwd, v, pol_fwd, pol_bwd, pol_infer, sp_policy_act_flops(&v->m)};
+  run_case(name, &bc, warm, iters);
+  sp_policy_ws_free(&v->tw);
+  sp_policy_ws_free(&v->iw);
+  sp_policy_free(&v->m);
+  free(v->x), free(v->img), free(v->ee), free(v->target), free(v->y), free(v->dy), free(v->t);
+  free(v->cur), free(v->goal);
   free(v);
 }
 
@@ -327,6 +397,8 @@ int main(int argc, char **argv) {
         return 2;
       }
       bench_unet(tok, R, 8, warm, iters);
+    } else if (!strcmp(tok, "policy-cpu")) {
+      bench_policy(tok, 32, warm, iters);  // the cpu preset as sp train policy runs it
     } else if (!strcmp(tok, "resnet18")) {
       bench_resnet(tok, warm, iters);
     } else if (!strncmp(tok, "dp1d", 4)) {
@@ -337,7 +409,7 @@ int main(int argc, char **argv) {
       }
       bench_dp(tok, B, warm, iters);
     } else {
-      fprintf(stderr, "bench_nn: unknown case '%s' (known: unet<R>, resnet18, dp1d[<B>], video-cpu)\n", tok);
+      fprintf(stderr, "bench_nn: unknown case '%s' (known: unet<R>, resnet18, dp1d[<B>], video-cpu, policy-cpu)\n", tok);
       return 2;
     }
   }

@@ -431,6 +431,7 @@ Test(models_policy, checkpoint_round_trip) {
     size_t ox = nn_params_add4(&io, "x", B, H, 4, 0), ot = nn_params_add4(&io, "t", B, 0, 0, 0);
     size_t oo = nn_params_add4(&io, "out", B, H, 4, 0), on = nn_params_add4(&io, "noise", B, H, 4, 0);
     size_t op = nn_params_add4(&io, "pred", B, H, 4, 0), oa2 = nn_params_add4(&io, "actions", B, H, 4, 0);
+    size_t opx = nn_params_add4(&io, "pred_x0", B, H, 4, 0);  // interior values (epsilon's clip to +-1 untrained)
     cr_assert_eq(nn_params_alloc(&io, err), 0, "%s", err);
     memcpy(io.data + oi, img, B * nimg * 4);
     memcpy(io.data + oe, ee, sizeof ee);
@@ -439,6 +440,9 @@ Test(models_policy, checkpoint_round_trip) {
     memcpy(io.data + oo, oa, B * per * 4);
     memcpy(io.data + on, nz, B * per * 4);
     memcpy(io.data + op, pa, B * per * 4);
+    a.cfg.target = SP_POLICY_TARGET_X0;
+    sp_policy_predict(&a, &wa, io.data + opx, img, ee, nz, B);
+    a.cfg.target = SP_POLICY_TARGET_EPS;
     for (int k = 0; k < B; k++) {
       double u[16];
       sp_policy_unnorm_actions(&a, pa + k * per, u);

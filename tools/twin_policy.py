@@ -359,6 +359,10 @@ def check_ckpt(path):
     pol = Policy(cfg)
     sd = {k: torch.from_numpy(v.copy()) for k, v in ts.items() if not k.startswith(("optim.", "ema."))}
     pol.load_state_dict(sd, strict=True)
+    if not os.path.exists(path + ".io.safetensors"):  # e.g. a run's model.safetensors: the load alone
+        print(f"{path} (read by {reader}): {sum(p.numel() for p in pol.parameters())} parameters loaded strictly "
+              f"(head {cfg['head']}, step {meta.get('step')}); no {path}.io.safetensors to compare outputs with")
+        return 0
     _, io = nn_st.load(path + ".io.safetensors")
     g = {k: torch.from_numpy(v.copy()) for k, v in io.items()}
     R, H = cfg["crop"], cfg["horizon"]
@@ -366,12 +370,13 @@ def check_ckpt(path):
     with torch.no_grad():
         out = pol(g["x"], g["t"], img, g["ee"])
     pred = pol.predict(img, g["ee"], g["noise"])
+    pred_x0 = pol.predict(img, g["ee"], g["noise"], "x0")
     lo, hi = torch.tensor(lim["act_min"], dtype=torch.float64), torch.tensor(lim["act_max"], dtype=torch.float64)
     rng = hi - lo
     scale = torch.where(rng < 1e-4, torch.ones_like(rng), 2 / rng); off = -1 - scale * lo
     acts = (pred.double() - off) / scale
     worst = 0.0
-    for name, a in (("out", out), ("pred", pred), ("actions", acts)):
+    for name, a in (("out", out), ("pred", pred), ("actions", acts), ("pred_x0", pred_x0)):
         ref = g[name].reshape(a.shape).double()
         e = float((a.double() - ref).abs().max() / (ref.abs().max() + 1e-30))
         worst = max(worst, e)

@@ -128,7 +128,7 @@ int sp_policy_job_validate(sp_policy_job *j, char *json, size_t cap, double *met
   sp_sampler_reseed(j->val, sp_train_seed(j->tc.seed, 0, 7));
   sp_mt19937 r;
   sp_mt_seed(&r, sp_train_seed(j->tc.seed, 0, 8));
-  double se = 0, se_xyz = 0, se_g = 0, se_mid = 0, mid[SP_POLICY_ADIM];
+  double se = 0, se_xyz = 0, se_g = 0, se_mid = 0, se_exec = 0, mid[SP_POLICY_ADIM];
   for (int d = 0; d < SP_POLICY_ADIM; d++) mid[d] = -j->model.a_off[d] / j->model.a_scale[d];  // normalised 0
   double *pred = malloc(sizeof(double) * j->per);
   if (!pred) return sp_errf(err, "out of memory for validation");
@@ -149,6 +149,9 @@ int sp_policy_job_validate(sp_policy_job *j, char *json, size_t cap, double *met
           double e = pred[h * SP_POLICY_ADIM + d] - truth[h * SP_POLICY_ADIM + d], em = mid[d] - truth[h * SP_POLICY_ADIM + d];
           se += e * e;
           se_mid += em * em;
+          /* what the robot executes: Meta-World clips every action to [-1, 1] */
+          double cp = fmax(-1.0, fmin(1.0, pred[h * SP_POLICY_ADIM + d])), ct = fmax(-1.0, fmin(1.0, truth[h * SP_POLICY_ADIM + d]));
+          se_exec += (cp - ct) * (cp - ct);
           if (d < 3) se_xyz += e * e;
           else se_g += e * e;
         }
@@ -159,9 +162,10 @@ int sp_policy_job_validate(sp_policy_job *j, char *json, size_t cap, double *met
   double nel = (double)K * H;
   *metric = se / (nel * SP_POLICY_ADIM);
   snprintf(json, cap,
-           "{\"mse\":%.6g,\"mse_xyz\":%.6g,\"mse_gripper\":%.6g,\"mid_mse\":%.6g,\"samples\":%d,\"episodes\":%d,"
-           "\"ddim_steps\":%d}",
-           *metric, se_xyz / (nel * 3), se_g / nel, se_mid / (nel * SP_POLICY_ADIM), K, sp_sampler_count(j->val),
+           "{\"mse\":%.6g,\"mse_xyz\":%.6g,\"mse_gripper\":%.6g,\"mid_mse\":%.6g,\"mse_exec\":%.6g,\"samples\":%d,"
+           "\"episodes\":%d,\"ddim_steps\":%d}",
+           *metric, se_xyz / (nel * 3), se_g / nel, se_mid / (nel * SP_POLICY_ADIM), se_exec / (nel * SP_POLICY_ADIM), K,
+           sp_sampler_count(j->val),
            j->mc.ddim_steps);
   return 0;
 }

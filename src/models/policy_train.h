@@ -14,8 +14,9 @@
  * highest seed per task and camera, never trained on; the same draws every time), centre crop,
  * DDIM from fixed noise, unnormalised; the mean squared error against the expert's actions per
  * action element (also xyz and gripper apart), beside the trivial prediction "the middle of the
- * limits" (normalised 0), which a model must beat. The headline metric is that MSE (lower is
- * better). */
+ * limits" (normalised 0), which a model must beat, and the MSE of what the robot executes (both
+ * clipped to [-1, 1] as Meta-World clips actions; the expert's raw actions reach 20). The headline
+ * metric is the raw MSE (lower is better). */
 #ifndef SP_MODELS_POLICY_TRAIN_H
 #define SP_MODELS_POLICY_TRAIN_H
 
