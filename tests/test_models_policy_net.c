@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "data/collect.h"
 #include "models/policy.h"
+#include "train_helpers.h"
 
 #define TOL 1e-4
 
@@ -466,86 +467,22 @@ Test(models_policy, checkpoint_round_trip) {
 /* ---------------------------------------------------------------------------------------------
  * `sp train policy` end to end (tests/test_models_train.c's approach, its own dataset) */
 
-static const char *sp_bin(void) {
-  const char *b = getenv("SP_BIN");
-  return b && *b ? b : "build/sp";
-}
-
-/* 2 tasks x 1 camera x 3 seeds at 16x16, 24 steps each: made once per test process */
-static const char *tiny_dataset(void) {
-  static char path[256];
-  if (path[0]) return path;
-  snprintf(path, sizeof path, "/tmp/sp_test_policy_%d.h5", (int)getpid());
-  static long seeds[3] = {1000, 1001, 1002};
-  sp_collect_config c;
-  sp_collect_config_default(&c);
-  c.tasks[0] = SP_TASK_BUTTON_PRESS;
-  c.tasks[1] = SP_TASK_DOOR_OPEN;
-  c.ntask = 2;
-  c.cams[0] = 0;
-  c.ncam = 1;
-  c.seeds = seeds;
-  c.nseed = 3;
-  c.out = path;
-  c.source = SP_SCENES_BUILTIN;
-  c.size = 16;
-  c.render_crop = 1;
-  c.max_steps = 24;
-  c.keep_failures = 1;
-  c.shadow_size = 256;
-  c.checkpoint_s = 0;
-  c.jobs = 1;
-  sp_collect_stats st = {0};
-  char err[SP_ERRLEN];
-  if (sp_collect_run(&c, &st, err)) cr_assert_fail("collect: %s", err);
-  return path;
-}
-
-static void rm_rf(const char *p) {
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
-  if (system(cmd)) {}
-}
-
-static int run_cmd(const char *cmd) {
-  int st = system(cmd);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-/* every tensor of two safetensors files byte-equal */
-static void expect_same_tensors(const char *a, const char *b) {
-  nn_safetensors x, y;
-  char err[SP_ERRLEN];
-  cr_assert_eq(nn_st_open(&x, a, err), 0, "%s", err);
-  cr_assert_eq(nn_st_open(&y, b, err), 0, "%s", err);
-  cr_assert_eq(x.n, y.n);
-  for (int i = 0; i < x.n; i++) {
-    const nn_st_tensor *t = nn_st_find(&y, x.t[i].name);
-    cr_assert(t, "%s missing in %s", x.t[i].name, b);
-    cr_assert_eq(t->end - t->begin, x.t[i].end - x.t[i].begin);
-    cr_expect(!memcmp(x.buf + x.data_off + x.t[i].begin, y.buf + y.data_off + t->begin, t->end - t->begin),
-              "tensor %s differs between the runs", x.t[i].name);
-  }
-  nn_st_close(&x);
-  nn_st_close(&y);
-}
-
 #define POLICY_ARGS \
   "--preset tiny --steps 40 --batch 4 --warmup 2 --lr 1e-3 --ckpt-steps 2 --ckpt-minutes 0 " \
   "--val-every 10 --val-samples 4 --log-every 1 --threads 1"
 
 Test(models_policy, train_resume_after_kill_is_bit_identical) {
-  const char *ds = tiny_dataset();
-  if (!sp_file_exists(sp_bin())) cr_skip_test("%s not built", sp_bin());
+  const char *ds = sp_test_tiny_dataset("policy");
+  if (!sp_file_exists(sp_test_bin())) cr_skip_test("%s not built", sp_test_bin());
   char a[256], b[256], cmd[2048], path[512], err[SP_ERRLEN];
   snprintf(a, sizeof a, "/tmp/sp_test_policy_%d_a", (int)getpid());
   snprintf(b, sizeof b, "/tmp/sp_test_policy_%d_b", (int)getpid());
-  rm_rf(a);
-  rm_rf(b);
-  snprintf(cmd, sizeof cmd, "%s train policy --data %s --out %s " POLICY_ARGS " > /dev/null 2>&1", sp_bin(), ds, a);
-  cr_assert_eq(run_cmd(cmd), 0, "uninterrupted run failed: %s", cmd);
+  sp_test_rm_rf(a);
+  sp_test_rm_rf(b);
+  snprintf(cmd, sizeof cmd, "%s train policy --data %s --out %s " POLICY_ARGS " > /dev/null 2>&1", sp_test_bin(), ds, a);
+  cr_assert_eq(sp_test_run(cmd), 0, "uninterrupted run failed: %s", cmd);
   /* the same run, killed with SIGKILL once a checkpoint exists, then resumed */
-  snprintf(cmd, sizeof cmd, "exec %s train policy --data %s --out %s " POLICY_ARGS " > /dev/null 2>&1", sp_bin(), ds,
+  snprintf(cmd, sizeof cmd, "exec %s train policy --data %s --out %s " POLICY_ARGS " > /dev/null 2>&1", sp_test_bin(), ds,
            b);
   pid_t pid = fork();
   if (pid == 0) {
@@ -569,15 +506,15 @@ Test(models_policy, train_resume_after_kill_is_bit_identical) {
   cr_assert_eq(sp_ckpt_info_read(path, &info, err), 0, "%s", err);
   long killed_at = info.step;
   sp_ckpt_info_free(&info);
-  snprintf(cmd, sizeof cmd, "%s train policy --out %s --resume > /dev/null 2>&1", sp_bin(), b);
-  cr_assert_eq(run_cmd(cmd), 0, "resume failed: %s", cmd);
+  snprintf(cmd, sizeof cmd, "%s train policy --out %s --resume > /dev/null 2>&1", sp_test_bin(), b);
+  cr_assert_eq(sp_test_run(cmd), 0, "resume failed: %s", cmd);
   char pa[512], pb[512];
   snprintf(pa, sizeof pa, "%s/last.safetensors", a);
   snprintf(pb, sizeof pb, "%s/last.safetensors", b);
-  expect_same_tensors(pa, pb);  // weights, AdamW moments and EMA
+  sp_test_same_tensors(pa, pb);  // weights, AdamW moments and EMA
   snprintf(pa, sizeof pa, "%s/model.safetensors", a);
   snprintf(pb, sizeof pb, "%s/model.safetensors", b);
-  expect_same_tensors(pa, pb);
+  sp_test_same_tensors(pa, pb);
   fprintf(stderr, "models_policy: killed at the checkpoint of step %ld of 40, resumed: identical tensors\n", killed_at);
   /* the log holds each step once and the validations (the same metrics in both runs) */
   snprintf(pa, sizeof pa, "%s/train.jsonl", a);
@@ -611,42 +548,42 @@ Test(models_policy, train_resume_after_kill_is_bit_identical) {
   sp_policy_free(&m);
   /* refusals: an occupied --out, a changed setting on --resume, a video checkpoint */
   snprintf(cmd, sizeof cmd, "%s train policy --data %s --out %s " POLICY_ARGS " 2>&1 | grep -q 'already holds a run'",
-           sp_bin(), ds, a);
-  cr_expect_eq(run_cmd(cmd), 0, "a second run into the same --out was not refused");
+           sp_test_bin(), ds, a);
+  cr_expect_eq(sp_test_run(cmd), 0, "a second run into the same --out was not refused");
   snprintf(cmd, sizeof cmd, "%s train policy --out %s --resume --steps 44 --goal-max 20 2>&1 | grep -q 'goal_max'",
-           sp_bin(), a);
-  cr_expect_eq(run_cmd(cmd), 0, "a changed job setting on --resume was not named");
+           sp_test_bin(), a);
+  cr_expect_eq(sp_test_run(cmd), 0, "a changed job setting on --resume was not named");
   snprintf(cmd, sizeof cmd, "%s train policy --out %s --resume --steps 44 --ddim-steps 5 2>&1 | grep -q 'ddim_steps'",
-           sp_bin(), a);
-  cr_expect_eq(run_cmd(cmd), 0, "a changed model setting on --resume was not named");
-  snprintf(cmd, sizeof cmd, "%s train video --out %s --resume 2>&1 | grep -q 'not a video model'", sp_bin(), a);
-  cr_expect_eq(run_cmd(cmd), 0, "sp train video resumed a policy run");
+           sp_test_bin(), a);
+  cr_expect_eq(sp_test_run(cmd), 0, "a changed model setting on --resume was not named");
+  snprintf(cmd, sizeof cmd, "%s train video --out %s --resume 2>&1 | grep -q 'not a video model'", sp_test_bin(), a);
+  cr_expect_eq(sp_test_run(cmd), 0, "sp train video resumed a policy run");
   snprintf(cmd, sizeof cmd, "%s train policy --data %s --out %s_c --preset tiny --frame 32 --crop 28 2>&1 | grep -q 'collect with --size 32'",
-           sp_bin(), ds, a);
-  cr_expect_eq(run_cmd(cmd), 0, "a dataset of another frame size was not named");
+           sp_test_bin(), ds, a);
+  cr_expect_eq(sp_test_run(cmd), 0, "a dataset of another frame size was not named");
   snprintf(cmd, sizeof cmd, "%s train policy --data %s --out %s_c --preset tiny --goal-min 5 --goal-max 3 > /dev/null 2>&1",
-           sp_bin(), ds, a);
-  cr_expect_eq(run_cmd(cmd), 2, "goal_max below goal_min was not a command-line error");
-  rm_rf(a);
-  rm_rf(b);
+           sp_test_bin(), ds, a);
+  cr_expect_eq(sp_test_run(cmd), 2, "goal_max below goal_min was not a command-line error");
+  sp_test_rm_rf(a);
+  sp_test_rm_rf(b);
   snprintf(path, sizeof path, "%s_c", a);
-  rm_rf(path);
+  sp_test_rm_rf(path);
   unlink(ds);
 }
 
 /* the held-out action MSE (DDIM from fixed noise, unnormalised, EMA weights) falls over a short
  * run: the last validation below 0.8 of the first, after 600 steps of the tiny preset */
 Test(models_policy, heldout_action_mse_falls) {
-  const char *ds = tiny_dataset();
-  if (!sp_file_exists(sp_bin())) cr_skip_test("%s not built", sp_bin());
+  const char *ds = sp_test_tiny_dataset("policy");
+  if (!sp_file_exists(sp_test_bin())) cr_skip_test("%s not built", sp_test_bin());
   char a[256], cmd[2048], path[512], err[SP_ERRLEN];
   snprintf(a, sizeof a, "/tmp/sp_test_policy_%d_mse", (int)getpid());
-  rm_rf(a);
+  sp_test_rm_rf(a);
   snprintf(cmd, sizeof cmd,
            "%s train policy --data %s --out %s --preset tiny --steps 600 --batch 16 --warmup 10 --lr 2e-3 "
            "--val-every 100 --val-samples 32 --log-every 100 --ckpt-minutes 0 --threads 1 > /dev/null 2>&1",
-           sp_bin(), ds, a);
-  cr_assert_eq(run_cmd(cmd), 0, "run failed: %s", cmd);
+           sp_test_bin(), ds, a);
+  cr_assert_eq(sp_test_run(cmd), 0, "run failed: %s", cmd);
   snprintf(path, sizeof path, "%s/train.jsonl", a);
   size_t len;
   char *log = sp_file_read(path, &len, err);
@@ -663,6 +600,6 @@ Test(models_policy, heldout_action_mse_falls) {
           mse[0], mse[n - 1], mid);
   cr_expect(mse[n - 1] < 0.8 * mse[0], "held-out action MSE did not fall: %g -> %g", mse[0], mse[n - 1]);
   free(log);
-  rm_rf(a);
+  sp_test_rm_rf(a);
   unlink(ds);
 }

@@ -17,77 +17,14 @@
 #include "data/sampler.h"
 #include "models/trainer.h"
 #include "nn/nn_train.h"
-
-static const char *sp_bin(void) {
-  const char *b = getenv("SP_BIN");
-  return b && *b ? b : "build/sp";
-}
-
-/* 2 tasks x 1 camera x 3 seeds at 16x16, 24 steps each: made once per test process */
-static const char *tiny_dataset(void) {
-  static char path[256];
-  if (path[0]) return path;
-  snprintf(path, sizeof path, "/tmp/sp_test_train_%d.h5", (int)getpid());
-  static long seeds[3] = {1000, 1001, 1002};
-  sp_collect_config c;
-  sp_collect_config_default(&c);
-  c.tasks[0] = SP_TASK_BUTTON_PRESS;
-  c.tasks[1] = SP_TASK_DOOR_OPEN;
-  c.ntask = 2;
-  c.cams[0] = 0;
-  c.ncam = 1;
-  c.seeds = seeds;
-  c.nseed = 3;
-  c.out = path;
-  c.source = SP_SCENES_BUILTIN;
-  c.size = 16;
-  c.render_crop = 1;
-  c.max_steps = 24;
-  c.keep_failures = 1;
-  c.shadow_size = 256;
-  c.checkpoint_s = 0;
-  c.jobs = 1;
-  sp_collect_stats st = {0};
-  char err[SP_ERRLEN];
-  if (sp_collect_run(&c, &st, err)) cr_assert_fail("collect: %s", err);
-  return path;
-}
-
-static void rm_rf(const char *p) {
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
-  if (system(cmd)) {}
-}
-
-static int run_cmd(const char *cmd) {
-  int st = system(cmd);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
+#include "train_helpers.h"
 
 #define TRAIN_ARGS \
   "--preset tiny --steps 40 --batch 2 --warmup 2 --lr 1e-3 --ckpt-steps 2 --ckpt-minutes 0 "      \
   "--val-every 6 --val-clips 2 --val-steps 2 --log-every 1 --threads 1"
 
-/* every tensor of two safetensors files byte-equal */
-static void expect_same_tensors(const char *a, const char *b) {
-  nn_safetensors x, y;
-  char err[SP_ERRLEN];
-  cr_assert_eq(nn_st_open(&x, a, err), 0, "%s", err);
-  cr_assert_eq(nn_st_open(&y, b, err), 0, "%s", err);
-  cr_assert_eq(x.n, y.n);
-  for (int i = 0; i < x.n; i++) {
-    const nn_st_tensor *t = nn_st_find(&y, x.t[i].name);
-    cr_assert(t, "%s missing in %s", x.t[i].name, b);
-    cr_assert_eq(t->end - t->begin, x.t[i].end - x.t[i].begin);
-    cr_expect(!memcmp(x.buf + x.data_off + x.t[i].begin, y.buf + y.data_off + t->begin, t->end - t->begin),
-              "tensor %s differs between the runs", x.t[i].name);
-  }
-  nn_st_close(&x);
-  nn_st_close(&y);
-}
-
 Test(models_train, heldout_split_by_seed) {
-  const char *ds = tiny_dataset();
+  const char *ds = sp_test_tiny_dataset("train");
   char err[SP_ERRLEN];
   sp_sampler_cfg c;
   sp_sampler_cfg_default(&c);
@@ -117,17 +54,17 @@ Test(models_train, heldout_split_by_seed) {
 }
 
 Test(models_train, resume_after_kill_is_bit_identical) {
-  const char *ds = tiny_dataset();
-  if (!sp_file_exists(sp_bin())) cr_skip_test("%s not built", sp_bin());
+  const char *ds = sp_test_tiny_dataset("train");
+  if (!sp_file_exists(sp_test_bin())) cr_skip_test("%s not built", sp_test_bin());
   char a[256], b[256], cmd[2048], path[512];
   snprintf(a, sizeof a, "/tmp/sp_test_train_%d_a", (int)getpid());
   snprintf(b, sizeof b, "/tmp/sp_test_train_%d_b", (int)getpid());
-  rm_rf(a);
-  rm_rf(b);
-  snprintf(cmd, sizeof cmd, "%s train video --data %s --out %s " TRAIN_ARGS " > /dev/null 2>&1", sp_bin(), ds, a);
-  cr_assert_eq(run_cmd(cmd), 0, "uninterrupted run failed: %s", cmd);
+  sp_test_rm_rf(a);
+  sp_test_rm_rf(b);
+  snprintf(cmd, sizeof cmd, "%s train video --data %s --out %s " TRAIN_ARGS " > /dev/null 2>&1", sp_test_bin(), ds, a);
+  cr_assert_eq(sp_test_run(cmd), 0, "uninterrupted run failed: %s", cmd);
   /* the same run, killed with SIGKILL once a checkpoint exists, then resumed */
-  snprintf(cmd, sizeof cmd, "exec %s train video --data %s --out %s " TRAIN_ARGS " > /dev/null 2>&1", sp_bin(), ds, b);
+  snprintf(cmd, sizeof cmd, "exec %s train video --data %s --out %s " TRAIN_ARGS " > /dev/null 2>&1", sp_test_bin(), ds, b);
   pid_t pid = fork();
   if (pid == 0) {
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
@@ -146,15 +83,15 @@ Test(models_train, resume_after_kill_is_bit_identical) {
   char mpath[512];
   snprintf(mpath, sizeof mpath, "%s/model.safetensors", b);
   cr_assert(WIFSIGNALED(status) && !sp_file_exists(mpath), "the kill did not land mid-run (status %d)", status);
-  snprintf(cmd, sizeof cmd, "%s train video --out %s --resume > /dev/null 2>&1", sp_bin(), b);
-  cr_assert_eq(run_cmd(cmd), 0, "resume failed: %s", cmd);
+  snprintf(cmd, sizeof cmd, "%s train video --out %s --resume > /dev/null 2>&1", sp_test_bin(), b);
+  cr_assert_eq(sp_test_run(cmd), 0, "resume failed: %s", cmd);
   char pa[512], pb[512];
   snprintf(pa, sizeof pa, "%s/last.safetensors", a);
   snprintf(pb, sizeof pb, "%s/last.safetensors", b);
-  expect_same_tensors(pa, pb);  // weights, AdamW moments and EMA
+  sp_test_same_tensors(pa, pb);  // weights, AdamW moments and EMA
   snprintf(pa, sizeof pa, "%s/model.safetensors", a);
   snprintf(pb, sizeof pb, "%s/model.safetensors", b);
-  expect_same_tensors(pa, pb);
+  sp_test_same_tensors(pa, pb);
   /* the log holds each step once, and the validation ran */
   snprintf(pb, sizeof pb, "%s/train.jsonl", b);
   size_t len;
@@ -170,13 +107,13 @@ Test(models_train, resume_after_kill_is_bit_identical) {
   free(log);
   /* a finished run's directory is not overwritten without --resume */
   snprintf(cmd, sizeof cmd, "%s train video --data %s --out %s " TRAIN_ARGS " 2>&1 | grep -q 'already holds a run'",
-           sp_bin(), ds, a);
-  cr_expect_eq(run_cmd(cmd), 0, "a second run into the same --out was not refused");
+           sp_test_bin(), ds, a);
+  cr_expect_eq(sp_test_run(cmd), 0, "a second run into the same --out was not refused");
   /* --resume with a changed setting names the field */
-  snprintf(cmd, sizeof cmd, "%s train video --out %s --resume --steps 44 --min-snr 3 2>&1 | grep -q 'min_snr'", sp_bin(), a);
-  cr_expect_eq(run_cmd(cmd), 0, "a changed diffusion setting on --resume was not named");
-  rm_rf(a);
-  rm_rf(b);
+  snprintf(cmd, sizeof cmd, "%s train video --out %s --resume --steps 44 --min-snr 3 2>&1 | grep -q 'min_snr'", sp_test_bin(), a);
+  cr_expect_eq(sp_test_run(cmd), 0, "a changed diffusion setting on --resume was not named");
+  sp_test_rm_rf(a);
+  sp_test_rm_rf(b);
 }
 
 /* a one-tensor model whose loss turns NaN at step 5: the trainer stops there, names the step and
@@ -195,7 +132,7 @@ static int nan_step(void *self, long step, float *loss, char *err) {
 Test(models_train, nan_loss_stops_and_keeps_checkpoint) {
   char dir[256], path[300], err[SP_ERRLEN];
   snprintf(dir, sizeof dir, "/tmp/sp_test_train_%d_nan", (int)getpid());
-  rm_rf(dir);
+  sp_test_rm_rf(dir);
   nan_model m;
   nn_params_init(&m.ps);
   nn_params_add4(&m.ps, "w", 4, 0, 0, 0);
@@ -221,7 +158,7 @@ Test(models_train, nan_loss_stops_and_keeps_checkpoint) {
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   cr_expect(!sp_file_exists(path), "no final weights after a NaN");
   nn_params_free(&m.ps);
-  rm_rf(dir);
+  sp_test_rm_rf(dir);
 }
 
 Test(models_train, config_table_roundtrip_and_errors) {
