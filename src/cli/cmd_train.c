@@ -99,6 +99,11 @@ static int parse_options(int argc, char **argv, const char *usage, cf_group *gro
     sp_log(SP_LOG_ERROR, "train: --out DIR is required");
     return -1;
   }
+  if (!o->data && o->resume && !resuming) {
+    sp_log(SP_LOG_ERROR, "train: --resume: %s/last.safetensors does not exist (start a run without --resume, with --data)",
+           o->out);
+    return -1;
+  }
   if (!o->data) {
     sp_log(SP_LOG_ERROR, "train: --data FILE.h5 is required");
     return -1;
