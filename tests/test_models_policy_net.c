@@ -113,8 +113,9 @@ static void check_grads(const nn_safetensors *st, const nn_params *ps) {
 
 /* weights after AdamW steps, with tests/test_models_policy.c's noise-floor rule: AdamW moves an
  * element by about lr * g / (|g| + eps) whatever the gradient's size, so where the first gradient
- * lies at float32's noise floor (0 < |g| < 1e-5 of the tensor's largest) the two trajectories may
- * part by up to a step per step. Those elements are held to 2 steps lr and counted; every other
+ * lies at float32's noise floor (|g| < 1e-5 of the tensor's largest; 0 included: a FiLM weight whose
+ * input is 0 at the first step gets noise-floor gradients at later ones, and on an AMD EPYC one
+ * such element parted by 3e-5 after 5 steps) the two trajectories may part by up to a step per step. Those elements are held to 2 steps lr and counted; every other
  * element to TOL. */
 static int g_noisy;
 static void check_final(const nn_safetensors *st, const nn_params *ps, float lr, int steps) {
@@ -132,7 +133,7 @@ static void check_final(const nn_safetensors *st, const nn_params *ps, float lr,
     }
     for (size_t k = 0; k < p->numel; k++) {
       double d = fabs((double)got[k] - want[k]);
-      if (g[k] != 0 && fabs(g[k]) < 1e-5 * gmax) {
+      if (fabs(g[k]) < 1e-5 * gmax) {
         g_noisy++;
         if (!(d <= enoisy)) enoisy = d;
       } else if (!(d <= e)) {
@@ -571,16 +572,18 @@ Test(models_policy, train_resume_after_kill_is_bit_identical) {
   unlink(ds);
 }
 
-/* the held-out action MSE (DDIM from fixed noise, unnormalised, EMA weights) falls over a short
- * run: the last validation below 0.8 of the first, after 600 steps of the tiny preset */
-Test(models_policy, heldout_action_mse_falls) {
+/* the policy learns: after 600 steps of the tiny preset the held-out action MSE (DDIM from fixed
+ * noise, unnormalised, EMA weights) lies below 0.75 of the trivial chunk's (the limits' middle).
+ * The x0 target: on this 16 px set the epsilon target stays above the middle for the first 600
+ * steps (1.24 -> 1.03 against 0.65; x0 0.29 -> 0.28), see docs/training.md */
+Test(models_policy, heldout_action_beats_the_middle) {
   const char *ds = sp_test_tiny_dataset("policy");
   if (!sp_file_exists(sp_test_bin())) cr_skip_test("%s not built", sp_test_bin());
   char a[256], cmd[2048], path[512], err[SP_ERRLEN];
   snprintf(a, sizeof a, "/tmp/sp_test_policy_%d_mse", (int)getpid());
   sp_test_rm_rf(a);
   snprintf(cmd, sizeof cmd,
-           "%s train policy --data %s --out %s --preset tiny --steps 600 --batch 16 --warmup 10 --lr 2e-3 "
+           "%s train policy --data %s --out %s --preset tiny --steps 600 --batch 16 --warmup 10 --lr 2e-3 --target x0 "
            "--val-every 100 --val-samples 32 --log-every 100 --ckpt-minutes 0 --threads 1 > /dev/null 2>&1",
            sp_test_bin(), ds, a);
   cr_assert_eq(sp_test_run(cmd), 0, "run failed: %s", cmd);
@@ -598,7 +601,7 @@ Test(models_policy, heldout_action_mse_falls) {
   cr_assert_eq(n, 6, "%d validations logged, want 6", n);
   fprintf(stderr, "models_policy: held-out action MSE %.3g at step 100 -> %.3g at step 600 (the limits' middle: %.3g)\n",
           mse[0], mse[n - 1], mid);
-  cr_expect(mse[n - 1] < 0.8 * mse[0], "held-out action MSE did not fall: %g -> %g", mse[0], mse[n - 1]);
+  cr_expect(mse[n - 1] < 0.75 * mid, "held-out action MSE %g not below 0.75 of the limits' middle %g", mse[n - 1], mid);
   free(log);
   sp_test_rm_rf(a);
   unlink(ds);

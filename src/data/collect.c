@@ -186,8 +186,7 @@ int sp_collect_episode(const sp_collect_config *cfg, sp_env *e, struct sp_render
       return sp_errf(err, "%s/%s: --render-crop needs a centred square crop window (have %d,%d,%d,%d)",
                      sp_task_name(task), sp_camera_name(cam), crop.row, crop.col, crop.h, crop.w);
     /* the same pinhole camera with a narrower field: a sz x sz render equals the crop resized */
-    double half = tan(0.5 * e->em->m0->cam_fovy[cid] * M_PI / 180.0) * crop.h / cfg->render_h;
-    e->m->cam_fovy[cid] = 2.0 * atan(half) * 180.0 / M_PI;
+    e->m->cam_fovy[cid] = sp_crop_fovy(e->em, cam, &crop, cfg->render_h);
     sp_camera_get(e, cam, sz, sz, &cm);
     memcpy(d->K, cm.K, sizeof d->K);
   } else {
@@ -397,7 +396,7 @@ static int worker_env(run_state *rs, worker *w, int task, char *err) {
     w->rend = NULL;
     int rw = rs->cfg->render_crop ? rs->cfg->size : rs->cfg->render_w;
     int rh = rs->cfg->render_crop ? rs->cfg->size : rs->cfg->render_h;
-    w->rend = sp_renderer_create(rs->models[task], rw, rh, err);
+    w->rend = sp_renderer_create_q(rs->models[task], rw, rh, rs->cfg->shadow_size, rs->cfg->msaa, err);
     if (!w->rend) return -1;
     w->rend_task = task;
   }
@@ -924,9 +923,6 @@ int sp_collect_run(const sp_collect_config *cfg, sp_collect_stats *st_out, char 
     if (!rs->models[t]) goto out;
     rs->nmask[t] = sp_mask_geoms(rs->models[t], rs->mask[t], MAX_MASK_GEOMS, err);
     if (rs->nmask[t] < 0) goto out;
-    /* render quality: set before any renderer or rollout is made from this (our own) model */
-    if (cfg->shadow_size > 0) rs->models[t]->m0->vis.quality.shadowsize = cfg->shadow_size;
-    if (cfg->msaa >= 0) rs->models[t]->m0->vis.quality.offsamples = cfg->msaa;
   }
   rs->config_json = config_json(cfg, rs->models);
   rs->meta.config_json = rs->config_json;

@@ -47,6 +47,11 @@ void sp_crop_resize_rgb(const uint8_t *src, int w0, const sp_crop *c, int sz, ui
 void sp_crop_resize_f32(const float *src, int w0, const sp_crop *c, int sz, float *dst);
 void sp_crop_resize_u8(const uint8_t *src, int w0, const sp_crop *c, int sz, uint8_t *dst);
 
+/* the fovy (degrees) of camera cam that renders the centred square crop window c of a
+ * render_h-high view directly: the same pinhole camera with a narrower field (a sz x sz render
+ * then equals the crop resized) */
+double sp_crop_fovy(const sp_env_model *em, int cam, const sp_crop *c, int render_h);
+
 /* intrinsics of the stored image from the render's K: crop then scale about pixel centres */
 void sp_crop_intrinsics(const double K[9], const sp_crop *c, int sz, double out[9]);
 

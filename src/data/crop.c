@@ -141,6 +141,11 @@ void sp_crop_resize_u8(const uint8_t *src, int w0, const sp_crop *c, int sz, uin
   }
 }
 
+double sp_crop_fovy(const sp_env_model *em, int cam, const sp_crop *c, int render_h) {
+  double half = tan(0.5 * em->m0->cam_fovy[em->cam_id[cam]] * M_PI / 180.0) * c->h / render_h;
+  return 2.0 * atan(half) * 180.0 / M_PI;
+}
+
 void sp_crop_intrinsics(const double K[9], const sp_crop *c, int sz, double out[9]) {
   double sx = (double)sz / c->w, sy = (double)sz / c->h;
   memset(out, 0, sizeof(double) * 9);

@@ -42,6 +42,7 @@ struct sp_sampler {
   int **tpos;     // per usable episode: the frames t a policy sample may start at
   int *ntpos;
   sp_action_norm norm;
+  double amin[SP_ACT_DIM], amax[SP_ACT_DIM];  // the normaliser's limits (executed range)
   uint8_t *rgb;   // (SP_CLIP_MAX x sz x sz x 3) scratch
 };
 
@@ -120,7 +121,9 @@ sp_sampler *sp_sampler_open(const char *path, const sp_sampler_cfg *cfg, uint32_
   }
   double amin[SP_ACT_DIM], amax[SP_ACT_DIM];
   sp_dataset_action_stats(ds, amin, amax);
-  sp_action_norm_init(&s->norm, amin, amax);
+  sp_action_executed(amin, s->amin);
+  sp_action_executed(amax, s->amax);
+  sp_action_norm_init(&s->norm, s->amin, s->amax);
   int sz = sp_dataset_size(ds);
   s->rgb = malloc((size_t)SP_CLIP_MAX * sz * sz * 3);
   return s;
@@ -140,6 +143,15 @@ void sp_sampler_close(sp_sampler *s) {
 int sp_sampler_size(const sp_sampler *s) { return sp_dataset_size(s->ds); }
 const sp_dataset *sp_sampler_dataset(const sp_sampler *s) { return s->ds; }
 const sp_action_norm *sp_sampler_norm(const sp_sampler *s) { return &s->norm; }
+
+void sp_sampler_action_limits(const sp_sampler *s, double amin[SP_ACT_DIM], double amax[SP_ACT_DIM]) {
+  memcpy(amin, s->amin, sizeof s->amin);
+  memcpy(amax, s->amax, sizeof s->amax);
+}
+
+void sp_action_executed(const double *a, double *out) {
+  for (int j = 0; j < SP_ACT_DIM; j++) out[j] = a[j] < -SP_ACT_LIMIT ? -SP_ACT_LIMIT : a[j] > SP_ACT_LIMIT ? SP_ACT_LIMIT : a[j];
+}
 
 static int uniform_int(sp_mt19937 *r, int lo, int hi) {  // lo..hi inclusive
   int v = lo + (int)(sp_mt_double(r) * (hi - lo + 1));
@@ -215,8 +227,9 @@ int sp_sampler_policy(sp_sampler *s, sp_policy_sample *o, char *err) {
   int nsteps = e->n - 1;
   for (int h = 0; h < s->cfg.horizon; h++) {
     int a = t + h < nsteps ? t + h : nsteps - 1;
-    memcpy(o->raw_actions + SP_ACT_DIM * h, e->actions + SP_ACT_DIM * a, sizeof(double) * SP_ACT_DIM);
-    if (o->actions) sp_action_normalize(&s->norm, e->actions + SP_ACT_DIM * a, o->actions + SP_ACT_DIM * h);
+    double *ra = o->raw_actions + SP_ACT_DIM * h;
+    sp_action_executed(e->actions + SP_ACT_DIM * a, ra);
+    if (o->actions) sp_action_normalize(&s->norm, ra, o->actions + SP_ACT_DIM * h);
   }
   if (o->cur || o->goal_img) {
     int idx[2] = {t, goal};

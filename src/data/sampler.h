@@ -7,9 +7,10 @@
  * - Policy samples: the frame t (with expert_only, one whose action came from the expert, so
  *   recovery perturbations are never targets), a goal frame min(t + k, n - 1) with k uniform in
  *   [goal_min, goal_max] (always ahead of t), the end effector at t, and the next H actions
- *   a[t .. t + H - 1] (past the end: the last action repeated), normalised to [-1, 1] with the
- *   dataset's per-dimension min/max (Diffusion Policy's "limits" normaliser: dimensions with a
- *   range below 1e-4 get scale 1 and are only shifted).
+ *   a[t .. t + H - 1] (past the end: the last action repeated) as the robot executes them
+ *   (clipped to [-SP_ACT_LIMIT, SP_ACT_LIMIT]: the expert's raw values reach 20), normalised to
+ *   [-1, 1] with the dataset's per-dimension min/max, clipped the same way (Diffusion Policy's
+ *   "limits" normaliser: dimensions with a range below 1e-4 get scale 1 and are only shifted).
  *
  * Images are float (C x H x W), or (C x T x H x W) for clips, scaled to [-1, 1] (PyTorch order).
  * Every draw comes from the sampler's own MT19937 seeded at open: same seed, same samples. */
@@ -71,7 +72,7 @@ typedef struct {
   float ee[3];                // end effector (tcp) at t, metres
   float *cur, *goal_img;      // (3 x sz x sz) each, caller's buffers
   float *actions;             // (H x 4) normalised, caller's buffer
-  double raw_actions[SP_HORIZON_MAX * SP_ACT_DIM];  // the same, unnormalised
+  double raw_actions[SP_HORIZON_MAX * SP_ACT_DIM];  // the same, unnormalised (executed, clipped)
 } sp_policy_sample;
 
 int sp_sampler_policy(sp_sampler *s, sp_policy_sample *out, char *err);
@@ -84,5 +85,9 @@ void sp_action_norm_init(sp_action_norm *n, const double amin[SP_ACT_DIM], const
 void sp_action_normalize(const sp_action_norm *n, const double *a, float *out);     // one action
 void sp_action_unnormalize(const sp_action_norm *n, const float *x, double *out);   // inverse
 const sp_action_norm *sp_sampler_norm(const sp_sampler *s);
+/* the limits it was built from: the dataset's action min/max clipped to the executed range */
+void sp_sampler_action_limits(const sp_sampler *s, double amin[SP_ACT_DIM], double amax[SP_ACT_DIM]);
+/* an action as the robot executes it: every element clipped to [-SP_ACT_LIMIT, SP_ACT_LIMIT] */
+void sp_action_executed(const double *a, double *out);
 
 #endif

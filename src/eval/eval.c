@@ -113,6 +113,8 @@ typedef struct {
   job *render_job;
   atomic_int done;
   char ckpt_hash[32];          // FNV-1a 64 of the checkpoint file, or "none"
+  const char *ckpt;            // the checkpoint the agent loads: cfg's or the agent's default (NULL: none)
+  char ckpt_path[4096];
 } run_state;
 
 typedef struct {
@@ -196,7 +198,7 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
   int frames = 1, steps = 0, dd = 10;
   while (!ep->error[0]) {
     if (frames > SP_MAX_PATH) break;  /* already a failure: AVDC would run on to its step-502 error */
-    sp_eval_timing tm = {0};
+    sp_agent_timing tm = {0};
     t0 = sp_time_now();
     if (ag->act(agent_state, env, obs, need_frames ? rgb : NULL, w, h, act, &tm, aerr)) {
       snprintf(ep->error, sizeof ep->error, "agent: %s", aerr);
@@ -218,6 +220,7 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
     if (dd == 0) break;
   }
 #undef RENDER_FRAME
+  if (ag->end) ag->end(agent_state, &ep->events);
   ep->steps = steps;
   ep->frames = frames;
   ep->success = !ep->error[0] && frames <= SP_MAX_PATH && dd < 10;
@@ -239,7 +242,7 @@ static void *worker_main(void *p) {
   sp_env *envs[SP_NTASK] = {0};
   sp_renderer *rends[SP_NTASK] = {0};
   uint8_t *rgb = malloc((size_t)cfg->width * cfg->height * 3);
-  void *ast = rs->agent->create(cfg->checkpoint, err);
+  void *ast = rs->agent->create(rs->ckpt, err);
   if (!ast || !rgb) {
     fail_run(rs, ast ? "out of memory" : err);
     free(rgb);
@@ -305,11 +308,11 @@ static void *watchdog_main(void *p) {
 }
 
 static cJSON *config_json(const sp_eval_config *cfg, const sp_agent_api *ag, sp_env_model **models,
-                          const char *ckpt_hash) {
+                          const char *ckpt, const char *ckpt_hash) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "format", "sp-eval-1");
   cJSON_AddStringToObject(o, "agent", ag->name);
-  cJSON_AddStringToObject(o, "checkpoint", cfg->checkpoint ? cfg->checkpoint : "none");
+  cJSON_AddStringToObject(o, "checkpoint", ckpt ? ckpt : "none");
   cJSON_AddStringToObject(o, "checkpoint_hash", ckpt_hash);
   cJSON *t = cJSON_AddArrayToObject(o, "tasks");
   for (int i = 0; i < cfg->ntask; i++) cJSON_AddItemToArray(t, cJSON_CreateString(sp_task_name(cfg->tasks[i])));
@@ -452,14 +455,19 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
     if (!rs->models[t]) goto out;
   }
   snprintf(rs->ckpt_hash, sizeof rs->ckpt_hash, "none");
-  if (cfg->checkpoint) {
+  rs->ckpt = cfg->checkpoint;
+  if (!rs->ckpt && ag->default_ckpt) {
+    if (sp_checkpoint_default(ag->default_ckpt, rs->ckpt_path, sizeof rs->ckpt_path, err)) goto out;
+    rs->ckpt = rs->ckpt_path;
+  }
+  if (rs->ckpt) {
     size_t len;
-    char *bytes = sp_file_read(cfg->checkpoint, &len, err);
+    char *bytes = sp_file_read(rs->ckpt, &len, err);
     if (!bytes) goto out;
     snprintf(rs->ckpt_hash, sizeof rs->ckpt_hash, "%016llx", sp_hash64(0, bytes, len));
     free(bytes);
   }
-  conf = config_json(cfg, ag, rs->models, rs->ckpt_hash);
+  conf = config_json(cfg, ag, rs->models, rs->ckpt, rs->ckpt_hash);
   snprintf(rs->jsonl_path, sizeof rs->jsonl_path, "%s/episodes.jsonl", cfg->out_dir);
 
   /* an existing run in DIR: resume it (same config) or refuse to mix */

@@ -12,33 +12,15 @@
 
 #include <stdint.h>
 
+#include "agent/agent.h"
 #include "sim/env.h"
 
 #define SP_EVAL_MAX_SEEDS 100000
 
-/* where an episode's wall time went (seconds) */
-typedef struct {
-  double physics, render, planning, video, policy, matching, other, total;
-} sp_eval_timing;
-
-/* an agent plugs into the harness through this table; state is per worker thread */
-typedef struct {
-  const char *name;
-  int needs_rgb;  // consumes the camera frame each step
-  void *(*create)(const char *checkpoint, char *err);
-  void (*destroy)(void *state);
-  int (*begin)(void *state, const sp_env *e, int cam, uint32_t seed, char *err);
-  int (*act)(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w,
-             int h, double action[SP_ACT_DIM], sp_eval_timing *tm, char *err);
-  int replan_budget;  // reported in the results (0 for agents that never replan)
-} sp_agent_api;
-
-const sp_agent_api *sp_agent_find(const char *name);  // NULL if unknown
-const char *sp_agent_names(void);                     // "expert, ..." for messages
 
 typedef struct {
   const char *agent;
-  const char *checkpoint;       // NULL: none
+  const char *checkpoint;       // NULL: the agent's committed default (sp_agent_api.default_ckpt), if any
   int tasks[SP_NTASK], ntask;
   int cams[SP_NCAMERA], ncam;
   long *seeds;                  // (nseed)
@@ -73,7 +55,8 @@ typedef struct {
   int rand_vec_len;
   int nan_count, warn_count;
   char error[256];              // empty when the episode ran to its end
-  sp_eval_timing time;
+  sp_agent_timing time;
+  sp_agent_events events;
 } sp_episode;
 
 /* run the evaluation into cfg->out_dir; returns 0, or -1 with err. An out_dir that holds

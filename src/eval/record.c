@@ -32,9 +32,17 @@ char *sp_episode_to_json(const sp_episode *ep, const char *agent, const sp_env_m
   cJSON_AddNumberToObject(o, "mujoco_warnings", ep->warn_count);
   if (ep->error[0]) cJSON_AddStringToObject(o, "error", ep->error);
   else cJSON_AddNullToObject(o, "error");
+  const sp_agent_api *ag = sp_agent_find(agent);
+  if (ag && ag->end) {
+    const sp_agent_events *ev = &ep->events;
+    cJSON *v = cJSON_AddObjectToObject(o, "events");
+#define EV(name) cJSON_AddNumberToObject(v, #name, ev->name);
+    SP_AGENT_EVENTS(EV)
+#undef EV
+  }
   /* timing last, so tools can strip it: sed 's/,"time":{[^}]*}//' */
   cJSON *t = cJSON_AddObjectToObject(o, "time");
-  const sp_eval_timing *tm = &ep->time;
+  const sp_agent_timing *tm = &ep->time;
   cJSON_AddNumberToObject(t, "physics", tm->physics);
   cJSON_AddNumberToObject(t, "render", tm->render);
   cJSON_AddNumberToObject(t, "planning", tm->planning);
@@ -94,6 +102,14 @@ int sp_episode_from_json(const char *line, sp_episode *ep) {
   if (ep->rand_vec_len < 0) bad = 1;
   const cJSON *er = cJSON_GetObjectItemCaseSensitive(o, "error");
   if (cJSON_IsString(er)) snprintf(ep->error, sizeof ep->error, "%s", er->valuestring);
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "events");
+  if (cJSON_IsObject(v)) {
+    int b2 = 0;
+#define EV(name) ep->events.name = (int)num(v, #name, &b2);
+    SP_AGENT_EVENTS(EV)
+#undef EV
+    if (b2) bad = 1;
+  }
   const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "time");
   if (cJSON_IsObject(t)) {
     int b2 = 0;

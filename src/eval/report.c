@@ -59,7 +59,7 @@ int sp_eval_write_results(const char *dir, const cJSON *config, sp_episode *eps,
                           const char *gl_renderer, char *err) {
   qsort(eps, (size_t)n, sizeof *eps, sp_episode_cmp);
   tally per_task[SP_NTASK] = {{0, 0}}, per_cam[SP_NCAMERA] = {{0, 0}}, all = {0, 0};
-  sp_eval_timing sum = {0};
+  sp_agent_timing sum = {0};
   long nan_total = 0, warn_total = 0, errors = 0;
   for (int i = 0; i < n; i++) {
     const sp_episode *e = &eps[i];

@@ -128,7 +128,7 @@ int sp_policy_job_validate(sp_policy_job *j, char *json, size_t cap, double *met
   sp_sampler_reseed(j->val, sp_train_seed(j->tc.seed, 0, 7));
   sp_mt19937 r;
   sp_mt_seed(&r, sp_train_seed(j->tc.seed, 0, 8));
-  double se = 0, se_xyz = 0, se_g = 0, se_mid = 0, se_exec = 0, mid[SP_POLICY_ADIM];
+  double se = 0, se_xyz = 0, se_g = 0, se_mid = 0, mid[SP_POLICY_ADIM];
   for (int d = 0; d < SP_POLICY_ADIM; d++) mid[d] = -j->model.a_off[d] / j->model.a_scale[d];  // normalised 0
   double *pred = malloc(sizeof(double) * j->per);
   if (!pred) return sp_errf(err, "out of memory for validation");
@@ -149,9 +149,6 @@ int sp_policy_job_validate(sp_policy_job *j, char *json, size_t cap, double *met
           double e = pred[h * SP_POLICY_ADIM + d] - truth[h * SP_POLICY_ADIM + d], em = mid[d] - truth[h * SP_POLICY_ADIM + d];
           se += e * e;
           se_mid += em * em;
-          /* what the robot executes: Meta-World clips every action to [-1, 1] */
-          double cp = fmax(-1.0, fmin(1.0, pred[h * SP_POLICY_ADIM + d])), ct = fmax(-1.0, fmin(1.0, truth[h * SP_POLICY_ADIM + d]));
-          se_exec += (cp - ct) * (cp - ct);
           if (d < 3) se_xyz += e * e;
           else se_g += e * e;
         }
@@ -162,9 +159,9 @@ int sp_policy_job_validate(sp_policy_job *j, char *json, size_t cap, double *met
   double nel = (double)K * H;
   *metric = se / (nel * SP_POLICY_ADIM);
   snprintf(json, cap,
-           "{\"mse\":%.6g,\"mse_xyz\":%.6g,\"mse_gripper\":%.6g,\"mid_mse\":%.6g,\"mse_exec\":%.6g,\"samples\":%d,"
+           "{\"mse\":%.6g,\"mse_xyz\":%.6g,\"mse_gripper\":%.6g,\"mid_mse\":%.6g,\"samples\":%d,"
            "\"episodes\":%d,\"ddim_steps\":%d}",
-           *metric, se_xyz / (nel * 3), se_g / nel, se_mid / (nel * SP_POLICY_ADIM), se_exec / (nel * SP_POLICY_ADIM), K,
+           *metric, se_xyz / (nel * 3), se_g / nel, se_mid / (nel * SP_POLICY_ADIM), K,
            sp_sampler_count(j->val),
            j->mc.ddim_steps);
   return 0;
@@ -216,7 +213,7 @@ sp_policy_job *sp_policy_job_open(const char *data, const sp_policy_cfg *mc, con
   if (sp_policy_init(&j->model, &j->mc, (unsigned)tc->seed, err)) goto fail;
   sp_policy_limits lim;
   const sp_dataset *ds = sp_sampler_dataset(j->train);
-  sp_dataset_action_stats(ds, lim.act_min, lim.act_max);
+  sp_sampler_action_limits(j->train, lim.act_min, lim.act_max);
   ee_limits(ds, lim.ee_min, lim.ee_max);
   sp_policy_set_limits(&j->model, &lim);
   if (sp_policy_ws_init(&j->ws, &j->model, j->B, 1, err)) goto fail;

@@ -587,7 +587,7 @@ int sp_env_step(sp_env *e, const double action[SP_ACT_DIM], double obs[SP_OBS_DI
   }
   int mc = em->mocap_id;
   for (int i = 0; i < 3; i++) {
-    double x = a[i] < -1 ? -1 : a[i] > 1 ? 1 : a[i];
+    double x = a[i] < -SP_ACT_LIMIT ? -SP_ACT_LIMIT : a[i] > SP_ACT_LIMIT ? SP_ACT_LIMIT : a[i];
     double p = d->mocap_pos[3 * mc + i] + 0.01 * x;
     d->mocap_pos[3 * mc + i] = p < em->hand_low[i] ? em->hand_low[i]
                                : p > em->hand_high[i] ? em->hand_high[i] : p;

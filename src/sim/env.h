@@ -17,6 +17,7 @@
 
 #define SP_OBS_DIM 39
 #define SP_ACT_DIM 4
+#define SP_ACT_LIMIT 1.0  // every executed action element lies in [-1, 1] (xyz clipped here, gripper by ctrlrange)
 #define SP_MAX_PATH 500  // AVDC: an episode succeeds iff it produced <= 500 frames
 /* every scene's offscreen buffer is at least this large: the largest render a command accepts */
 #define SP_RENDER_MAX_W 640

@@ -55,6 +55,10 @@ static int egl_init(sp_renderer *r, char *err) {
 }
 
 sp_renderer *sp_renderer_create(const sp_env_model *em, int w, int h, char *err) {
+  return sp_renderer_create_q(em, w, h, 0, -1, err);
+}
+
+sp_renderer *sp_renderer_create_q(const sp_env_model *em, int w, int h, int shadow_size, int msaa, char *err) {
   if (w <= 0 || h <= 0 || w > em->m0->vis.global.offwidth || h > em->m0->vis.global.offheight) {
     sp_errf(err, "render size %dx%d outside 1..%dx%d", w, h, em->m0->vis.global.offwidth,
             em->m0->vis.global.offheight);
@@ -74,7 +78,12 @@ sp_renderer *sp_renderer_create(const sp_env_model *em, int w, int h, char *err)
   mjv_defaultOption(&r->opt);
   mjv_defaultCamera(&r->cam);
   mjv_makeScene(em->m0, &r->scn, 2000);
-  mjr_makeContext(em->m0, &r->con, mjFONTSCALE_100);
+  /* the context reads the quality settings once: a shallow copy of the constant model carries the
+   * overrides (its arrays are only read) */
+  mjModel mq = *em->m0;
+  if (shadow_size > 0) mq.vis.quality.shadowsize = shadow_size;
+  if (msaa >= 0) mq.vis.quality.offsamples = msaa;
+  mjr_makeContext(&mq, &r->con, mjFONTSCALE_100);
   mjr_setBuffer(mjFB_OFFSCREEN, &r->con);
   if (r->con.currentBuffer != mjFB_OFFSCREEN) {
     sp_errf(err, "MuJoCo: offscreen buffer unavailable in this GL context (%s)", r->gl_name);

@@ -14,6 +14,9 @@ typedef struct sp_renderer sp_renderer;
 
 /* create a headless GL context and the scene's render context for images up to w x h */
 sp_renderer *sp_renderer_create(const sp_env_model *em, int w, int h, char *err);
+/* the same with the scene's shadow map size (> 0) and offscreen samples (>= 0) overridden; 0 and -1
+ * keep the scene's */
+sp_renderer *sp_renderer_create_q(const sp_env_model *em, int w, int h, int shadow_size, int msaa, char *err);
 void sp_renderer_free(sp_renderer *r);
 /* rendering quality: SP_RENDER_FULL draws the scene as its MJCF asks (shadows, reflections);
  * SP_RENDER_FAST turns shadows and reflections off (several times cheaper on llvmpipe). Both keep

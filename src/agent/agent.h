@@ -1,0 +1,57 @@
+/* agent.h: closed-loop policies the harness (eval/) runs, and the table that names them.
+ *
+ * An agent is a table of functions over its own state. `create` loads what the agent needs once
+ * per worker thread (checkpoints, workspaces); `begin` starts an episode on a freshly reset env;
+ * `act` maps the current observation (and, for agents that declare needs_rgb, the harness's camera
+ * frame) to one action; `end` reports the episode's counted events. The env is the harness's: an
+ * agent reads it (state, camera) and never steps it.
+ *
+ * Layers: agent sits above models, plan and match and below eval. */
+#ifndef SP_AGENT_AGENT_H
+#define SP_AGENT_AGENT_H
+
+#include <stdint.h>
+
+#include "sim/env.h"
+
+/* where an episode's wall time went (seconds) */
+typedef struct {
+  double physics, render, planning, video, policy, matching, other, total;
+} sp_agent_timing;
+
+/* events an agent counts over one episode (the record's "events", written for agents with an `end`):
+ * chunks         action chunks a policy predicted
+ * goals_matched  goal frames left because the frame matcher matched them
+ * goals_forced   goal frames left by the hard switch (max steps on one goal)
+ * plans, videos, rejected, replans, vlm_failures  the SP agent's loop */
+#define SP_AGENT_EVENTS(X) \
+  X(chunks) X(goals_matched) X(goals_forced) X(plans) X(videos) X(rejected) X(replans) X(vlm_failures)
+typedef struct {
+#define SP_AGENT_EVENT_FIELD(name) int name;
+  SP_AGENT_EVENTS(SP_AGENT_EVENT_FIELD)
+#undef SP_AGENT_EVENT_FIELD
+} sp_agent_events;
+
+typedef struct {
+  const char *name;
+  const char *help;             // one line for `sp eval --help`
+  const char *default_ckpt;     // checkpoint file name under checkpoints/ (NULL: takes none)
+  int needs_rgb;                // consumes the harness's camera frame each step
+  void *(*create)(const char *checkpoint, char *err);
+  void (*destroy)(void *state);
+  int (*begin)(void *state, const sp_env *e, int cam, uint32_t seed, char *err);
+  int (*act)(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w,
+             int h, double action[SP_ACT_DIM], sp_agent_timing *tm, char *err);
+  void (*end)(void *state, sp_agent_events *ev);  // NULL: no events
+  int replan_budget;            // reported in the results (0 for agents that never replan)
+} sp_agent_api;
+
+const sp_agent_api *sp_agent_find(const char *name);  // NULL if unknown
+const char *sp_agent_names(void);                     // "expert, oracle-policy" for messages
+
+/* the file of a committed checkpoint: checkpoints/NAME under the working directory, else under
+ * the directory above the sp binary's (build/sp -> checkpoints/). 0 with path set, or -1 with err
+ * naming both places. */
+int sp_checkpoint_default(const char *name, char *path, size_t cap, char *err);
+
+#endif

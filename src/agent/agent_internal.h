@@ -1,0 +1,17 @@
+/* agent_internal.h: the agents' entry points, shared between the files of src/agent. */
+#ifndef SP_AGENT_INTERNAL_H
+#define SP_AGENT_INTERNAL_H
+
+#include "agent/agent.h"
+
+#define SP_CKPT_POLICY "policy-cpu.safetensors"  // the committed policy (docs/training.md)
+
+/* oracle-policy (oracle_policy.c) */
+void *sp_oracle_create(const char *checkpoint, char *err);
+void sp_oracle_destroy(void *state);
+int sp_oracle_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *err);
+int sp_oracle_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w,
+                  int h, double action[SP_ACT_DIM], sp_agent_timing *tm, char *err);
+void sp_oracle_end(void *state, sp_agent_events *ev);
+
+#endif

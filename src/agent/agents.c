@@ -1,0 +1,72 @@
+/* agents.c: the table of agents, the scripted expert, and where committed checkpoints live. */
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent_internal.h"
+#include "core/log.h"
+
+/* the scripted expert: reads the state observation only */
+static void *expert_create(const char *checkpoint, char *err) {
+  (void)checkpoint; (void)err;
+  static int dummy;
+  return &dummy;
+}
+static void expert_destroy(void *s) { (void)s; }
+static int expert_begin(void *s, const sp_env *e, int cam, uint32_t seed, char *err) {
+  (void)s; (void)e; (void)cam; (void)seed; (void)err;
+  return 0;
+}
+static int expert_act(void *s, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb,
+                      int w, int h, double action[SP_ACT_DIM], sp_agent_timing *tm, char *err) {
+  (void)s; (void)rgb; (void)w; (void)h; (void)tm; (void)err;
+  sp_expert_act(e->em->task, obs, action);
+  return 0;
+}
+
+static const sp_agent_api g_agents[] = {
+    {"expert", "Meta-World's scripted policy on the state (the data collector)", NULL, 0,
+     expert_create, expert_destroy, expert_begin, expert_act, NULL, 0},
+    {"oracle-policy",
+     "the diffusion policy towards goal frames of the expert's own rollout, advanced by the frame matcher",
+     SP_CKPT_POLICY, 0, sp_oracle_create, sp_oracle_destroy, sp_oracle_begin, sp_oracle_act,
+     sp_oracle_end, 0},
+};
+#define NAGENT (int)(sizeof g_agents / sizeof g_agents[0])
+
+const sp_agent_api *sp_agent_find(const char *name) {
+  for (int i = 0; name && i < NAGENT; i++)
+    if (!strcmp(name, g_agents[i].name)) return &g_agents[i];
+  return NULL;
+}
+
+const char *sp_agent_names(void) {
+  static char buf[256];
+  if (!buf[0])
+    for (int i = 0; i < NAGENT; i++)
+      snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", i ? ", " : "", g_agents[i].name);
+  return buf;
+}
+
+int sp_checkpoint_default(const char *name, char *path, size_t cap, char *err) {
+  snprintf(path, cap, "checkpoints/%s", name);
+  if (access(path, R_OK) == 0) return 0;
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  char alt[PATH_MAX + 64] = "";
+  if (n > 0) {
+    exe[n] = 0;
+    char *s = strrchr(exe, '/');
+    if (s) {
+      *s = 0;
+      snprintf(alt, sizeof alt, "%s/../checkpoints/%s", exe, name);
+      if (access(alt, R_OK) == 0) {
+        snprintf(path, cap, "%s", alt);
+        return 0;
+      }
+    }
+  }
+  return sp_errf(err, "no committed checkpoint %s in ./checkpoints/%s%s%s (pass one with --checkpoint)",
+                 name, name, alt[0] ? " or " : "", alt);
+}

@@ -1,0 +1,102 @@
+/* test_agent.c: the agent layer: the table, and the oracle-policy agent end to end through
+ * `sp eval` (a tiny policy trained for a few steps on a 32 px dataset collected here). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "train_helpers.h"
+
+Test(agent_table, names_and_lookup) {
+  cr_expect(sp_agent_find("expert") != NULL);
+  const sp_agent_api *o = sp_agent_find("oracle-policy");
+  cr_assert(o != NULL);
+  cr_expect(o->end != NULL, "oracle-policy reports its events");
+  cr_expect(o->default_ckpt != NULL, "oracle-policy has a committed default checkpoint");
+  cr_expect(sp_agent_find("nope") == NULL);
+  cr_expect(sp_agent_find(NULL) == NULL);
+  cr_expect(strstr(sp_agent_names(), "expert") && strstr(sp_agent_names(), "oracle-policy"));
+}
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  s[fread(s, 1, (size_t)n, f)] = 0;
+  fclose(f);
+  return s;
+}
+
+/* episodes.jsonl without the timing, sorted: what must not depend on --jobs */
+static char *records(const char *dir) {
+  char cmd[1024], out[600];
+  snprintf(out, sizeof out, "%s.records", dir);
+  snprintf(cmd, sizeof cmd, "sed 's/,\"time\":{[^}]*}//' '%s/episodes.jsonl' | sort > '%s'", dir, out);
+  cr_assert_eq(sp_test_run(cmd), 0);
+  return slurp(out);
+}
+
+Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 600) {
+  char dir[256], cmd[2048];
+  snprintf(dir, sizeof dir, "/tmp/sp_test_agent_%d", (int)getpid());
+  sp_test_rm_rf(dir);
+  /* 32 px: the frame matcher's smallest frame */
+  snprintf(cmd, sizeof cmd,
+           "mkdir -p %s && %s collect --tasks button-press,door-open --cameras corner --seeds 1000-1001 --demos 0 --size 32 "
+           "--max-steps 24 --keep-failures --shadow-size 256 --jobs 1 --checkpoint 0 --out %s/ds.h5 > %s.log 2>&1 && "
+           "%s train policy --data %s/ds.h5 --preset tiny --frame 32 --crop 28 --steps 4 --batch 4 --val-every 0 "
+           "--val-samples 4 --threads 1 --out %s/pol >> %s.log 2>&1",
+           dir, sp_test_bin(), dir, dir, sp_test_bin(), dir, dir, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "training the tiny policy failed (%s.log)", dir);
+  for (int j = 1; j <= 2; j++) {
+    snprintf(cmd, sizeof cmd,
+             "%s eval --agent oracle-policy --checkpoint %s/pol/model.safetensors --tasks button-press "
+             "--cameras corner --seeds 1000,3 --jobs %d --out %s/j%d > %s.log 2>&1",
+             sp_test_bin(), dir, j, dir, j, dir);
+    cr_assert_eq(sp_test_run(cmd), 0, "sp eval --agent oracle-policy --jobs %d failed (%s.log)", j, dir);
+  }
+  char a[300], b[300];
+  snprintf(a, sizeof a, "%s/j1", dir);
+  snprintf(b, sizeof b, "%s/j2", dir);
+  char *ra = records(a), *rb = records(b);
+  cr_assert(ra && rb);
+  cr_expect_str_eq(ra, rb, "records differ between --jobs 1 and --jobs 2");
+  /* every record carries the agent's events: chunks predicted, goals left by match or by force */
+  int n = 0;
+  for (const char *p = strstr(ra, "\"events\":"); p; p = strstr(p + 1, "\"events\":")) {
+    int chunks, matched, forced;
+    cr_assert_eq(sscanf(p, "\"events\":{\"chunks\":%d,\"goals_matched\":%d,\"goals_forced\":%d", &chunks,
+                        &matched, &forced), 3, "%.120s", p);
+    cr_expect(chunks >= 1, "no action chunk predicted");
+    cr_expect(matched + forced >= 1, "the goal never advanced in an episode of %d chunks", chunks);
+    n++;
+  }
+  cr_expect_eq(n, 2, "2 episodes with events, saw %d", n);
+  free(ra);
+  free(rb);
+  sp_test_rm_rf(dir);
+}
+
+Test(agent_oracle, bad_checkpoints_are_refused_with_their_name, .timeout = 120) {
+  char dir[256], cmd[1024];
+  snprintf(dir, sizeof dir, "/tmp/sp_test_agentbad_%d", (int)getpid());
+  sp_test_rm_rf(dir);
+  snprintf(cmd, sizeof cmd, "mkdir -p %s && echo garbage > %s/x.safetensors", dir, dir);
+  cr_assert_eq(sp_test_run(cmd), 0);
+  const char *files[2] = {"missing.safetensors", "x.safetensors"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(cmd, sizeof cmd,
+             "%s eval --agent oracle-policy --checkpoint %s/%s --tasks button-press --cameras corner --seeds 0 "
+             "--out %s/ev%d > %s/log%d 2>&1",
+             sp_test_bin(), dir, files[i], dir, i, dir, i);
+    int rc = sp_test_run(cmd);
+    cr_expect(rc != 0 && rc < 128, "%s: exit %d (a clean failure expected)", files[i], rc);
+    snprintf(cmd, sizeof cmd, "grep -q '%s' %s/log%d", files[i], dir, i);
+    cr_expect_eq(sp_test_run(cmd), 0, "the message names %s", files[i]);
+  }
+  sp_test_rm_rf(dir);
+}
