@@ -1,7 +1,8 @@
 /* agent.h: closed-loop policies the harness (eval/) runs, and the table that names them.
  *
- * An agent is a table of functions over its own state. `create` loads what the agent needs once
- * per worker thread (checkpoints, workspaces); `begin` starts an episode on a freshly reset env;
+ * An agent is a table of functions. `load` reads its constant part once per run (checkpoints,
+ * configs), shared read-only by every worker; `create` makes one worker's mutable state over it
+ * (workspaces, private envs, renderers); `begin` starts an episode on a freshly reset env;
  * `act` maps the current observation (and, for agents that declare needs_rgb, the harness's camera
  * frame) to one action; `end` reports the episode's counted events. The env is the harness's: an
  * agent reads it (state, camera) and never steps it.
@@ -37,7 +38,9 @@ typedef struct {
   const char *help;             // one line for `sp eval --help`
   const char *default_ckpt;     // checkpoint file name under checkpoints/ (NULL: takes none)
   int needs_rgb;                // consumes the harness's camera frame each step
-  void *(*create)(const char *checkpoint, char *err);
+  void *(*load)(const char *checkpoint, char *err);    // the constant part (NULL with err on failure)
+  void (*unload)(void *model);
+  void *(*create)(const void *model, char *err);       // one worker's state over the loaded model
   void (*destroy)(void *state);
   int (*begin)(void *state, const sp_env *e, int cam, uint32_t seed, char *err);
   int (*act)(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w,

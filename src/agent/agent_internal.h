@@ -7,7 +7,9 @@
 #define SP_CKPT_POLICY "policy-cpu.safetensors"  // the committed policy (docs/training.md)
 
 /* oracle-policy (oracle_policy.c) */
-void *sp_oracle_create(const char *checkpoint, char *err);
+void *sp_oracle_load(const char *checkpoint, char *err);
+void sp_oracle_unload(void *model);
+void *sp_oracle_create(const void *model, char *err);
 void sp_oracle_destroy(void *state);
 int sp_oracle_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *err);
 int sp_oracle_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w,

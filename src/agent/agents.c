@@ -8,10 +8,15 @@
 #include "core/log.h"
 
 /* the scripted expert: reads the state observation only */
-static void *expert_create(const char *checkpoint, char *err) {
+static int g_expert;  // the expert has no state: a non-NULL handle
+static void *expert_load(const char *checkpoint, char *err) {
   (void)checkpoint; (void)err;
-  static int dummy;
-  return &dummy;
+  return &g_expert;
+}
+static void expert_unload(void *m) { (void)m; }
+static void *expert_create(const void *model, char *err) {
+  (void)model; (void)err;
+  return &g_expert;
 }
 static void expert_destroy(void *s) { (void)s; }
 static int expert_begin(void *s, const sp_env *e, int cam, uint32_t seed, char *err) {
@@ -26,12 +31,12 @@ static int expert_act(void *s, const sp_env *e, const double obs[SP_OBS_DIM], co
 }
 
 static const sp_agent_api g_agents[] = {
-    {"expert", "Meta-World's scripted policy on the state (the data collector)", NULL, 0,
-     expert_create, expert_destroy, expert_begin, expert_act, NULL, 0},
+    {"expert", "Meta-World's scripted policy on the state (the data collector)", NULL, 0, expert_load,
+     expert_unload, expert_create, expert_destroy, expert_begin, expert_act, NULL, 0},
     {"oracle-policy",
      "the diffusion policy towards goal frames of the expert's own rollout, advanced by the frame matcher",
-     SP_CKPT_POLICY, 0, sp_oracle_create, sp_oracle_destroy, sp_oracle_begin, sp_oracle_act,
-     sp_oracle_end, 0},
+     SP_CKPT_POLICY, 0, sp_oracle_load, sp_oracle_unload, sp_oracle_create, sp_oracle_destroy,
+     sp_oracle_begin, sp_oracle_act, sp_oracle_end, 0},
 };
 #define NAGENT (int)(sizeof g_agents / sizeof g_agents[0])
 

@@ -25,11 +25,17 @@
 #define ORACLE_STRIDE 8  // expert steps between goal frames (the policy trains on goals 1..16 ahead)
 #define MAX_VIDEO (SP_MAX_PATH / ORACLE_STRIDE + 2)
 
+/* the constant part, shared by the workers */
 typedef struct {
   sp_policy pol;
+  sp_collect_config view;         // how the policy's training frames were rendered
+} oracle_model;
+
+/* one worker's state */
+typedef struct {
+  const oracle_model *m;
   sp_policy_ws ws;
   int ws_ok;
-  sp_collect_config view;         // how the training frames were rendered (collect's defaults)
   int sz;                         // frame side: the policy's
   sp_env *priv[SP_NTASK];         // private rollouts for the expert
   sp_renderer *rend[SP_NTASK];    // sz x sz crop-window renderers
@@ -56,7 +62,6 @@ void sp_oracle_destroy(void *state) {
   sp_demo_free(&o->demo);
   sp_match_ws_free(o->mws);
   if (o->ws_ok) sp_policy_ws_free(&o->ws);
-  sp_policy_free(&o->pol);
   free(o->cur);
   free(o->gray_cur);
   free(o->gray_goal);
@@ -104,31 +109,41 @@ static int view_from_ckpt(const char *path, sp_collect_config *v, int frame, cha
  * field narrowed for the call, then restored) */
 static int render_view(oracle *o, const sp_env *e, int cam, uint8_t *rgb, char *err) {
   int task = e->em->task, cid = e->em->cam_id[cam];
-  sp_crop c = sp_crop_lookup(task, cam, o->view.render_w, o->view.render_h, NULL, 0);
+  sp_crop c = sp_crop_lookup(task, cam, o->m->view.render_w, o->m->view.render_h, NULL, 0);
   double fovy = e->m->cam_fovy[cid];
-  e->m->cam_fovy[cid] = sp_crop_fovy(e->em, cam, &c, o->view.render_h);
+  e->m->cam_fovy[cid] = sp_crop_fovy(e->em, cam, &c, o->m->view.render_h);
   int rc = sp_render(o->rend[task], e, cam, o->sz, o->sz, rgb, NULL, NULL, err);
   e->m->cam_fovy[cid] = fovy;
   return rc;
 }
 
-void *sp_oracle_create(const char *checkpoint, char *err) {
+void *sp_oracle_load(const char *checkpoint, char *err) {
+  oracle_model *m = calloc(1, sizeof *m);
+  if (!m) { sp_errf(err, "out of memory"); return NULL; }
+  if (sp_policy_load(&m->pol, checkpoint, err)) { free(m); return NULL; }
+  if (m->pol.cfg.unet.horizon > SP_HORIZON_MAX) {
+    sp_errf(err, "%s: horizon %d above %d", checkpoint, m->pol.cfg.unet.horizon, SP_HORIZON_MAX);
+    sp_oracle_unload(m);
+    return NULL;
+  }
+  if (view_from_ckpt(checkpoint, &m->view, m->pol.cfg.frame, err)) { sp_oracle_unload(m); return NULL; }
+  return m;
+}
+
+void sp_oracle_unload(void *model) {
+  oracle_model *m = model;
+  if (!m) return;
+  sp_policy_free(&m->pol);
+  free(m);
+}
+
+void *sp_oracle_create(const void *model, char *err) {
   oracle *o = calloc(1, sizeof *o);
   if (!o) { sp_errf(err, "out of memory"); return NULL; }
-  char path[4096];
-  if (!checkpoint) {
-    if (sp_checkpoint_default(SP_CKPT_POLICY, path, sizeof path, err)) goto fail;
-    checkpoint = path;
-  }
-  if (sp_policy_load(&o->pol, checkpoint, err)) goto fail;
-  if (sp_policy_ws_init(&o->ws, &o->pol, 1, 0, err)) goto fail;
+  o->m = model;
+  if (sp_policy_ws_init(&o->ws, &o->m->pol, 1, 0, err)) goto fail;
   o->ws_ok = 1;
-  if (o->pol.cfg.unet.horizon > SP_HORIZON_MAX) {
-    sp_errf(err, "%s: horizon %d above %d", checkpoint, o->pol.cfg.unet.horizon, SP_HORIZON_MAX);
-    goto fail;
-  }
-  o->sz = o->pol.cfg.frame;
-  if (view_from_ckpt(checkpoint, &o->view, o->sz, err)) goto fail;
+  o->sz = o->m->pol.cfg.frame;
   sp_match_cfg_default(&o->mcfg);
   size_t px = (size_t)o->sz * o->sz;
   o->cur = malloc(px * 3);
@@ -158,10 +173,10 @@ int sp_oracle_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *
   int task = e->em->task;
   if (!o->priv[task] && !(o->priv[task] = sp_env_create(e->em, err))) return -1;
   if (!o->rend[task] &&
-      !(o->rend[task] = sp_renderer_create_q(e->em, o->sz, o->sz, o->view.shadow_size, o->view.msaa, err)))
+      !(o->rend[task] = sp_renderer_create_q(e->em, o->sz, o->sz, o->m->view.shadow_size, o->m->view.msaa, err)))
     return -1;
   double t_render = 0;
-  if (sp_collect_episode(&o->view, o->priv[task], o->rend[task], NULL, 0, cam, e->seed, -1, &o->demo,
+  if (sp_collect_episode(&o->m->view, o->priv[task], o->rend[task], NULL, 0, cam, e->seed, -1, &o->demo,
                          &t_render, err))
     return -1;
   o->nvideo = 0;
@@ -199,8 +214,8 @@ int sp_oracle_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], co
     double ee[3];
     sp_env_tcp(e, ee);
     uint32_t s = o->seed ^ (0x9E3779B9u * (uint32_t)(o->ev.chunks + 1));
-    sp_policy_act(&o->pol, &o->ws, o->cur, goal_frame(o), ee, s, o->chunk);
-    o->chunk_len = o->pol.cfg.unet.horizon;
+    sp_policy_act(&o->m->pol, &o->ws, o->cur, goal_frame(o), ee, s, o->chunk);
+    o->chunk_len = o->m->pol.cfg.unet.horizon;
     o->chunk_pos = 0;
     o->ev.chunks++;
     tm->policy += sp_time_now() - t2;

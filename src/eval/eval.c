@@ -115,6 +115,7 @@ typedef struct {
   char ckpt_hash[32];          // FNV-1a 64 of the checkpoint file, or "none"
   const char *ckpt;            // the checkpoint the agent loads: cfg's or the agent's default (NULL: none)
   char ckpt_path[4096];
+  void *agent_model;           // the agent's constant part, loaded once, shared by the workers
 } run_state;
 
 typedef struct {
@@ -242,7 +243,7 @@ static void *worker_main(void *p) {
   sp_env *envs[SP_NTASK] = {0};
   sp_renderer *rends[SP_NTASK] = {0};
   uint8_t *rgb = malloc((size_t)cfg->width * cfg->height * 3);
-  void *ast = rs->agent->create(rs->ckpt, err);
+  void *ast = rs->agent->create(rs->agent_model, err);
   if (!ast || !rgb) {
     fail_run(rs, ast ? "out of memory" : err);
     free(rgb);
@@ -513,6 +514,7 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
   free(done_eps);
   done_eps = NULL;
 
+  if (!(rs->agent_model = ag->load(rs->ckpt, err))) goto out;
   int nw = cfg->jobs < rs->njobs ? cfg->jobs : (rs->njobs ? rs->njobs : 1);
   rs->render_started = calloc((size_t)cfg->jobs, sizeof(double));
   rs->render_job = calloc((size_t)cfg->jobs, sizeof(job));
@@ -541,6 +543,7 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
   rc = sp_eval_write_results(cfg->out_dir, conf, eps, n, rs->gl_name[0] ? rs->gl_name : NULL, err);
   free(eps);
 out:
+  if (rs->agent_model) ag->unload(rs->agent_model);
   free(done_eps);
   cJSON_Delete(conf);
   for (int t = 0; t < SP_NTASK; t++) sp_env_model_free(rs->models[t]);
