@@ -151,7 +151,7 @@ int sp_cmd_plan(int argc, char **argv) {
   }
   double obs[SP_OBS_DIM];
   sp_env_reset(e, seed, obs);
-  const double *hand = obs, *obj = obs + 4, *goal = obs + 36;
+  const double *hand = obs + SP_OBS_HAND, *obj = obs + SP_OBS_OBJ, *goal = obs + SP_OBS_GOAL;
 
   sp_plan p;
   const char *source = "rule";

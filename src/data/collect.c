@@ -106,8 +106,8 @@ static int record_frame(const sp_collect_config *cfg, sp_env *e, sp_renderer *re
   sp_env_tcp(e, grip[0]);
   memcpy(grip[1], e->d->site_xpos + 3 * e->em->site_right_pad, sizeof grip[1]);
   memcpy(grip[2], e->d->site_xpos + 3 * e->em->site_left_pad, sizeof grip[2]);
-  memcpy(tgt[0], obs + 4, sizeof tgt[0]);
-  memcpy(tgt[1], obs + 36, sizeof tgt[1]);
+  memcpy(tgt[0], obs + SP_OBS_OBJ, sizeof tgt[0]);
+  memcpy(tgt[1], obs + SP_OBS_GOAL, sizeof tgt[1]);
   memcpy(d->ee_pos + 3 * k, grip[0], sizeof grip[0]);
   memcpy(d->finger_pos + 6 * k, grip[1], sizeof grip[1]);
   memcpy(d->finger_pos + 6 * k + 3, grip[2], sizeof grip[2]);
@@ -202,7 +202,7 @@ int sp_collect_episode(const sp_collect_config *cfg, sp_env *e, struct sp_render
   sp_plan plan;
   char perr[SP_ERRLEN];
   d->plan[0] = 0;
-  if (!sp_plan_rule(task, obs, obs + 4, obs + 36, NULL, &plan, perr))
+  if (!sp_plan_rule(task, obs + SP_OBS_HAND, obs + SP_OBS_OBJ, obs + SP_OBS_GOAL, NULL, &plan, perr))
     sp_plan_format(&plan, 0, d->plan, sizeof d->plan);
 
   /* recovery: a perturbation drawn from the episode's own generator */

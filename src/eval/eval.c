@@ -144,9 +144,9 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
   t0 = sp_time_now();
   sp_env_reset(env, jb->seed, obs);
   ep->time.physics += sp_time_now() - t0;
-  memcpy(ep->hand_init, obs, sizeof ep->hand_init);
-  memcpy(ep->obj_init, obs + 4, sizeof ep->obj_init);
-  memcpy(ep->goal, obs + 36, sizeof ep->goal);
+  memcpy(ep->hand_init, obs + SP_OBS_HAND, sizeof ep->hand_init);
+  memcpy(ep->obj_init, obs + SP_OBS_OBJ, sizeof ep->obj_init);
+  memcpy(ep->goal, obs + SP_OBS_GOAL, sizeof ep->goal);
   ep->rand_vec_len = env->rand_vec_len;
   memcpy(ep->rand_vec, env->rand_vec, sizeof ep->rand_vec);
 

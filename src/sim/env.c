@@ -356,14 +356,14 @@ static void get_obs(sp_env *e, double obs[SP_OBS_DIM]) {
   cur[3] = g < 0 ? 0 : g > 1 ? 1 : g;
   obs_objects(e, cur + 4);
   memcpy(obs, cur, sizeof cur);
-  memcpy(obs + 18, e->prev_obs, sizeof e->prev_obs);
-  memcpy(obs + 36, e->target, 3 * sizeof(double));
+  memcpy(obs + SP_OBS_PREV, e->prev_obs, sizeof e->prev_obs);
+  memcpy(obs + SP_OBS_GOAL, e->target, 3 * sizeof(double));
   memcpy(e->prev_obs, cur, sizeof cur);
   memcpy(e->obs, obs, SP_OBS_DIM * sizeof(double));
 }
 
 static int evaluate_success(const sp_env *e, const double *obs) {
-  const double *o = obs + 4, *t = e->target;
+  const double *o = obs + SP_OBS_OBJ, *t = e->target;
   double dx = o[0] - t[0], dy = o[1] - t[1], dz = o[2] - t[2];
   switch (e->em->task) {
     case SP_TASK_DOOR_OPEN: return fabs(dx) <= 0.08;
@@ -571,7 +571,7 @@ void sp_env_reset(sp_env *e, long seed, double obs[SP_OBS_DIM]) {
   get_obs(e, tmp);
   reset_once(e);
   get_obs(e, obs);
-  e->obj_init[0] = obs[4]; e->obj_init[1] = obs[5]; e->obj_init[2] = obs[6];
+  memcpy(e->obj_init, obs + SP_OBS_OBJ, sizeof e->obj_init);
   e->success = 0;
 }
 

@@ -16,6 +16,12 @@
 #include "core/rng.h"
 
 #define SP_OBS_DIM 39
+/* where each part of the observation starts (the layout above) */
+#define SP_OBS_HAND 0   // hand (tcp) xyz
+#define SP_OBS_GRIP 3   // gripper opening
+#define SP_OBS_OBJ 4    // first object's xyz (then its quaternion, then the second object's 7)
+#define SP_OBS_PREV 18  // the previous frame's first 18 numbers
+#define SP_OBS_GOAL 36  // goal xyz
 #define SP_ACT_DIM 4
 #define SP_ACT_LIMIT 1.0  // every executed action element lies in [-1, 1] (xyz clipped here, gripper by ctrlrange)
 #define SP_MAX_PATH 500  // AVDC: an episode succeeds iff it produced <= 500 frames

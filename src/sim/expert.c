@@ -14,7 +14,7 @@ static double xy_dist(const double *a, const double *b) {
 static void set3(double *o, double x, double y, double z) { o[0] = x; o[1] = y; o[2] = z; }
 
 void sp_expert_act(int task, const double obs[SP_OBS_DIM], double action[SP_ACT_DIM]) {
-  const double *hand = obs, *obj = obs + 4, *goal = obs + 36;
+  const double *hand = obs + SP_OBS_HAND, *obj = obs + SP_OBS_OBJ, *goal = obs + SP_OBS_GOAL;
   double to[3], grip = 0, p = 25;
   switch (task) {
     case SP_TASK_DOOR_OPEN: {
