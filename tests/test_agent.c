@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "data/collect.h"
+#include "data/dataset.h"
+#include "sim/render.h"
 #include "train_helpers.h"
 
 Test(agent_table, names_and_lookup) {
@@ -99,4 +102,40 @@ Test(agent_oracle, bad_checkpoints_are_refused_with_their_name, .timeout = 120) 
     cr_expect_eq(sp_test_run(cmd), 0, "the message names %s", files[i]);
   }
   sp_test_rm_rf(dir);
+}
+
+/* the oracle records its goal rollout with rgb_only: the same RGB frames as a dataset's */
+Test(agent_oracle, rgb_only_rollout_equals_the_dataset_frames, .timeout = 120) {
+  char err[SP_ERRLEN];
+  sp_env_model *em = sp_env_model_load(SP_TASK_BUTTON_PRESS, SP_SCENES_BUILTIN, NULL, err);
+  cr_assert(em, "%s", err);
+  sp_env *e = sp_env_create(em, err);
+  cr_assert(e, "%s", err);
+  sp_collect_config c;
+  sp_collect_config_default(&c);
+  c.size = 32;
+  c.shadow_size = 256;
+  c.max_steps = 12;
+  c.keep_failures = 1;
+  sp_renderer *r = sp_renderer_create_q(em, c.size, c.size, c.shadow_size, c.msaa, err);
+  cr_assert(r, "%s", err);
+  sp_demo a, b;
+  cr_assert_eq(sp_demo_alloc(&a, SP_MAX_PATH + 1, c.size, err), 0, "%s", err);
+  cr_assert_eq(sp_demo_alloc(&b, SP_MAX_PATH + 1, c.size, err), 0, "%s", err);
+  double tr = 0;
+  cr_assert_eq(sp_collect_episode(&c, e, r, NULL, 0, 0, 1000, -1, &a, &tr, err), 0, "%s", err);
+  c.rgb_only = 1;
+  cr_assert_eq(sp_collect_episode(&c, e, r, NULL, 0, 0, 1000, -1, &b, &tr, err), 0, "%s", err);
+  cr_assert_eq(a.n, b.n);
+  size_t px = (size_t)c.size * c.size;
+  cr_expect_eq(memcmp(a.rgb, b.rgb, px * 3 * (size_t)a.n), 0, "rgb_only changed the RGB frames");
+  int lit = 0;
+  for (size_t i = 0; i < px * 3; i++) lit += a.rgb[i] != 0;
+  cr_expect(lit > 0, "the frames are black");
+  cr_expect(sp_collect_config_check(&c, err) != 0 && strstr(err, "rgb_only"), "a dataset run refuses rgb_only");
+  sp_demo_free(&a);
+  sp_demo_free(&b);
+  sp_renderer_free(r);
+  sp_env_free(e);
+  sp_env_model_free(em);
 }

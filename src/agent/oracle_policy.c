@@ -127,6 +127,7 @@ void *sp_oracle_load(const char *checkpoint, char *err) {
     return NULL;
   }
   if (view_from_ckpt(checkpoint, &m->view, m->pol.cfg.frame, err)) { sp_oracle_unload(m); return NULL; }
+  m->view.rgb_only = 1;  // the goal frames are all the agent reads
   return m;
 }
 

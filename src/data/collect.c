@@ -135,9 +135,10 @@ static int record_frame(const sp_collect_config *cfg, sp_env *e, sp_renderer *re
   int rw = cfg->render_crop ? sz : cfg->render_w, rh = cfg->render_crop ? sz : cfg->render_h;
   if (scratch_ensure(rw, rh)) return sp_errf(err, "out of memory for render buffers");
   double t0 = sp_time_now();
-  if (sp_render(rend, e, cam, rw, rh, g_scr.rgb, g_scr.depth, g_scr.seg, err)) return -1;
+  const int all = !cfg->rgb_only;
+  if (sp_render(rend, e, cam, rw, rh, g_scr.rgb, all ? g_scr.depth : NULL, all ? g_scr.seg : NULL, err)) return -1;
   *t_render += sp_time_now() - t0;
-  for (int i = 0; i < rw * rh; i++) {
+  for (int i = 0; all && i < rw * rh; i++) {
     int32_t id = g_scr.seg[i];
     uint8_t v = 0;
     for (int q = 0; q < nmask && !v; q++) v = id == mask_geoms[q] ? 255 : 0;
@@ -146,12 +147,12 @@ static int record_frame(const sp_collect_config *cfg, sp_env *e, sp_renderer *re
   size_t px = (size_t)sz * sz;
   if (cfg->render_crop) {
     memcpy(d->rgb + px * 3 * k, g_scr.rgb, px * 3);
-    memcpy(d->depth + px * k, g_scr.depth, px * sizeof(float));
-    memcpy(d->mask + px * k, g_scr.mask, px);
+    if (all) memcpy(d->depth + px * k, g_scr.depth, px * sizeof(float));
+    if (all) memcpy(d->mask + px * k, g_scr.mask, px);
   } else {
     sp_crop_resize_rgb(g_scr.rgb, rw, crop, sz, d->rgb + px * 3 * k);
-    sp_crop_resize_f32(g_scr.depth, rw, crop, sz, d->depth + px * k);
-    sp_crop_resize_u8(g_scr.mask, rw, crop, sz, d->mask + px * k);
+    if (all) sp_crop_resize_f32(g_scr.depth, rw, crop, sz, d->depth + px * k);
+    if (all) sp_crop_resize_u8(g_scr.mask, rw, crop, sz, d->mask + px * k);
   }
   return 0;
 }
@@ -851,6 +852,7 @@ static int load_done(run_state *rs, char *err) {
 }
 
 int sp_collect_config_check(const sp_collect_config *cfg, char *err) {
+  if (cfg->rgb_only) return sp_errf(err, "collect: rgb_only is for agents' own rollouts; a dataset keeps depth and masks");
   if (!cfg->out || !*cfg->out) return sp_errf(err, "no output file (--out FILE.h5)");
   if (strlen(cfg->out) > 3700) return sp_errf(err, "--out path too long");
   if (cfg->ntask < 1 || cfg->ncam < 1 || cfg->nseed < 1 || !cfg->seeds)

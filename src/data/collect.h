@@ -72,6 +72,8 @@ typedef struct {
                                  // at size; 0: render render_w x render_h, then crop and resize
   int shadow_size;               // > 0: override the scene's shadow map size (4096); default 1024
   int msaa;                      // >= 0: override the scene's offscreen samples (4); -1 keeps it
+  int rgb_only;                  // 1: render RGB only, depth and mask left zero (sp_collect_episode
+                                 // for agents that need the frames alone; never a dataset)
   sp_crop crops[SP_COLLECT_MAX_CROPS];
   int ncrop;
   int demos;                     // > 0: keep the first N successful seeds per (task, camera)
