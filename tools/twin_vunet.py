@@ -23,11 +23,11 @@ WORDS = 8
 
 PRESETS = {
     "tiny": dict(layout="stacked", res=16, frames=7, ch=16, mult=[1, 2], nres=1, attn_min_ds=2, head_ch=8,
-                 groups=4, tdim=32, text_dim=8, winograd=1),
+                 groups=4, tdim=32, text_dim=8, winograd=1, cond="text", plan_dim=8),
     "cpu": dict(layout="stacked", res=64, frames=7, ch=32, mult=[1, 2, 4], nres=2, attn_min_ds=4, head_ch=32,
-                groups=8, tdim=128, text_dim=64, winograd=1),
+                groups=8, tdim=128, text_dim=64, winograd=1, cond="text", plan_dim=32),
     "paper": dict(layout="factorised", res=128, frames=7, ch=128, mult=[1, 2, 3, 4, 5], nres=2, attn_min_ds=8,
-                  head_ch=32, groups=32, tdim=512, text_dim=512, winograd=1),
+                  head_ch=32, groups=32, tdim=512, text_dim=512, winograd=1, cond="text", plan_dim=64),
 }
 
 
@@ -121,6 +121,45 @@ class Entry(nn.Module):
     pass
 
 
+PLAN_MAX, NACT, NDIR, DVEC = 10, 10, 27, 9
+CONDS = ["text", "distance", "plan", "plan-local"]
+
+
+class PlanEnc(nn.Module):
+    """SP's plan encoder (reference-models.md 1.3): Embedding(10, P), Embedding(27, P), distance
+    Linear(1, P) GELU Linear(P, P); concat -> Linear(3P, 4P) GELU Linear(4P, D); then (plan) a type
+    embedding (2, D) and (plan, plan-local) a LayerNorm(D) applied by the caller"""
+    def __init__(s, P, D, types):
+        super().__init__()
+        s.act = nn.Embedding(NACT, P); s.dir = nn.Embedding(NDIR, P)
+        s.dist = nn.Sequential(nn.Linear(1, P), nn.GELU(), nn.Linear(P, P))
+        s.mlp = nn.Sequential(nn.Linear(3 * P, 4 * P), nn.GELU(), nn.Linear(4 * P, D))
+        if types:  # "type" is also a Module method: registered by name, read through _modules
+            s._modules["type"] = nn.Embedding(2, D)
+        s.norm = nn.LayerNorm(D)
+
+    def forward(s, act, dir, dist):  # (B, L) ids, (B, L) metres -> (B, L, D)
+        return s.mlp(torch.cat([s.act(act.long()), s.dir(dir.long()), s.dist(dist[..., None].float())], -1))
+
+
+class XAttn(nn.Module):
+    """GLIGEN-style gated cross-attention: x + tanh(alpha) keep Wo attn(Wq GN(x), Wk tok, Wv tok),
+    one head of width C over every position of a sample (frames included: queries never interact)"""
+    def __init__(s, c, d, g):
+        super().__init__()
+        s.norm = nn.GroupNorm(g, c)
+        s.q = nn.Linear(c, c); s.k = nn.Linear(d, c); s.v = nn.Linear(d, c); s.o = nn.Linear(c, c)
+        s.alpha = nn.Parameter(torch.zeros(1))
+
+    def forward(s, x, tok, keep):
+        B, C = x.shape[:2]
+        n = s.norm(x).reshape(B, C, -1).transpose(1, 2)  # (B, N, C)
+        q, k, v = s.q(n), s.k(tok), s.v(tok)
+        a = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(C), -1)
+        p = s.o(a @ v).transpose(1, 2).reshape(x.shape)
+        return x + (torch.tanh(s.alpha) * keep).reshape((-1,) + (1,) * (x.dim() - 1)) * p
+
+
 class VUNet(nn.Module):
     def __init__(s, cfg):
         super().__init__()
@@ -149,6 +188,7 @@ class VUNet(nn.Module):
                 s.down.append(e); skips.append(c); ds *= 2
         s.mid = nn.Module()
         s.mid.res1 = Res(c, c, tdim, g, fact); s.mid.attn = Attn(c, heads(c), g); s.mid.res2 = Res(c, c, tdim, g, fact)
+        c_mid = c
         s.up = nn.ModuleList()
         for l in reversed(range(nl)):
             co = ch * cfg["mult"][l]
@@ -160,14 +200,37 @@ class VUNet(nn.Module):
                     e.conv = nn.Conv2d(c, c, 3, padding=1); e.conv_t = T(c); ds //= 2
                 s.up.append(e)
         s.outn = nn.GroupNorm(g, c); s.outc = nn.Conv2d(c, s.cout, 3, padding=1); s.outc_t = T(s.cout)
+        # the conditions beyond the text (created last: the text variant's random stream is unchanged)
+        s.cond = cfg.get("cond", "text"); P = cfg.get("plan_dim", 8); D = cfg["text_dim"]
+        if s.cond == "distance":
+            s.dist = nn.Sequential(nn.Linear(DVEC, 4 * P), nn.GELU(), nn.Linear(4 * P, tdim))
+        if s.cond in ("plan", "plan-local"):
+            s.plan = PlanEnc(P, D, s.cond == "plan")
+        if s.cond == "plan-local":
+            s.mid.xattn = XAttn(c_mid, D, g)
 
-    def forward(s, x, cond, t, ids):
+    def forward(s, x, cond, t, ids, plan_act=None, plan_dir=None, plan_dist=None, dvec=None, null=None):
         B, _, Fr, R, _ = x.shape
         te = s.temb(sinemb(t, s.cfg["ch"]))
-        ids = ids.long(); mask = (ids >= 0).float()
+        ids = ids.long()
+        keep = torch.ones(B) if null is None else 1.0 - null.float()
+        if null is not None:
+            ids = torch.where(keep[:, None] > 0, ids, torch.full_like(ids, -1))
+        mask = (ids >= 0).float()
         words = s.text.embed(ids.clamp(min=0)) * mask[..., None]
-        tv = words.sum(1) / mask.sum(1).clamp(min=1)[:, None]
-        semb = F.silu(te + s.text.proj(tv))
+        if s.cond == "plan":
+            ty = s.plan._modules["type"].weight
+            ptok = s.plan(plan_act, plan_dir, plan_dist) + ty[1]
+            toks = s.plan.norm(torch.cat([words + ty[0], ptok], 1))
+            m = torch.cat([mask, keep[:, None].expand(B, PLAN_MAX)], 1)
+            tv = (toks * m[..., None]).sum(1) / m.sum(1).clamp(min=1)[:, None]
+        else:
+            tv = words.sum(1) / mask.sum(1).clamp(min=1)[:, None]
+        emb = te + s.text.proj(tv)
+        if s.cond == "distance":
+            emb = emb + keep[:, None] * s.dist(dvec * keep[:, None])
+        ctx = s.plan.norm(s.plan(plan_act, plan_dir, plan_dist)) if s.cond == "plan-local" else None
+        semb = F.silu(emb)
         if s.fact:
             xin = torch.cat([x, cond[:, :, None].expand(-1, -1, Fr, -1, -1)], 1)
         else:
@@ -180,7 +243,10 @@ class VUNet(nn.Module):
                 h = e.res(h, semb)
                 if e.attn is not None: h = e.attn(h)
             hs.append(h)
-        h = s.mid.res2(s.mid.attn(s.mid.res1(h, semb)), semb)
+        h = s.mid.attn(s.mid.res1(h, semb))
+        if ctx is not None:
+            h = s.mid.xattn(h, ctx, keep)
+        h = s.mid.res2(h, semb)
         for e in s.up:
             h = e.res(torch.cat([h, hs.pop()], 1), semb)
             if e.attn is not None: h = e.attn(h)
@@ -222,6 +288,51 @@ def write_fixture(path, cfg, seed):
         opt.step()
     for n, p in net.named_parameters():
         T["adamw5." + n] = p.detach().clone()
+    nn_st.save(path, T, {"format": "sp-vunet-twin", "config": json.dumps(cfg, separators=(",", ":"))})
+    print(f"{path}: {nparams(net)} parameters, loss {loss.item():.6f}, {os.path.getsize(path)} bytes")
+
+
+def write_cond_fixture(path, cfg, seed):
+    """a conditioning variant: B = 3, the third sample null (null flag set; its text and plan are
+    given anyway and must be ignored); extra tensors plan_act, plan_dir (B, 10) int32, plan_dist
+    (B, 10), dvec (B, 9), null (B) int32; forward and gradients only (no adamw5.*)"""
+    torch.manual_seed(seed)
+    net = VUNet(cfg)
+    with torch.no_grad():  # perturb everything so that no weight is special (identity, 1, 0; the gate opens)
+        for n, p in net.named_parameters():
+            if p.dim() == 1 or n.endswith("_t.weight"):
+                p.add_(0.1 * torch.randn_like(p))
+            if n.endswith("xattn.alpha"):
+                p.fill_(0.5)
+    B, Fr, R = 3, cfg["frames"], cfg["res"]
+    x = torch.randn(B, 3, Fr, R, R); cond = torch.randn(B, 3, R, R)
+    t = torch.tensor([3.0, 71.0, 40.0]); target = torch.randn(B, 3, Fr, R, R)
+    text = torch.tensor([text_ids("button-press-topdown"), text_ids("door-open"), text_ids("hammer")],
+                        dtype=torch.int32)
+    # plans: move [1,-1,-1] 0.07, grasp, slide [-1,1,1] 0.38, then padding (pad 9, (0,0,0) = 13, 0)
+    pa = torch.full((B, PLAN_MAX), 9, dtype=torch.int32); pd = torch.full((B, PLAN_MAX), 13, dtype=torch.int32)
+    pl = torch.zeros(B, PLAN_MAX)
+    pa[0, :3] = torch.tensor([0, 2, 6]); pd[0, :3] = torch.tensor([9 * 2 + 0 + 0, 13, 0 + 3 * 2 + 2]); pl[0, :3] = torch.tensor([0.07, 0.0, 0.38])
+    pa[1, :2] = torch.tensor([0, 4]); pd[1, :2] = torch.tensor([22, 4]); pl[1, :2] = torch.tensor([0.21, 0.12])
+    pa[2, :2] = torch.tensor([5, 3]); pd[2, :2] = torch.tensor([1, 25]); pl[2, :2] = torch.tensor([0.5, 0.3])
+    dvec = 0.3 * torch.randn(B, DVEC)
+    null = torch.tensor([0, 0, 1], dtype=torch.int32)
+    T = {"x": x, "cond": cond, "t": t, "text": text, "target": target, "plan_act": pa, "plan_dir": pd,
+         "plan_dist": pl, "dvec": dvec, "null": null}
+    for n, p in net.state_dict().items():
+        T["param." + n] = p.clone()
+    fwd = lambda: net(x, cond, t, text, pa, pd, pl, dvec, null)
+    out = fwd()
+    loss = F.mse_loss(out, target)
+    loss.backward()
+    T["out"] = out.detach(); T["loss"] = loss.detach().reshape(1)
+    for n, p in net.named_parameters():
+        T["grad." + n] = p.grad.clone()
+    # the null sample's output does not depend on its text, plan or distance vector
+    with torch.no_grad():
+        o2 = net(x, cond, t, text.flip(0), pa.flip(0), pd.flip(0), pl.flip(0), dvec.flip(0), null)
+        assert torch.equal(o2[2], out[2].detach()) or (o2[2] - out[2]).abs().max() < 1e-6
+    # no adamw5.* here (the text fixtures check the optimizer; these stay smaller)
     nn_st.save(path, T, {"format": "sp-vunet-twin", "config": json.dumps(cfg, separators=(",", ":"))})
     print(f"{path}: {nparams(net)} parameters, loss {loss.item():.6f}, {os.path.getsize(path)} bytes")
 
@@ -271,4 +382,11 @@ if __name__ == "__main__":
     os.makedirs(out, exist_ok=True)
     for i, layout in enumerate(["stacked", "factorised"]):
         cfg = dict(PRESETS["tiny"]); cfg["layout"] = layout; cfg["ch"] = 8
+        del cfg["cond"], cfg["plan_dim"]  # the text fixtures stay as they were written before the variants
         write_fixture(os.path.join(out, f"vunet_{layout}.safetensors"), cfg, 100 + i)
+    # the conditioning variants (the text variant is the two above); plan-local in both layouts
+    # (its GroupNorm spans the frames in the factorised one)
+    for i, (layout, cond) in enumerate([("stacked", "distance"), ("stacked", "plan"), ("stacked", "plan-local"),
+                                        ("factorised", "plan-local")]):
+        cfg = dict(PRESETS["tiny"]); cfg["layout"] = layout; cfg["ch"] = 8; cfg["cond"] = cond
+        write_cond_fixture(os.path.join(out, f"vunet_{layout}_{cond}.safetensors"), cfg, 200 + i)

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <hdf5.h>
+
 #include "core/log.h"
 
 void sp_sampler_cfg_default(sp_sampler_cfg *c) {
@@ -44,6 +46,8 @@ struct sp_sampler {
   sp_action_norm norm;
   double amin[SP_ACT_DIM], amax[SP_ACT_DIM];  // the normaliser's limits (executed range)
   uint8_t *rgb;   // (SP_CLIP_MAX x sz x sz x 3) scratch
+  char *path;     // the dataset file
+  double **tgt;   // per dataset episode: target_pos (n x 2 x 3), read by sp_sampler_load_targets
 };
 
 void sp_action_norm_init(sp_action_norm *n, const double amin[SP_ACT_DIM], const double amax[SP_ACT_DIM]) {
@@ -126,17 +130,22 @@ sp_sampler *sp_sampler_open(const char *path, const sp_sampler_cfg *cfg, uint32_
   sp_action_norm_init(&s->norm, s->amin, s->amax);
   int sz = sp_dataset_size(ds);
   s->rgb = malloc((size_t)SP_CLIP_MAX * sz * sz * 3);
+  s->path = strdup(path);
   return s;
 }
 
 void sp_sampler_close(sp_sampler *s) {
   if (!s) return;
-  sp_dataset_close(s->ds);
   for (int k = 0; k < s->neps; k++) free(s->tpos[k]);
   free(s->tpos);
   free(s->ntpos);
+  if (s->tgt)
+    for (int i = 0; i < sp_dataset_count(s->ds); i++) free(s->tgt[i]);
+  free(s->tgt);
+  free(s->path);
   free(s->eps);
   free(s->rgb);
+  sp_dataset_close(s->ds);
   free(s);
 }
 
@@ -238,6 +247,50 @@ int sp_sampler_policy(sp_sampler *s, sp_policy_sample *o, char *err) {
     size_t px = (size_t)sz * sz;
     if (o->cur) to_chw(s->rgb, sz, o->cur, px);
     if (o->goal_img) to_chw(s->rgb + 3 * px, sz, o->goal_img, px);
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * positions of the usable episodes (the video model's plan and distance conditions) */
+
+int sp_sampler_load_targets(sp_sampler *s, char *err) {
+  if (s->tgt) return 0;
+  int n = sp_dataset_count(s->ds);
+  s->tgt = calloc((size_t)n + 1, sizeof *s->tgt);
+  if (!s->tgt) return sp_errf(err, "out of memory for the target positions of %d episodes", n);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  hid_t f = H5Fopen(s->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) return sp_errf(err, "%s: cannot open it to read target_pos", s->path);
+  int rc = 0;
+  for (int k = 0; k < s->neps && !rc; k++) {
+    const sp_dataset_ep *e = sp_dataset_episode(s->ds, s->eps[k]);
+    char name[300];
+    snprintf(name, sizeof name, "%s/target_pos", e->path);
+    double *v = malloc(sizeof(double) * (size_t)e->n * SP_DATA_NTARGET * 3);
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
+    hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (!v || d < 0 || np != (hssize_t)e->n * SP_DATA_NTARGET * 3 ||
+        H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
+      rc = sp_errf(err, "%s: %s is missing or not (%d x %d x 3) doubles", s->path, name, e->n, SP_DATA_NTARGET);
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    if (rc) free(v);
+    else s->tgt[s->eps[k]] = v;
+  }
+  H5Fclose(f);
+  return rc;
+}
+
+int sp_sampler_positions(const sp_sampler *s, int episode, int frame, double ee[3], double obj[3], double goal[3]) {
+  const sp_dataset_ep *e = sp_dataset_episode(s->ds, episode);
+  const double *t = s->tgt ? s->tgt[episode] : NULL;
+  if (!t || frame < 0 || frame >= e->n) return -1;
+  for (int j = 0; j < 3; j++) {
+    ee[j] = e->ee_pos[3 * frame + j];
+    obj[j] = t[(size_t)frame * SP_DATA_NTARGET * 3 + j];
+    goal[j] = t[(size_t)frame * SP_DATA_NTARGET * 3 + 3 + j];
   }
   return 0;
 }

@@ -90,4 +90,12 @@ void sp_sampler_action_limits(const sp_sampler *s, double amin[SP_ACT_DIM], doub
 /* an action as the robot executes it: every element clipped to [-SP_ACT_LIMIT, SP_ACT_LIMIT] */
 void sp_action_executed(const double *a, double *out);
 
+/* the video model's spatial conditions: read every usable episode's target_pos (object, goal;
+ * dataset.h) once (0, or -1 with err); then the positions at a frame of a usable episode (dataset
+ * index, as sp_sampler_clip reports it): the end effector (tcp centre, ee_pos), the object and the
+ * goal, world frame, metres. -1 before the load, for an episode not loaded or a frame outside. */
+int sp_sampler_load_targets(sp_sampler *s, char *err);
+int sp_sampler_positions(const sp_sampler *s, int episode, int frame, double ee[3], double obj[3],
+                         double goal[3]);
+
 #endif

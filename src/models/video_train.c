@@ -13,6 +13,7 @@
 #include "core/rng.h"
 #include "data/sampler.h"
 #include "match/match.h"
+#include "plan/plan.h"
 #include "sim/env.h"
 
 static const char *const g_pred_names[] = {"eps", "v", NULL};
@@ -43,13 +44,16 @@ void sp_vdiff_cfg_default(sp_vdiff_cfg *c) {
  * sampling */
 
 void sp_video_sample(const sp_vunet *m, sp_vunet_ws *w, const nn_sched *s, int pred, int steps, float guidance,
-                     float *out, const float *cond, const int32_t *text, int B, unsigned seed, float *work) {
+                     float *out, const float *cond, const sp_vcond *vc, int B, unsigned seed, float *work) {
   const int F = m->cfg.frames, R = m->cfg.res;
   const size_t n = (size_t)B * 3 * F * R * R;
   float *x = work, *mo = work + n, *mu = work + 2 * n, *x0 = work + 3 * n, *eps = work + 4 * n;
-  int32_t null_ids[64 * SP_TEXT_WORDS];
+  /* the null condition: every sample null (no words, no plan, no distance term), the same one
+   * training drops to */
+  uint8_t all_null[64];
   SP_ASSERT(B <= 64);
-  for (int i = 0; i < B * SP_TEXT_WORDS; i++) null_ids[i] = -1;
+  memset(all_null, 1, sizeof all_null);
+  sp_vcond uc = {.text = vc->text, .null = all_null};
   sp_mt19937 r;
   sp_mt_seed(&r, seed);
   for (size_t i = 0; i < n; i++) x[i] = (float)sp_mt_normal(&r);
@@ -58,9 +62,9 @@ void sp_video_sample(const sp_vunet *m, sp_vunet_ws *w, const nn_sched *s, int p
   float tb[64];
   for (int i = 0; i < steps; i++) {
     for (int b = 0; b < B; b++) tb[b] = (float)ts[i];
-    sp_vunet_forward(m, w, mo, x, cond, tb, text, B);
+    sp_vunet_forward_c(m, w, mo, x, cond, tb, vc, B);
     if (guidance > 0) {
-      sp_vunet_forward(m, w, mu, x, cond, tb, null_ids, B);
+      sp_vunet_forward_c(m, w, mu, x, cond, tb, &uc, B);
       nn_cfg_combine(mo, mo, mu, guidance, (int)n);
     }
     float *dst = i + 1 == steps ? out : x;
@@ -85,6 +89,10 @@ struct sp_video_job {
   float *clip;                      // (3, F+1, R, R)
   float *x0, *cond, *xt, *noise, *target, *out, *dout, *wt, *tf;  // batch buffers
   int32_t *ids;                     // (B, SP_TEXT_WORDS)
+  sp_plan_enc *plans;               // (B) the rule planner's plan of each clip's first frame
+  float *dvec;                      // (B, SP_VCOND_DVEC) gripper, object, goal at the first frame
+  uint8_t *null;                    // (B) 1: the null condition (dropped)
+  sp_vcond vc;                      // the batch's conditions (points at the above)
   float *work;                      // sampler work (5 per)
   sp_ssim_ws *ssim;
   uint8_t *ga, *gb;                 // grey frames (R x R)
@@ -104,6 +112,29 @@ static void task_ids(const sp_dataset *ds, int episode, int32_t *ids) {
   sp_text_ids(sp_task_name(sp_dataset_episode(ds, episode)->task), ids);
 }
 
+/* the conditions of batch slot b for a clip of `episode` that starts at frame `start`: the task
+ * text, and (variants beyond text) the rule planner's plan of the start state from the dataset's
+ * positions and the 9-d vector (tcp, object, goal); not null */
+static int clip_cond(sp_video_job *j, const sp_sampler *smp, int episode, int start, int b, char *err) {
+  const sp_dataset *ds = sp_sampler_dataset(smp);
+  task_ids(ds, episode, j->ids + b * SP_TEXT_WORDS);
+  j->null[b] = 0;
+  if (j->mc.cond == SP_VCOND_TEXT) return 0;
+  double ee[3], obj[3], goal[3];
+  if (sp_sampler_positions(smp, episode, start, ee, obj, goal))
+    return sp_errf(err, "episode %d frame %d: no positions loaded", episode, start);
+  sp_plan plan;
+  if (sp_plan_rule(sp_dataset_episode(ds, episode)->task, ee, obj, goal, NULL, &plan, err)) return -1;
+  sp_plan_encode(&plan, &j->plans[b]);
+  float *v = j->dvec + (size_t)b * SP_VCOND_DVEC;
+  for (int k = 0; k < 3; k++) {
+    v[k] = (float)ee[k];
+    v[3 + k] = (float)obj[k];
+    v[6 + k] = (float)goal[k];
+  }
+  return 0;
+}
+
 static int job_step(void *self, long step, float *loss, char *err) {
   sp_video_job *j = self;
   const int B = j->B, F = j->F, R = j->R;
@@ -111,15 +142,16 @@ static int job_step(void *self, long step, float *loss, char *err) {
   sp_sampler_reseed(j->train, sp_train_seed(j->tc.seed, step, 0));
   sp_mt19937 r;
   sp_mt_seed(&r, sp_train_seed(j->tc.seed, step, 1));
-  const sp_dataset *ds = sp_sampler_dataset(j->train);
   int ts[256], idx[SP_CLIP_MAX];
   for (int b = 0; b < B; b++) {
     int ep;
     if (sp_sampler_clip(j->train, j->clip, &ep, idx, err)) return -1;
     split_clip(j->clip, F, R, j->cond + (size_t)b * 3 * R * R, j->x0 + b * per);
-    task_ids(ds, ep, j->ids + b * SP_TEXT_WORDS);
-    if (sp_mt_double(&r) < j->dc.cond_drop)
+    if (clip_cond(j, j->train, ep, idx[0], b, err)) return -1;
+    if (sp_mt_double(&r) < j->dc.cond_drop) {  // the null condition, as the sampler's guidance uses
+      j->null[b] = 1;
       for (int k = 0; k < SP_TEXT_WORDS; k++) j->ids[b * SP_TEXT_WORDS + k] = -1;
+    }
     ts[b] = (int)(sp_mt_u32(&r) % (uint32_t)j->dc.T);
     j->tf[b] = (float)ts[b];
     j->wt[b] = j->dc.min_snr > 0 ? nn_min_snr_weight(&j->sched, ts[b], (nn_pred)j->dc.pred, j->dc.min_snr) : 1.f;
@@ -127,7 +159,7 @@ static int job_step(void *self, long step, float *loss, char *err) {
   for (size_t i = 0; i < (size_t)B * per; i++) j->noise[i] = (float)sp_mt_normal(&r);
   nn_q_sample(j->xt, j->x0, j->noise, &j->sched, ts, B, (int)per);
   nn_diffusion_target(j->target, j->x0, j->noise, &j->sched, ts, B, (int)per, (nn_pred)j->dc.pred);
-  sp_vunet_forward(&j->model, &j->ws, j->out, j->xt, j->cond, j->tf, j->ids, B);
+  sp_vunet_forward_c(&j->model, &j->ws, j->out, j->xt, j->cond, j->tf, &j->vc, B);
   *loss = nn_mse_forward(j->out, j->target, j->wt, B, per);
   nn_mse_backward(j->dout, j->out, j->target, j->wt, B, per, 1.f);
   sp_vunet_backward(&j->model, &j->ws, j->dout, B);
@@ -162,7 +194,6 @@ static int job_validate(void *self, long step, char *json, size_t cap, double *m
   sp_video_job *j = self;
   const int B = j->B, F = j->F, R = j->R, K = j->dc.val_clips, nep = sp_sampler_count(j->val);
   const size_t per = j->per, px = (size_t)R * R;
-  const sp_dataset *ds = sp_sampler_dataset(j->val);
   double p_sum = 0, s_sum = 0, pc_sum = 0, sc_sum = 0;
   int idx[SP_CLIP_MAX];
   for (int k0 = 0; k0 < K; k0 += B) {
@@ -171,10 +202,10 @@ static int job_validate(void *self, long step, char *json, size_t cap, double *m
       int ep, k = (int)((long)(k0 + b) * nep / K);  // spread over the held-out episodes
       if (sp_sampler_clip_at(j->val, k % nep, 0, j->clip, &ep, idx, err)) return -1;
       split_clip(j->clip, F, R, j->cond + b * 3 * px, j->x0 + b * per);
-      task_ids(ds, ep, j->ids + b * SP_TEXT_WORDS);
+      if (clip_cond(j, j->val, ep, idx[0], b, err)) return -1;
     }
     sp_video_sample(&j->model, &j->ws, &j->sched, j->dc.pred, j->dc.val_steps, j->dc.guidance, j->out, j->cond,
-                    j->ids, nb, sp_train_seed(j->tc.seed, 0, 1000 + k0), j->work);
+                    &j->vc, nb, sp_train_seed(j->tc.seed, 0, 1000 + k0), j->work);
     for (int b = 0; b < nb; b++) {
       const float *gen = j->out + b * per, *truth = j->x0 + b * per, *c0 = j->cond + b * 3 * px;
       p_sum += psnr(gen, truth, per);
@@ -239,6 +270,8 @@ sp_video_job *sp_video_job_open(const char *data, const sp_vunet_cfg *mc, const 
             sp_sampler_size(j->train), sp_sampler_size(j->train), j->R, j->R);
     goto fail;
   }
+  if (mc->cond != SP_VCOND_TEXT && (sp_sampler_load_targets(j->train, err) || sp_sampler_load_targets(j->val, err)))
+    goto fail;
   if (sp_vunet_init(&j->model, mc, (unsigned)tc->seed, err)) goto fail;
   if (sp_vunet_ws_init(&j->ws, &j->model, j->B, 1, err)) goto fail;
   const size_t Bp = (size_t)j->B * j->per;
@@ -253,12 +286,16 @@ sp_video_job *sp_video_job_open(const char *data, const sp_vunet_cfg *mc, const 
   j->wt = falloc((size_t)j->B);
   j->tf = falloc((size_t)j->B);
   j->ids = malloc(sizeof(int32_t) * (size_t)j->B * SP_TEXT_WORDS);
+  j->plans = calloc((size_t)j->B, sizeof *j->plans);
+  j->dvec = falloc((size_t)j->B * SP_VCOND_DVEC);
+  j->null = calloc((size_t)j->B, 1);
+  j->vc = (sp_vcond){.text = j->ids, .plan = j->plans, .dvec = j->dvec, .null = j->null};
   j->work = falloc(5 * Bp);
   j->ga = malloc((size_t)j->R * j->R);
   j->gb = malloc((size_t)j->R * j->R);
   if (!(j->ssim = sp_ssim_ws_new(j->R, j->R, err))) goto fail;
   if (!j->clip || !j->x0 || !j->cond || !j->xt || !j->noise || !j->target || !j->out || !j->dout || !j->wt ||
-      !j->tf || !j->ids || !j->work || !j->ga || !j->gb) {
+      !j->tf || !j->ids || !j->plans || !j->dvec || !j->null || !j->work || !j->ga || !j->gb) {
     sp_errf(err, "out of memory for the video job's batch buffers");
     goto fail;
   }
@@ -309,9 +346,9 @@ int sp_video_job_strip(sp_video_job *j, const char *png, int nclips, char *err) 
     int ep, k = (int)((long)b * nep / K);  // validation's first clips
     if (sp_sampler_clip_at(j->val, k % nep, 0, j->clip, &ep, idx, err)) return -1;
     split_clip(j->clip, F, R, j->cond + b * 3 * px, j->x0 + b * j->per);
-    task_ids(sp_sampler_dataset(j->val), ep, j->ids + b * SP_TEXT_WORDS);
+    if (clip_cond(j, j->val, ep, idx[0], b, err)) return -1;
   }
-  sp_video_sample(&j->model, &j->ws, &j->sched, j->dc.pred, j->dc.val_steps, j->dc.guidance, j->out, j->cond, j->ids,
+  sp_video_sample(&j->model, &j->ws, &j->sched, j->dc.pred, j->dc.val_steps, j->dc.guidance, j->out, j->cond, &j->vc,
                   nclips, sp_train_seed(j->tc.seed, 0, 1000), j->work);
   uint8_t *img = malloc((size_t)w * h * 3);
   if (!img) return sp_errf(err, "out of memory for a %dx%d strip", w, h);
@@ -363,6 +400,9 @@ void sp_video_job_close(sp_video_job *j) {
   free(j->wt);
   free(j->tf);
   free(j->ids);
+  free(j->plans);
+  free(j->dvec);
+  free(j->null);
   free(j->work);
   free(j->ga);
   free(j->gb);
@@ -378,6 +418,7 @@ int sp_video_run_settings(const char *ckpt, sp_vunet_cfg *mc, sp_vdiff_cfg *dc, 
   if (sp_ckpt_info_read(ckpt, &info, err)) return -1;
   int rc = 0;
   if (strcmp(info.model, "vunet")) rc = sp_errf(err, "%s holds a '%s' model, not a video model", ckpt, info.model);
+  sp_vunet_cfg_preset(mc, SP_PRESET_TINY);  // fields a checkpoint predates keep a preset's value (cond: text)
   if (!rc && sp_cf_from_json(sp_vunet_fields, mc, info.config, err)) rc = -1;
   cJSON *tr = cJSON_Parse(info.trainer ? info.trainer : ""), *dj = cJSON_Parse(info.data);
   char *t = NULL, *j = NULL;

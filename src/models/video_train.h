@@ -5,8 +5,10 @@
  * from the training split of an `sp collect` dataset (data/sampler.h: AVDC's random start and
  * evenly spaced frames, or the fine-interval indices), frame 0 the condition, frames 1..F the
  * target; t uniform in [0, T); x_t = q_sample(x0, eps); the target eps or v; MSE with the
- * min-SNR-gamma weight; the task text dropped to the null condition (all words padding) with
- * probability cond_drop, the same null condition the sampler uses for guidance.
+ * min-SNR-gamma weight; the conditions (model config `cond`: the task text, and for the spatial
+ * variants the rule planner's plan of the clip's first frame and the 9-d tcp/object/goal vector,
+ * from the dataset's stored positions) dropped to the null condition with probability cond_drop,
+ * the same null condition the sampler uses for guidance.
  *
  * Validation: fixed clips of the held-out split (the demonstrations of highest seed per task
  * and camera, never trained on), each from its episode's first frame as the evaluation starts,
@@ -37,11 +39,12 @@ typedef struct {
 extern const sp_cf sp_vdiff_fields[];
 void sp_vdiff_cfg_default(sp_vdiff_cfg *c);
 
-/* DDIM (eta 0, AVDC's time grid) with classifier-free guidance when w > 0 (the null condition:
- * every word padding): out (B, 3, F, R, R) from cond (B, 3, R, R) and text (B, SP_TEXT_WORDS);
- * the starting noise from seed. work: 5 * B * 3 * F * R * R floats. */
+/* DDIM (eta 0, AVDC's time grid) with classifier-free guidance when w > 0, (1 + w) cond - w null
+ * (the null condition: every sample null, vunet.h, the one training drops to): out (B, 3, F, R, R)
+ * from cond (B, 3, R, R) and the conditions vc; the starting noise from seed. B <= 64.
+ * work: 5 * B * 3 * F * R * R floats. */
 void sp_video_sample(const sp_vunet *m, sp_vunet_ws *w, const nn_sched *s, int pred, int steps, float guidance,
-                     float *out, const float *cond, const int32_t *text, int B, unsigned seed, float *work);
+                     float *out, const float *cond, const sp_vcond *vc, int B, unsigned seed, float *work);
 
 typedef struct sp_video_job sp_video_job;
 

@@ -9,6 +9,7 @@
 #include "models/vunet.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,9 @@ int sp_text_ids(const char *text, int32_t ids[SP_TEXT_WORDS]) {
  * config */
 
 static const char *const g_layouts[] = {"stacked", "factorised", NULL};
+static const char *const g_conds[] = {"text", "distance", "plan", "plan-local", NULL};
+
+const char *sp_vcond_name(int cond) { return cond >= 0 && cond <= SP_VCOND_PLAN_LOCAL ? g_conds[cond] : "?"; }
 
 #define OFF(f) offsetof(sp_vunet_cfg, f)
 const sp_cf sp_vunet_fields[] = {
@@ -79,6 +83,11 @@ const sp_cf sp_vunet_fields[] = {
     {"text_dim", SP_CF_INT, OFF(text_dim), 1, 8192, NULL, 0, 0, "word-embedding width"},
     {"winograd", SP_CF_INT, OFF(winograd), 0, 2, NULL, 0, 0,
      "3x3 convs by Winograd: 0 never, 1 where it pays, 2 always"},
+    {"cond", SP_CF_ENUM, OFF(cond), 0, 3, g_conds, 0, 0,
+     "conditioning: text (AVDC), distance (+ 9-d gripper/object/goal vector), plan (text and plan "
+     "tokens pooled, global), plan-local (text global, plan by gated cross-attention)"},
+    {"plan_dim", SP_CF_INT, OFF(plan_dim), 1, 4096, NULL, 0, 0,
+     "plan encoder width P (MLP hidden 4P; also the distance MLP's hidden 4P)"},
     {NULL, 0, 0, 0, 0, NULL, 0, 0, NULL},
 };
 #undef OFF
@@ -88,17 +97,18 @@ void sp_vunet_cfg_preset(sp_vunet_cfg *c, sp_preset p) {
     case SP_PRESET_TINY:
       *c = (sp_vunet_cfg){.layout = SP_VUNET_STACKED, .res = 16, .frames = 7, .ch = 16, .mult = {1, 2},
                           .nmult = 2, .nres = 1, .attn_min_ds = 2, .head_ch = 8, .groups = 4, .tdim = 32,
-                          .text_dim = 8, .winograd = 1};
+                          .text_dim = 8, .winograd = 1, .cond = SP_VCOND_TEXT, .plan_dim = 8};
       break;
     case SP_PRESET_CPU:  // bench_nn's unet64 plus text and attention at 16x16
       *c = (sp_vunet_cfg){.layout = SP_VUNET_STACKED, .res = 64, .frames = 7, .ch = 32, .mult = {1, 2, 4},
                           .nmult = 3, .nres = 2, .attn_min_ds = 4, .head_ch = 32, .groups = 8, .tdim = 128,
-                          .text_dim = 64, .winograd = 1};
+                          .text_dim = 64, .winograd = 1, .cond = SP_VCOND_TEXT, .plan_dim = 32};
       break;
     default:  // paper: AVDC's Meta-World U-Net
       *c = (sp_vunet_cfg){.layout = SP_VUNET_FACTORISED, .res = 128, .frames = 7, .ch = 128,
                           .mult = {1, 2, 3, 4, 5}, .nmult = 5, .nres = 2, .attn_min_ds = 8, .head_ch = 32,
-                          .groups = 32, .tdim = 512, .text_dim = 512, .winograd = 1};
+                          .groups = 32, .tdim = 512, .text_dim = 512, .winograd = 1,
+                          .cond = SP_VCOND_TEXT, .plan_dim = 64};
       break;
   }
 }
@@ -159,6 +169,38 @@ static void res_init(sp_vunet_res *v, nn_params *ps, const char *pre, int cin, i
     v->tw2 = padd(ps, pre, ".c2_t.weight", cout, cout, 3, 0);
     v->tb2 = padd(ps, pre, ".c2_t.bias", cout, 0, 0, 0);
   }
+}
+
+static void cond_init(sp_vunet *m, nn_params *ps) {
+  const sp_vunet_cfg *c = &m->cfg;
+  int P = c->plan_dim, D = c->text_dim, C = m->Cm;
+  m->typew = m->lnw = m->lnb = m->dv0w = m->dv0b = m->dv2w = m->dv2b = NN_NONE;
+  m->xnw = m->xnb = m->xqw = m->xqb = m->xkw = m->xkb = m->xvw = m->xvb = m->xow = m->xob = m->xal = NN_NONE;
+  m->ntok = 0;
+  if (c->cond == SP_VCOND_DISTANCE) {
+    m->dv0w = nn_params_add4(ps, "dist.0.weight", 4 * P, SP_VCOND_DVEC, 0, 0);
+    m->dv0b = nn_params_add4(ps, "dist.0.bias", 4 * P, 0, 0, 0);
+    m->dv2w = nn_params_add4(ps, "dist.2.weight", c->tdim, 4 * P, 0, 0);
+    m->dv2b = nn_params_add4(ps, "dist.2.bias", c->tdim, 0, 0, 0);
+  }
+  if (c->cond != SP_VCOND_PLAN && c->cond != SP_VCOND_PLAN_LOCAL) return;
+  sp_planenc_init(&m->pe, ps, "plan", P, D);
+  if (c->cond == SP_VCOND_PLAN) m->typew = nn_params_add4(ps, "plan.type.weight", 2, D, 0, 0);
+  m->lnw = nn_params_add4(ps, "plan.norm.weight", D, 0, 0, 0);
+  m->lnb = nn_params_add4(ps, "plan.norm.bias", D, 0, 0, 0);
+  m->ntok = c->cond == SP_VCOND_PLAN ? SP_TEXT_WORDS + SP_PLAN_MAX : SP_PLAN_MAX;
+  if (c->cond != SP_VCOND_PLAN_LOCAL) return;
+  m->xnw = nn_params_add4(ps, "mid.xattn.norm.weight", C, 0, 0, 0);
+  m->xnb = nn_params_add4(ps, "mid.xattn.norm.bias", C, 0, 0, 0);
+  m->xqw = nn_params_add4(ps, "mid.xattn.q.weight", C, C, 0, 0);
+  m->xqb = nn_params_add4(ps, "mid.xattn.q.bias", C, 0, 0, 0);
+  m->xkw = nn_params_add4(ps, "mid.xattn.k.weight", C, D, 0, 0);
+  m->xkb = nn_params_add4(ps, "mid.xattn.k.bias", C, 0, 0, 0);
+  m->xvw = nn_params_add4(ps, "mid.xattn.v.weight", C, D, 0, 0);
+  m->xvb = nn_params_add4(ps, "mid.xattn.v.bias", C, 0, 0, 0);
+  m->xow = nn_params_add4(ps, "mid.xattn.o.weight", C, C, 0, 0);
+  m->xob = nn_params_add4(ps, "mid.xattn.o.bias", C, 0, 0, 0);
+  m->xal = nn_params_add4(ps, "mid.xattn.alpha", 1, 0, 0, 0);
 }
 
 int sp_vunet_init(sp_vunet *m, const sp_vunet_cfg *c, unsigned seed, char *err) {
@@ -259,6 +301,9 @@ int sp_vunet_init(sp_vunet *m, const sp_vunet_cfg *c, unsigned seed, char *err) 
   m->onw = nn_params_add4(ps, "outn.weight", ch, 0, 0, 0);
   m->onb = nn_params_add4(ps, "outn.bias", ch, 0, 0, 0);
   conv_init(&m->outc, ps, "outc", ch, m->cout, 1, fact);
+  /* the conditions beyond the text, registered last: the text variant's table, and every
+   * earlier parameter's initial value, stay what they were */
+  cond_init(m, ps);
   if (nn_params_alloc(ps, err)) {
     nn_params_free(ps);
     return -1;
@@ -274,6 +319,7 @@ int sp_vunet_init(sp_vunet *m, const sp_vunet_cfg *c, unsigned seed, char *err) 
     memset(wt, 0, p->numel * sizeof(float));
     for (int64_t o = 0; o < co && o < ci; o++) wt[(o * ci + o) * 3 + 1] = 1.f;
   }
+  if (m->xal != NN_NONE) ps->data[m->xal] = 0.f;  // GLIGEN: the gate starts closed
   nn_conv2d_set_winograd(c->winograd);
   return 0;
 }
@@ -393,6 +439,60 @@ static void attn_carve(carver *k, const nn_attnblock *b, sp_vunet_attn_act *aa, 
   }
 }
 
+/* the conditions beyond the text: small, all kept */
+static void cond_carve(const sp_vunet *m, sp_vunet_ws *w, carver *k) {
+  const sp_vunet_cfg *c = &m->cfg;
+  int B = k->B, P = c->plan_dim, D = c->text_dim, N = B * SP_PLAN_MAX;
+  if (c->cond == SP_VCOND_TEXT) return;  // the text variant's workspace as it always was
+  w->keep = ca(k, (size_t)B);
+  if (c->cond == SP_VCOND_DISTANCE) {
+    w->dv = ca(k, (size_t)B * SP_VCOND_DVEC);
+    w->dz = ca(k, (size_t)B * 4 * P);
+    w->dg = ca(k, (size_t)B * 4 * P);
+    w->dp = ca(k, (size_t)B * c->tdim);
+    w->ddg = cg(k, (size_t)B * 4 * P);
+    w->ddz = cg(k, (size_t)B * 4 * P);
+  }
+  if (!m->ntok) return;
+  float *region = ca(k, sp_planenc_act_floats(&m->pe, N, k->train));
+  if (region) sp_planenc_act_carve(&w->pa, &m->pe, region, N, k->train);
+  w->ptok = ca(k, (size_t)N * D);
+  w->tok = ca(k, (size_t)B * m->ntok * D);
+  w->tln = ca(k, (size_t)B * m->ntok * D);
+  w->lnm = ca(k, (size_t)B * m->ntok);
+  w->lnr = ca(k, (size_t)B * m->ntok);
+  w->dtok = cg(k, (size_t)B * m->ntok * D);
+  w->dtln = cg(k, (size_t)B * m->ntok * D);
+  w->dptok = cg(k, (size_t)N * D);
+}
+
+/* plan-local: the cross-attention's buffers on the middle activations (B, Cm, T, Hm, Hm) */
+static void xattn_carve(const sp_vunet *m, sp_vunet_ws *w, carver *k) {
+  int B = k->B, C = m->Cm, L = SP_PLAN_MAX, G = m->cfg.groups;
+  size_t TS = (size_t)k->T * m->Hm * m->Hm, n = (size_t)B * C * TS;
+  w->xn = cp(k, n);
+  w->xm = cp(k, (size_t)B * G);
+  w->xr = cp(k, (size_t)B * G);
+  w->xq = cp(k, n);
+  w->xk = cp(k, (size_t)B * C * L);
+  w->xv = cp(k, (size_t)B * C * L);
+  w->xo = cp(k, n);
+  w->xp = cp(k, n);
+  w->xprob = cp(k, (size_t)B * TS * L);
+  w->xout = cp(k, n);
+  w->dxa = cg(k, n);
+  w->dxn = cg(k, n);
+  w->dxq = cg(k, n);
+  w->dxk = cg(k, (size_t)B * C * L);
+  w->dxv = cg(k, (size_t)B * C * L);
+  w->dxo = cg(k, n);
+  w->dxp = cg(k, n);
+  nn_conv2d_dims d = nn_conv2d_make(B, C, (int)TS, 1, C, 1, 1, 0);
+  sp_ws_need_scratch(k->ws, nn_conv2d_scratch(&d));
+  nn_attn_dims ad = {.B = B, .nh = 1, .hd = C, .Nq = (int)TS, .Nk = L};
+  sp_ws_need_scratch(k->ws, nn_attention_scratch(&ad));
+}
+
 static void carve(const sp_vunet *m, sp_vunet_ws *w, carver *k) {
   const sp_vunet_cfg *c = &m->cfg;
   int B = k->B, T = k->T, R = c->res, C0 = c->ch * c->mult[0];
@@ -412,6 +512,7 @@ static void carve(const sp_vunet *m, sp_vunet_ws *w, carver *k) {
   w->dtv = cg(k, (size_t)B * c->text_dim);
   w->demb = cg(k, (size_t)B * c->tdim);
   w->dsemb = cg(k, (size_t)B * c->tdim);
+  cond_carve(m, w, k);
   /* input conv */
   pool_reset(k);
   w->xin = cp(k, (size_t)B * T * m->cin * S0);
@@ -451,6 +552,7 @@ static void carve(const sp_vunet *m, sp_vunet_ws *w, carver *k) {
   pool_reset(k);
   res_carve(k, &m->mid1, &w->m1a, m->Hm, 0);
   attn_carve(k, &m->mida, &w->maa, m->Hm, 0);
+  if (m->xal != NN_NONE) xattn_carve(m, w, k);
   res_carve(k, &m->mid2, &w->m2a, m->Hm, 1);
   w->dm1 = cg(k, nm);
   w->dma = cg(k, nm);
@@ -689,23 +791,17 @@ static void attn_backward(const sp_vunet *m, const nn_attnblock *b, const sp_vun
 /* ---------------------------------------------------------------------------------------------
  * time and text embedding */
 
-static void embed_forward(const sp_vunet *m, sp_vunet_ws *w, const float *t, const int32_t *text, int B) {
+/* mean of the word embeddings of each sample (no words: zeros) -> tv (B, D) */
+static void words_mean(const sp_vunet *m, sp_vunet_ws *w, int B) {
   const nn_params *ps = &m->ps;
-  const sp_vunet_cfg *c = &m->cfg;
-  int D = c->text_dim, E = c->tdim;
-  nn_timestep_embedding(w->e0, t, B, c->ch, 0, 0);
-  nn_linear_forward(w->z1, w->e0, P(m->t0w), P(m->t0b), B, c->ch, E);
-  nn_act_forward(w->s1, w->z1, (size_t)B * E, NN_ACT_SILU);
-  nn_linear_forward(w->te, w->s1, P(m->t2w), P(m->t2b), B, E, E);
-  /* text: mean of the word embeddings (no words: zeros), then the projection */
-  memcpy(w->ids, text, (size_t)B * SP_TEXT_WORDS * sizeof(int32_t));
+  int D = m->cfg.text_dim;
   const float *tab = P(m->tew);
   for (int b = 0; b < B; b++) {
     float *v = w->tv + (size_t)b * D;
     int cnt = 0;
     memset(v, 0, (size_t)D * sizeof(float));
     for (int j = 0; j < SP_TEXT_WORDS; j++) {
-      int id = text[b * SP_TEXT_WORDS + j];
+      int id = w->ids[b * SP_TEXT_WORDS + j];
       SP_ASSERT(id >= -1 && id < SP_TEXT_VOCAB);
       if (id < 0) continue;
       cnt++;
@@ -714,16 +810,145 @@ static void embed_forward(const sp_vunet *m, sp_vunet_ws *w, const float *t, con
     if (cnt)
       for (int d = 0; d < D; d++) v[d] /= (float)cnt;
   }
+}
+
+/* plan, plan-local: the plan encoder on every sample's SP_PLAN_MAX steps (a null sample's
+ * steps as padding rows: computed, never used), then the tokens and their LayerNorm.
+ * plan: tokens (B, W + L, D) = [word embedding + type 0 (no word: type 0 alone), plan token +
+ * type 1]; tv = the mean of the LayerNormed tokens present (words with an id, plan steps of a
+ * sample that is not null; none: zeros). plan-local: tokens (B, L, D) the plan tokens. */
+static void plan_tokens_forward(const sp_vunet *m, sp_vunet_ws *w, const sp_vcond *vc, int B) {
+  const nn_params *ps = &m->ps;
+  const int D = m->cfg.text_dim, L = SP_PLAN_MAX, W = SP_TEXT_WORDS, NT = m->ntok;
+  sp_planenc_act *a = &w->pa;
+  for (int b = 0; b < B; b++)
+    for (int l = 0; l < L; l++) {
+      int r = b * L + l, on = w->keep[b] > 0;
+      SP_ASSERT(!on || vc->plan);
+      a->aid[r] = on ? vc->plan[b].action_id[l] : SP_PLAN_PAD;
+      a->did[r] = on ? vc->plan[b].dir_id[l] : 13;  // (0, 0, 0)
+      a->dist[r] = on ? vc->plan[b].dist[l] : 0.f;
+    }
+  sp_planenc_forward(&m->pe, ps, a, w->ptok, a->aid, a->did, a->dist, B * L);
+  if (m->cfg.cond == SP_VCOND_PLAN_LOCAL) {
+    memcpy(w->tok, w->ptok, (size_t)B * L * D * sizeof(float));
+  } else {
+    const float *tab = P(m->tew), *ty = P(m->typew);
+    for (int b = 0; b < B; b++)
+      for (int j = 0; j < NT; j++) {
+        float *x = w->tok + ((size_t)b * NT + j) * D;
+        if (j < W) {
+          int id = w->ids[b * W + j];
+          for (int d = 0; d < D; d++) x[d] = (id >= 0 ? tab[(size_t)id * D + d] : 0.f) + ty[d];
+        } else {
+          const float *pt = w->ptok + ((size_t)b * L + j - W) * D;
+          for (int d = 0; d < D; d++) x[d] = pt[d] + ty[D + d];
+        }
+      }
+  }
+  nn_layernorm_forward(w->tln, w->lnm, w->lnr, w->tok, P(m->lnw), P(m->lnb), B * NT, D, 1e-5f);
+  if (m->cfg.cond != SP_VCOND_PLAN) return;
+  for (int b = 0; b < B; b++) {
+    float *v = w->tv + (size_t)b * D;
+    int cnt = 0;
+    memset(v, 0, (size_t)D * sizeof(float));
+    for (int j = 0; j < NT; j++) {
+      if (j < W ? w->ids[b * W + j] < 0 : w->keep[b] == 0) continue;
+      cnt++;
+      const float *y = w->tln + ((size_t)b * NT + j) * D;
+      for (int d = 0; d < D; d++) v[d] += y[d];
+    }
+    if (cnt)
+      for (int d = 0; d < D; d++) v[d] /= (float)cnt;
+  }
+}
+
+/* dtln (B, ntok, D) -> LayerNorm, the word table and type embedding (plan), the plan encoder */
+static void plan_tokens_backward(const sp_vunet *m, sp_vunet_ws *w, int B) {
+  nn_params *ps = (nn_params *)&m->ps;  // backward writes ps->grad only
+  const int D = m->cfg.text_dim, L = SP_PLAN_MAX, W = SP_TEXT_WORDS, NT = m->ntok;
+  nn_zero(w->dtok, (size_t)B * NT * D);
+  nn_layernorm_backward(w->dtok, G(m->lnw), G(m->lnb), w->dtln, w->tok, w->lnm, w->lnr, P(m->lnw), B * NT, D);
+  if (m->cfg.cond == SP_VCOND_PLAN_LOCAL) {
+    memcpy(w->dptok, w->dtok, (size_t)B * L * D * sizeof(float));
+  } else {
+    float *gtab = G(m->tew), *gty = G(m->typew);
+    for (int b = 0; b < B; b++)
+      for (int j = 0; j < NT; j++) {
+        const float *g = w->dtok + ((size_t)b * NT + j) * D;
+        if (j < W) {
+          int id = w->ids[b * W + j];
+          for (int d = 0; d < D; d++) gty[d] += g[d];
+          if (id >= 0)
+            for (int d = 0; d < D; d++) gtab[(size_t)id * D + d] += g[d];
+        } else {
+          memcpy(w->dptok + ((size_t)b * L + j - W) * D, g, (size_t)D * sizeof(float));
+          for (int d = 0; d < D; d++) gty[D + d] += g[d];
+        }
+      }
+  }
+  sp_planenc_backward(&m->pe, ps, &w->pa, w->dptok, B * L);
+}
+
+static void embed_forward(const sp_vunet *m, sp_vunet_ws *w, const float *t, const sp_vcond *vc, int B) {
+  const nn_params *ps = &m->ps;
+  const sp_vunet_cfg *c = &m->cfg;
+  int D = c->text_dim, E = c->tdim, P4 = 4 * c->plan_dim;
+  nn_timestep_embedding(w->e0, t, B, c->ch, 0, 0);
+  nn_linear_forward(w->z1, w->e0, P(m->t0w), P(m->t0b), B, c->ch, E);
+  nn_act_forward(w->s1, w->z1, (size_t)B * E, NN_ACT_SILU);
+  nn_linear_forward(w->te, w->s1, P(m->t2w), P(m->t2b), B, E, E);
+  /* the text ids (a null sample: no words) */
+  SP_ASSERT(vc->text);
+  memcpy(w->ids, vc->text, (size_t)B * SP_TEXT_WORDS * sizeof(int32_t));
+  for (int b = 0; b < B; b++) {
+    int null = vc->null && vc->null[b];
+    if (w->keep) w->keep[b] = null ? 0.f : 1.f;
+    if (null)
+      for (int j = 0; j < SP_TEXT_WORDS; j++) w->ids[b * SP_TEXT_WORDS + j] = -1;
+  }
+  /* the text vector: the mean of the word embeddings, or (plan) of the word and plan tokens */
+  if (m->ntok) plan_tokens_forward(m, w, vc, B);
+  if (c->cond != SP_VCOND_PLAN) words_mean(m, w, B);
   nn_linear_forward(w->tp, w->tv, P(m->tpw), P(m->tpb), B, D, E);
   nn_add_forward(w->emb, w->te, w->tp, (size_t)B * E);
+  if (c->cond == SP_VCOND_DISTANCE) {
+    for (int b = 0; b < B; b++) {
+      SP_ASSERT(!w->keep[b] || vc->dvec);
+      for (int k = 0; k < SP_VCOND_DVEC; k++)
+        w->dv[b * SP_VCOND_DVEC + k] = w->keep[b] > 0 ? vc->dvec[b * SP_VCOND_DVEC + k] : 0.f;
+    }
+    nn_linear_forward(w->dz, w->dv, P(m->dv0w), P(m->dv0b), B, SP_VCOND_DVEC, P4);
+    nn_act_forward(w->dg, w->dz, (size_t)B * P4, NN_ACT_GELU);
+    nn_linear_forward(w->dp, w->dg, P(m->dv2w), P(m->dv2b), B, P4, E);
+    for (int b = 0; b < B; b++)  // a null sample has no distance term
+      for (int e = 0; e < E; e++) w->emb[(size_t)b * E + e] += w->keep[b] * w->dp[(size_t)b * E + e];
+  }
   nn_act_forward(w->semb, w->emb, (size_t)B * E, NN_ACT_SILU);
 }
 
 static void embed_backward(const sp_vunet *m, sp_vunet_ws *w, int B) {
   nn_params *ps = (nn_params *)&m->ps;  // backward writes ps->grad only
   const sp_vunet_cfg *c = &m->cfg;
-  int D = c->text_dim, E = c->tdim;
+  int D = c->text_dim, E = c->tdim, P4 = 4 * c->plan_dim;
   nn_act_backward(w->demb, w->dsemb, w->emb, (size_t)B * E, NN_ACT_SILU);
+  if (c->cond == SP_VCOND_DISTANCE) {
+    /* ddp = keep * demb (in dz's gradient room) -> Linear(4P, tdim), GELU, Linear(9, 4P) */
+    float *ddp = w->dp;  // the forward value is not needed any more
+    for (int b = 0; b < B; b++)
+      for (int e = 0; e < E; e++) ddp[(size_t)b * E + e] = w->keep[b] * w->demb[(size_t)b * E + e];
+    nn_linear_backward(NULL, G(m->dv2w), G(m->dv2b), ddp, w->dg, P(m->dv2w), B, P4, E);
+    nn_zero(w->ddg, (size_t)B * P4);
+    for (int b = 0; b < B; b++)
+      for (int e = 0; e < E; e++) {
+        float d = ddp[(size_t)b * E + e];
+        const float *wr = P(m->dv2w) + (size_t)e * P4;
+        for (int k = 0; k < P4; k++) w->ddg[(size_t)b * P4 + k] += d * wr[k];
+      }
+    nn_zero(w->ddz, (size_t)B * P4);
+    nn_act_backward(w->ddz, w->ddg, w->dz, (size_t)B * P4, NN_ACT_GELU);
+    nn_linear_backward(NULL, G(m->dv0w), G(m->dv0b), w->ddz, w->dv, P(m->dv0w), B, SP_VCOND_DVEC, P4);
+  }
   /* dtv = demb @ W by hand: OpenBLAS's small no-transpose sgemm kernel mallocs a buffer for shapes
    * like this one (N = text_dim not a multiple of 16, K >= 32; seen with 0.3.21) */
   nn_linear_backward(NULL, G(m->tpw), G(m->tpb), w->demb, w->tv, P(m->tpw), B, D, E);
@@ -735,20 +960,136 @@ static void embed_backward(const sp_vunet *m, sp_vunet_ws *w, int B) {
       for (int d = 0; d < D; d++) g[d] += de * wp[(size_t)e * D + d];
     }
   }
-  float *gtab = G(m->tew);
-  for (int b = 0; b < B; b++) {
-    const int32_t *ids = w->ids + (size_t)b * SP_TEXT_WORDS;
-    int cnt = 0;
-    for (int j = 0; j < SP_TEXT_WORDS; j++) cnt += ids[j] >= 0;
-    const float *g = w->dtv + (size_t)b * D;
-    for (int j = 0; j < SP_TEXT_WORDS; j++) {
-      if (ids[j] < 0) continue;
-      for (int d = 0; d < D; d++) gtab[(size_t)ids[j] * D + d] += g[d] / (float)cnt;
+  if (c->cond == SP_VCOND_PLAN) {
+    /* dtv -> the LayerNormed tokens present (dtln is zero elsewhere: the gradient region) */
+    const int NT = m->ntok, W = SP_TEXT_WORDS;
+    for (int b = 0; b < B; b++) {
+      int cnt = 0;
+      for (int j = 0; j < NT; j++) cnt += j < W ? w->ids[b * W + j] >= 0 : w->keep[b] > 0;
+      for (int j = 0; j < NT; j++) {
+        if (j < W ? w->ids[b * W + j] < 0 : w->keep[b] == 0) continue;
+        float *g = w->dtln + ((size_t)b * NT + j) * D;
+        for (int d = 0; d < D; d++) g[d] += w->dtv[(size_t)b * D + d] / (float)cnt;
+      }
+    }
+  } else {
+    float *gtab = G(m->tew);
+    for (int b = 0; b < B; b++) {
+      const int32_t *ids = w->ids + (size_t)b * SP_TEXT_WORDS;
+      int cnt = 0;
+      for (int j = 0; j < SP_TEXT_WORDS; j++) cnt += ids[j] >= 0;
+      const float *g = w->dtv + (size_t)b * D;
+      for (int j = 0; j < SP_TEXT_WORDS; j++) {
+        if (ids[j] < 0) continue;
+        for (int d = 0; d < D; d++) gtab[(size_t)ids[j] * D + d] += g[d] / (float)cnt;
+      }
     }
   }
+  if (m->ntok) plan_tokens_backward(m, w, B);
   nn_linear_backward(w->ds1, G(m->t2w), G(m->t2b), w->demb, w->s1, P(m->t2w), B, E, E);
   nn_act_backward(w->dz1, w->ds1, w->z1, (size_t)B * E, NN_ACT_SILU);
   nn_linear_backward(NULL, G(m->t0w), G(m->t0b), w->dz1, w->e0, P(m->t0w), B, c->ch, E);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * plan-local: gated cross-attention from the middle activations to the plan tokens
+ *   x (B, C, T*S) -> out = x + g_b Wo attn(q = Wq GN(x), k = Wk tok, v = Wv tok)
+ * one head of width C, g_b = tanh(alpha) for a sample with a plan, 0 for a null one. GroupNorm
+ * spans (C/G, T, S) as the ResBlocks' do; queries never interact, so attending over the T*S
+ * positions of a sample at once is the per-frame attention. */
+
+static void xattn_kv(const sp_vunet *m, const sp_vunet_ws *w, size_t wo, size_t bo, float *out, int B) {
+  const nn_params *ps = &m->ps;
+  const int C = m->Cm, D = m->cfg.text_dim, L = SP_PLAN_MAX;
+  const float *W = P(wo), *bias = P(bo);
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < C; c++)
+      for (int l = 0; l < L; l++) {
+        const float *t = w->tln + ((size_t)b * L + l) * D, *wr = W + (size_t)c * D;
+        float s = bias[c];
+        for (int d = 0; d < D; d++) s += wr[d] * t[d];
+        out[((size_t)b * C + c) * L + l] = s;
+      }
+}
+
+static void xattn_kv_backward(const sp_vunet *m, sp_vunet_ws *w, size_t wo, size_t bo, const float *dkv, int B) {
+  nn_params *ps = (nn_params *)&m->ps;
+  const int C = m->Cm, D = m->cfg.text_dim, L = SP_PLAN_MAX;
+  const float *W = P(wo);
+  float *gW = G(wo), *gb = G(bo);
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < C; c++)
+      for (int l = 0; l < L; l++) {
+        float g = dkv[((size_t)b * C + c) * L + l];
+        const float *t = w->tln + ((size_t)b * L + l) * D, *wr = W + (size_t)c * D;
+        float *dt = w->dtln + ((size_t)b * L + l) * D, *gr = gW + (size_t)c * D;
+        gb[c] += g;
+        for (int d = 0; d < D; d++) {
+          gr[d] += g * t[d];
+          dt[d] += g * wr[d];
+        }
+      }
+}
+
+static nn_attn_dims xattn_dims(const sp_vunet *m, int B, int TS) {
+  const int C = m->Cm, L = SP_PLAN_MAX;
+  return (nn_attn_dims){.B = B, .nh = 1, .hd = C, .Nq = TS, .Nk = L, .q_bs = (size_t)C * TS,
+                        .k_bs = (size_t)C * L, .v_bs = (size_t)C * L, .scale = 1.f / sqrtf((float)C)};
+}
+
+static void xattn_forward(const sp_vunet *m, sp_vunet_ws *w, const float *x, int B, float *scratch) {
+  const nn_params *ps = &m->ps;
+  const int C = m->Cm, TS = m->T * m->Hm * m->Hm;
+  const size_t per = (size_t)C * TS;
+  nn_groupnorm_forward(w->xn, w->xm, w->xr, x, P(m->xnw), P(m->xnb), B, C, TS, m->cfg.groups, 1e-5f, NN_ACT_NONE);
+  nn_conv2d_dims d = nn_conv2d_make(B, C, TS, 1, C, 1, 1, 0);
+  nn_conv2d_forward(w->xq, w->xn, P(m->xqw), P(m->xqb), &d, scratch);
+  xattn_kv(m, w, m->xkw, m->xkb, w->xk, B);
+  xattn_kv(m, w, m->xvw, m->xvb, w->xv, B);
+  nn_attn_dims ad = xattn_dims(m, B, TS);
+  nn_attention_forward(w->xo, w->xprob, w->xq, w->xk, w->xv, &ad);
+  nn_conv2d_forward(w->xp, w->xo, P(m->xow), P(m->xob), &d, scratch);
+  float ta = tanhf(P(m->xal)[0]);
+  for (int b = 0; b < B; b++) {
+    float g = ta * w->keep[b];
+    for (size_t i = 0; i < per; i++) w->xout[b * per + i] = x[b * per + i] + g * w->xp[b * per + i];
+  }
+}
+
+/* dout (B, C, T*S) -> dx (+=), the parameters, dtln (+=) */
+static void xattn_backward(const sp_vunet *m, sp_vunet_ws *w, float *dx, const float *dout, const float *x, int B,
+                           float *scratch) {
+  nn_params *ps = (nn_params *)&m->ps;  // backward writes ps->grad only
+  const int C = m->Cm, TS = m->T * m->Hm * m->Hm;
+  const size_t per = (size_t)C * TS, n = (size_t)B * per;
+  float a = P(m->xal)[0], ta = tanhf(a);
+  double dal = 0;
+  for (int b = 0; b < B; b++) {
+    float g = ta * w->keep[b];
+    double s = 0;
+    for (size_t i = 0; i < per; i++) {
+      float d = dout[b * per + i];
+      dx[b * per + i] += d;
+      w->dxp[b * per + i] = g * d;
+      s += (double)d * w->xp[b * per + i];
+    }
+    dal += w->keep[b] * s;
+  }
+  G(m->xal)[0] += (float)(dal * (1.0 - (double)ta * ta));
+  nn_conv2d_dims d = nn_conv2d_make(B, C, TS, 1, C, 1, 1, 0);
+  nn_zero(w->dxo, n);
+  nn_conv2d_backward(w->dxo, G(m->xow), G(m->xob), w->dxp, w->xo, P(m->xow), &d, scratch);
+  nn_attn_dims ad = xattn_dims(m, B, TS);
+  nn_zero(w->dxq, n);
+  nn_zero(w->dxk, (size_t)B * C * SP_PLAN_MAX);
+  nn_zero(w->dxv, (size_t)B * C * SP_PLAN_MAX);
+  nn_attention_backward(w->dxq, w->dxk, w->dxv, w->dxo, w->xprob, w->xq, w->xk, w->xv, &ad, scratch);
+  xattn_kv_backward(m, w, m->xkw, m->xkb, w->dxk, B);
+  xattn_kv_backward(m, w, m->xvw, m->xvb, w->dxv, B);
+  nn_zero(w->dxn, n);
+  nn_conv2d_backward(w->dxn, G(m->xqw), G(m->xqb), w->dxq, w->xn, P(m->xqw), &d, scratch);
+  nn_groupnorm_backward(dx, G(m->xnw), G(m->xnb), w->dxn, x, w->xm, w->xr, P(m->xnw), P(m->xnb), B, C, TS,
+                        m->cfg.groups, NN_ACT_NONE);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -756,6 +1097,21 @@ static void embed_backward(const sp_vunet *m, sp_vunet_ws *w, int B) {
 
 void sp_vunet_forward(const sp_vunet *m, sp_vunet_ws *w, float *out, const float *x, const float *cond,
                       const float *t, const int32_t *text, int B) {
+  sp_vcond vc = {.text = text};
+  uint8_t null[B];
+  if (m->cfg.cond != SP_VCOND_TEXT) {
+    for (int b = 0; b < B; b++) {
+      null[b] = 1;
+      for (int j = 0; j < SP_TEXT_WORDS; j++) null[b] &= text[b * SP_TEXT_WORDS + j] < 0;
+      SP_ASSERT(null[b]);  // a sample with a condition needs sp_vunet_forward_c
+    }
+    vc.null = null;
+  }
+  sp_vunet_forward_c(m, w, out, x, cond, t, &vc, B);
+}
+
+void sp_vunet_forward_c(const sp_vunet *m, sp_vunet_ws *w, float *out, const float *x, const float *cond,
+                        const float *t, const sp_vcond *vc, int B) {
   SP_ASSERT(B >= 1 && B <= w->base.maxB);
   SP_ASSERT(nn_threads() <= w->nthreads);  // the scratch was sized for this many threads
   const nn_params *ps = &m->ps;
@@ -764,7 +1120,7 @@ void sp_vunet_forward(const sp_vunet *m, sp_vunet_ws *w, float *out, const float
   size_t S0 = (size_t)R * R;
   float *sc = w->base.scratch, *tmp = w->tmp;
   w->B = B;
-  embed_forward(m, w, t, text, B);
+  embed_forward(m, w, t, vc, B);
   /* input in conv layout: stacked (B, 3F+3, S) = [x viewed as (B, 3F, S), cond];
    * factorised (B*F, 6, S) = [x frame f, cond] per frame */
   if (T == 1) {
@@ -798,7 +1154,12 @@ void sp_vunet_forward(const sp_vunet *m, sp_vunet_ws *w, float *out, const float
   /* middle */
   res_forward(m, &m->mid1, &w->m1a, w->hs[m->nenc], w->semb, B, m->Hm, tmp, sc);
   attn_forward(m, &m->mida, &w->maa, w->m1a.a.out, B, m->Hm, sc);
-  res_forward(m, &m->mid2, &w->m2a, w->maa.out, w->semb, B, m->Hm, tmp, sc);
+  const float *mh = w->maa.out;
+  if (m->xal != NN_NONE) {
+    xattn_forward(m, w, mh, B, sc);
+    mh = w->xout;
+  }
+  res_forward(m, &m->mid2, &w->m2a, mh, w->semb, B, m->Hm, tmp, sc);
   /* decoder */
   const float *h = w->m2a.a.out;
   int hc = m->Cm;
@@ -887,7 +1248,12 @@ void sp_vunet_backward(const sp_vunet *m, sp_vunet_ws *w, const float *dout, int
     nn_concat_backward(dhin, w->dhs[b->skip], a->dcat, B, hc, b->cin - hc, T * S);
   }
   /* middle */
-  res_backward(m, &m->mid2, &w->m2a, w->dma, w->dsemb, w->dm2, w->maa.out, w->semb, B, m->Hm, wk, sc);
+  if (m->xal != NN_NONE) {
+    res_backward(m, &m->mid2, &w->m2a, w->dxa, w->dsemb, w->dm2, w->xout, w->semb, B, m->Hm, wk, sc);
+    xattn_backward(m, w, w->dma, w->dxa, w->maa.out, B, sc);
+  } else {
+    res_backward(m, &m->mid2, &w->m2a, w->dma, w->dsemb, w->dm2, w->maa.out, w->semb, B, m->Hm, wk, sc);
+  }
   attn_backward(m, &m->mida, &w->maa, w->dm1, w->dma, w->m1a.a.out, B, m->Hm, wk, sc);
   res_backward(m, &m->mid1, &w->m1a, w->dhs[m->nenc], w->dsemb, w->dm1, w->hs[m->nenc], w->semb, B, m->Hm, wk,
                sc);
@@ -953,6 +1319,12 @@ double sp_vunet_flops(const sp_vunet *m, int B) {
     else f += res_flops(&b->res, B, T, b->H) + (b->has_attn ? attn_flops(&b->attn, B, T, b->H) : 0);
   }
   f += res_flops(&m->mid1, B, T, m->Hm) + attn_flops(&m->mida, B, T, m->Hm) + res_flops(&m->mid2, B, T, m->Hm);
+  if (m->ntok) f += sp_planenc_flops(&m->pe, B * SP_PLAN_MAX);
+  if (c->cond == SP_VCOND_DISTANCE) f += 2.0 * B * 4 * c->plan_dim * (SP_VCOND_DVEC + (double)c->tdim);
+  if (m->xal != NN_NONE) {
+    double TS = (double)T * m->Hm * m->Hm, C = m->Cm, L = SP_PLAN_MAX;
+    f += 2.0 * B * (2 * TS * C * C + 2 * L * C * c->text_dim + 2 * TS * L * C);
+  }
   for (int i = 0; i < m->ndec; i++) {
     const sp_vunet_blk *b = &m->dec[i];
     f += res_flops(&b->res, B, T, b->H) + (b->has_attn ? attn_flops(&b->attn, B, T, b->H) : 0);

@@ -30,7 +30,9 @@
 #include <stdint.h>
 
 #include "models/model.h"
+#include "models/plan_enc.h"
 #include "nn/nn_blocks.h"
+#include "plan/plan.h"
 
 /* ---------------------------------------------------------------------------------------------
  * offline text encoder: task text -> word ids */
@@ -50,6 +52,23 @@ const char *sp_text_word(int id);  // the vocabulary word of an id ("<unk>" for 
 
 typedef enum { SP_VUNET_STACKED = 0, SP_VUNET_FACTORISED } sp_vunet_layout;
 
+/* the conditioning variant (docs/models.md, "Conditioning variants"; SP paper Tables 2, 4, 6):
+ *   TEXT        the task text only (AVDC): mean of the word embeddings -> Linear(text_dim, tdim)
+ *               added to the time embedding;
+ *   DISTANCE    TEXT plus the 9-d vector (gripper, object, goal xyz in metres) through
+ *               Linear(9, 4P) -> GELU -> Linear(4P, tdim), added to the time embedding too;
+ *   PLAN        global: the word tokens (embedding + type 0) and the plan tokens (plan encoder +
+ *               type 1) -> LayerNorm -> mean over the tokens present -> Linear(text_dim, tdim),
+ *               added to the time embedding (SP's released model, reference-models.md 1.3);
+ *   PLAN_LOCAL  TEXT globally, and the plan tokens (plan encoder -> LayerNorm) through a
+ *               GLIGEN-style gated cross-attention after the middle attention:
+ *               h + tanh(alpha) * Wo attn(Wq GN(h), Wk tok, Wv tok), alpha initialised 0.
+ * The null condition (classifier-free guidance, training and sampling alike): no words, no
+ * plan tokens, no distance term, no cross-attention (its output is zero). */
+typedef enum { SP_VCOND_TEXT = 0, SP_VCOND_DISTANCE, SP_VCOND_PLAN, SP_VCOND_PLAN_LOCAL } sp_vcond_kind;
+
+#define SP_VCOND_DVEC 9  // gripper (tcp) xyz, object xyz, goal xyz, world frame, metres
+
 #define SP_VUNET_MAXLEV 6
 
 typedef struct {
@@ -66,6 +85,8 @@ typedef struct {
   int tdim;                  // time-embedding width
   int text_dim;              // word-embedding width
   int winograd;              // 0|1|2: nn_conv2d_set_winograd mode applied by sp_vunet_init
+  int cond;                  // sp_vcond_kind
+  int plan_dim;              // plan encoder width P (SP: 64); its MLP hidden width 4P
 } sp_vunet_cfg;
 
 extern const sp_cf sp_vunet_fields[];
@@ -122,6 +143,13 @@ typedef struct {
   sp_vunet_res mid1, mid2;
   nn_attnblock mida;
   int Hm, Cm;      // middle side and channels
+  /* conditions beyond the text (NN_NONE / unused for the variants without them) */
+  sp_planenc pe;              // plan, plan-local: the plan encoder ("plan.*")
+  size_t typew;               // plan: type embedding (2, text_dim), 0 text, 1 plan
+  size_t lnw, lnb;            // plan, plan-local: token LayerNorm (text_dim)
+  size_t dv0w, dv0b, dv2w, dv2b;  // distance: Linear(9, 4P), Linear(4P, tdim)
+  size_t xnw, xnb, xqw, xqb, xkw, xkb, xvw, xvb, xow, xob, xal;  // plan-local: mid.xattn
+  int ntok;        // plan: tokens pooled (SP_TEXT_WORDS + SP_PLAN_MAX); plan-local: SP_PLAN_MAX
 } sp_vunet;
 
 /* register the parameters, allocate the weights only (no gradients or moments) and fill them
@@ -182,6 +210,16 @@ typedef struct {
   float *tmp;              // (B*T, Cmax, Smax) transient of the factorised convs
   float *g0;               // (gn) every gradient of an activation, one region (train)
   size_t gn;
+  /* conditions beyond the text */
+  float *keep;             // (B) 0 for a null sample, else 1
+  float *dv, *dz, *dg, *dp;  // distance: (B, 9) input, (B, 4P) pre-GELU and GELU, (B, tdim) out
+  float *ddg, *ddz;        // their gradients (train)
+  sp_planenc_act pa;       // plan encoder on B * SP_PLAN_MAX rows
+  float *ptok;             // (B * SP_PLAN_MAX, text_dim) plan encoder output
+  float *tok, *tln, *lnm, *lnr;  // (B, ntok, text_dim) tokens, LayerNorm output, stats (B * ntok)
+  float *dtok, *dtln, *dptok;    // gradients (train)
+  float *xn, *xm, *xr, *xq, *xk, *xv, *xo, *xp, *xprob, *xout;  // plan-local cross-attention
+  float *dxa, *dxn, *dxq, *dxk, *dxv, *dxo, *dxp;                // its gradients (train)
 } sp_vunet_ws;
 
 /* size everything for batches up to maxB; train = 0: activations only, no gradient buffers, and
@@ -192,15 +230,28 @@ typedef struct {
 int sp_vunet_ws_init(sp_vunet_ws *w, const sp_vunet *m, int maxB, int train, char *err);
 void sp_vunet_ws_free(sp_vunet_ws *w);
 
+/* the conditions of a batch: what the model's variant reads (the others may be NULL) */
+typedef struct {
+  const int32_t *text;       // (B, SP_TEXT_WORDS) word ids, -1 padding (all -1: no words)
+  const sp_plan_enc *plan;   // (B) plan, plan-local: sp_plan_encode of each sample's plan
+  const float *dvec;         // (B, SP_VCOND_DVEC) distance
+  const uint8_t *null;       // (B) 1: the null condition for that sample (CFG); NULL: none
+} sp_vcond;
+
 /* x (B, 3, F, R, R) noisy frames in [-1, 1], cond (B, 3, R, R) the first frame, t (B) timesteps
- * as floats, text (B, SP_TEXT_WORDS) word ids (-1 padding; all -1: the null condition)
- * -> out (B, 3, F, R, R), the model prediction (eps or v). B <= maxB. */
+ * as floats, vc the conditions -> out (B, 3, F, R, R), the model prediction (eps or v).
+ * B <= maxB. A sample's plan and distance vector are read only when it is not null. */
+void sp_vunet_forward_c(const sp_vunet *m, sp_vunet_ws *w, float *out, const float *x,
+                        const float *cond, const float *t, const sp_vcond *vc, int B);
+/* the text variant's call: vc = {.text = text} (all -1: the null condition). Other variants:
+ * every sample whose text is all -1 is null, the others need sp_vunet_forward_c. */
 void sp_vunet_forward(const sp_vunet *m, sp_vunet_ws *w, float *out, const float *x,
                       const float *cond, const float *t, const int32_t *text, int B);
 /* after sp_vunet_forward on a train workspace (same B): accumulates the parameter gradients
  * into m->ps.grad (allocated by the trainer with nn_params_alloc_train) from dout
  * (B, 3, F, R, R). The weights themselves are not touched. */
 void sp_vunet_backward(const sp_vunet *m, sp_vunet_ws *w, const float *dout, int B);
+const char *sp_vcond_name(int cond);  // "text", "distance", "plan", "plan-local"
 /* forward FLOPs as bench_nn counts them: 2 per multiply-add of convs (temporal ones included),
  * linears and the two attention matmuls */
 double sp_vunet_flops(const sp_vunet *m, int B);
