@@ -24,6 +24,7 @@
 
 #include "core/log.h"
 #include "models/vunet.h"
+#include "sim/env.h"
 
 /* ---------------------------------------------------------------------------------------------
  * allocation counter: malloc and friends interposed for the whole test binary, forwarding to
@@ -337,21 +338,106 @@ static void infer_checks(int layout) {
   rig_free(&tr);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * conditioning variants: inference workspace, the null condition, the conditions matter, no
+ * allocation */
+
+/* plans of 2 samples (the rule planner on two made-up states) and 9-d vectors */
+static void variant_conds(sp_plan_enc plans[2], float dvec[2 * SP_VCOND_DVEC]) {
+  char err[SP_ERRLEN];
+  const double hand[2][3] = {{0, 0.6, 0.2}, {0.1, 0.5, 0.15}}, obj[2][3] = {{0.1, 0.8, 0.05}, {-0.2, 0.7, 0.1}},
+               goal[2][3] = {{0.1, 0.85, 0.3}, {-0.1, 0.9, 0.25}};
+  const int task[2] = {SP_TASK_SHELF_PLACE, SP_TASK_HAMMER};
+  for (int b = 0; b < 2; b++) {
+    sp_plan p;
+    cr_assert_eq(sp_plan_rule(task[b], hand[b], obj[b], goal[b], NULL, &p, err), 0, "%s", err);
+    sp_plan_encode(&p, &plans[b]);
+    for (int k = 0; k < 3; k++) {
+      dvec[b * 9 + k] = (float)hand[b][k];
+      dvec[b * 9 + 3 + k] = (float)obj[b][k];
+      dvec[b * 9 + 6 + k] = (float)goal[b][k];
+    }
+  }
+}
+
+static void variant_checks(int layout, int cond) {
+  nn_init(1);
+  sp_vunet_cfg c;
+  sp_vunet_cfg_preset(&c, SP_PRESET_TINY);
+  c.layout = layout;
+  c.cond = cond;
+  rig in, tr;
+  rig_make(&in, &c, 2, 0, 5);
+  rig_make(&tr, &c, 2, 1, 5);
+  if (in.m.xal != NN_NONE) {
+    cr_expect_eq(in.m.ps.data[in.m.xal], 0.f, "the cross-attention gate does not start closed");
+    in.m.ps.data[in.m.xal] = tr.m.ps.data[tr.m.xal] = 0.7f;  // open it, or the plan has no effect yet
+  }
+  sp_plan_enc plans[2];
+  float dvec[2 * SP_VCOND_DVEC];
+  variant_conds(plans, dvec);
+  uint8_t null[2] = {0, 0};
+  sp_vcond vc = {.text = in.text, .plan = plans, .dvec = dvec, .null = null};
+  size_t half = in.nx / 2;
+  float *o = calloc(in.nx, 4), *o2 = calloc(in.nx, 4);
+  /* inference and train workspaces agree bit for bit */
+  sp_vunet_forward_c(&in.m, &in.w, in.out, in.x, in.cond, in.t, &vc, 2);
+  sp_vunet_forward_c(&tr.m, &tr.w, tr.out, tr.x, tr.cond, tr.t, &vc, 2);
+  cr_expect(memcmp(in.out, tr.out, in.nx * 4) == 0, "%s: inference and train workspaces differ", sp_vcond_name(cond));
+  for (size_t i = 0; i < in.nx; i++) cr_assert(isfinite(in.out[i]));
+  /* the variant's own condition matters (sample 0 given sample 1's) */
+  sp_plan_enc p2[2] = {plans[1], plans[1]};
+  float d2[2 * SP_VCOND_DVEC];
+  memcpy(d2, dvec + 9, 9 * 4);
+  memcpy(d2 + 9, dvec + 9, 9 * 4);
+  sp_vcond vc2 = vc;
+  vc2.plan = p2;
+  vc2.dvec = d2;
+  sp_vunet_forward_c(&in.m, &in.w, o, in.x, in.cond, in.t, &vc2, 2);
+  cr_expect(relerr(o, in.out, half) > 1e-6, "%s: the plan / distance vector has no effect", sp_vcond_name(cond));
+  cr_expect(memcmp(o + half, in.out + half, half * 4) == 0, "%s: samples interact", sp_vcond_name(cond));
+  /* a null sample ignores its text, plan and vector, and equals sp_vunet_forward with no words */
+  null[0] = 1;
+  sp_vunet_forward_c(&in.m, &in.w, o, in.x, in.cond, in.t, &vc, 2);
+  sp_vunet_forward_c(&in.m, &in.w, o2, in.x, in.cond, in.t, &vc2, 2);
+  cr_expect(memcmp(o, o2, half * 4) == 0, "%s: a null sample depends on its conditions", sp_vcond_name(cond));
+  cr_expect(relerr(o, in.out, half) > 1e-6, "%s: the null condition changes nothing", sp_vcond_name(cond));
+  int32_t none[2 * SP_TEXT_WORDS];
+  for (int i = 0; i < 2 * SP_TEXT_WORDS; i++) none[i] = -1;
+  sp_vunet_forward(&in.m, &in.w, o2, in.x, in.cond, in.t, none, 2);
+  cr_expect(memcmp(o, o2, half * 4) == 0, "%s: null differs from no words", sp_vcond_name(cond));
+  free(o);
+  free(o2);
+  rig_free(&in);
+  rig_free(&tr);
+}
+
+Test(models_vunet, variant_distance) { variant_checks(SP_VUNET_STACKED, SP_VCOND_DISTANCE); }
+Test(models_vunet, variant_plan) { variant_checks(SP_VUNET_STACKED, SP_VCOND_PLAN); }
+Test(models_vunet, variant_plan_local_stacked) { variant_checks(SP_VUNET_STACKED, SP_VCOND_PLAN_LOCAL); }
+Test(models_vunet, variant_plan_local_factorised) { variant_checks(SP_VUNET_FACTORISED, SP_VCOND_PLAN_LOCAL); }
+
 Test(models_vunet, inference_workspace_stacked) { infer_checks(SP_VUNET_STACKED); }
 Test(models_vunet, inference_workspace_factorised) { infer_checks(SP_VUNET_FACTORISED); }
 
 /* ---------------------------------------------------------------------------------------------
  * no allocation in forward and backward */
 
-static void no_alloc(int layout) {
+static void no_alloc(int layout, int cond) {
 #if VU_COUNT_ALLOCS
   nn_init(2);
   sp_vunet_cfg c;
   sp_vunet_cfg_preset(&c, SP_PRESET_TINY);
   c.layout = layout;
   c.winograd = 1;
+  c.cond = cond;
   rig r;
   rig_make(&r, &c, 2, 1, 3);
+  sp_plan_enc plans[2];
+  float dvec[2 * SP_VCOND_DVEC];
+  variant_conds(plans, dvec);
+  uint8_t null[2] = {0, 1};
+  sp_vcond vc = {.text = r.text, .plan = plans, .dvec = dvec, .null = null};
   /* the counter itself works, in this thread and in an OpenMP team */
   g_counted = pthread_self();
 #pragma omp parallel num_threads(2)
@@ -372,34 +458,38 @@ static void no_alloc(int layout) {
   cr_assert_eq(atomic_load(&g_allocs), 3, "the malloc counter counts %ld of 3", atomic_load(&g_allocs));
   /* warm up (OpenMP and OpenBLAS set up their threads), then count */
   for (int k = 0; k < 2; k++) {
-    sp_vunet_forward(&r.m, &r.w, r.out, r.x, r.cond, r.t, r.text, 2);
+    sp_vunet_forward_c(&r.m, &r.w, r.out, r.x, r.cond, r.t, &vc, 2);
     nn_mse_backward(r.dy, r.out, r.target, NULL, 1, r.nx, 1.f);
     sp_vunet_backward(&r.m, &r.w, r.dy, 2);
   }
   atomic_store(&g_allocs, 0);
   atomic_store(&g_gomp_allocs, 0);
   atomic_store(&g_count_on, 1);
-  sp_vunet_forward(&r.m, &r.w, r.out, r.x, r.cond, r.t, r.text, 2);
+  sp_vunet_forward_c(&r.m, &r.w, r.out, r.x, r.cond, r.t, &vc, 2);
   long nf = atomic_load(&g_allocs);
   sp_vunet_backward(&r.m, &r.w, r.dy, 2);
-  sp_vunet_forward(&r.m, &r.w, r.out, r.x, r.cond, r.t, r.text, 1);
+  sp_vunet_forward_c(&r.m, &r.w, r.out, r.x, r.cond, r.t, &vc, 1);
   atomic_store(&g_count_on, 0);
   long nb = atomic_load(&g_allocs) - nf;
   cr_expect_eq(nf, 0, "forward allocated %ld times", nf);
   cr_expect_eq(nb, 0, "backward (or a smaller batch) allocated %ld times", nb);
-  cr_log_info("vunet layout %d: forward+backward+forward: libgomp allocated %ld teams", layout,
-              atomic_load(&g_gomp_allocs));
+  cr_log_info("vunet layout %d cond %s: forward+backward+forward: libgomp allocated %ld teams", layout,
+              sp_vcond_name(cond), atomic_load(&g_gomp_allocs));
   rig_free(&r);
 #else
   (void)layout;
+  (void)cond;
   cr_skip_test("malloc is AddressSanitizer's in this build");
 #endif
 }
 
 /* one test for both layouts: it runs 2 threads, and Criterion runs tests side by side */
 Test(models_vunet, forward_backward_do_not_allocate) {
-  no_alloc(SP_VUNET_STACKED);
-  no_alloc(SP_VUNET_FACTORISED);
+  no_alloc(SP_VUNET_STACKED, SP_VCOND_TEXT);
+  no_alloc(SP_VUNET_FACTORISED, SP_VCOND_TEXT);
+  no_alloc(SP_VUNET_STACKED, SP_VCOND_DISTANCE);
+  no_alloc(SP_VUNET_STACKED, SP_VCOND_PLAN);
+  no_alloc(SP_VUNET_FACTORISED, SP_VCOND_PLAN_LOCAL);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -443,6 +533,17 @@ Test(models_vunet, config_presets_bounds_and_json) {
   c = c0, c.frames = 0, expect_bad(&c, "frames");
   c = c0, c.tdim = 0, expect_bad(&c, "tdim");
   c = c0, c.text_dim = 0, expect_bad(&c, "text_dim");
+  c = c0, c.cond = 4, expect_bad(&c, "cond");
+  c = c0, c.plan_dim = 0, expect_bad(&c, "plan_dim");
+  /* a config JSON from before the variants (no cond, no plan_dim) reads as the text variant */
+  c = c0;
+  c.cond = SP_VCOND_PLAN;
+  sp_vunet_cfg_preset(&c, SP_PRESET_TINY);
+  cr_expect_eq(sp_cf_from_json(sp_vunet_fields, &c, "{\"ch\": 16}", err), 0, "%s", err);
+  cr_expect_eq(c.cond, SP_VCOND_TEXT);
+  cr_expect_eq(sp_cf_set(sp_vunet_fields, &c, "cond", "plan-local", err), 0, "%s", err);
+  cr_expect_eq(c.cond, SP_VCOND_PLAN_LOCAL);
+  cr_expect_str_eq(sp_vcond_name(c.cond), "plan-local");
   /* unknown JSON keys are refused by name */
   c = c0;
   cr_expect_eq(sp_cf_from_json(sp_vunet_fields, &c, "{\"chanels\": 3}", err), -1);

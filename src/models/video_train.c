@@ -25,7 +25,7 @@ const sp_cf sp_vdiff_fields[] = {
     {"sched", SP_CF_ENUM, DF(sched), 0, 0, g_sched_names, 0, 0, "noise schedule: linear (1e-4..0.02) or cosine (AVDC)"},
     {"diffusion_steps", SP_CF_INT, DF(T), 2, NN_SCHED_MAX_T, NULL, 0, 0, "diffusion steps T"},
     {"min_snr", SP_CF_FLOAT, DF(min_snr), 0, 1e3, NULL, 0, 0, "min-SNR-gamma loss weight (0: off)"},
-    {"cond_drop", SP_CF_FLOAT, DF(cond_drop), 0, 1, NULL, 0, 0, "probability of the null text condition in training"},
+    {"cond_drop", SP_CF_FLOAT, DF(cond_drop), 0, 1, NULL, 0, 0, "probability of the null condition in training (text, plan, distance dropped together)"},
     {"random_start", SP_CF_INT, DF(random_start), 0, 1, NULL, 0, 0, "1: AVDC's random clip start; 0: the first frame"},
     {"use_fine", SP_CF_INT, DF(use_fine), 0, 1, NULL, 0, 0, "1: clips over the dataset's fine-interval indices (SP)"},
     {"holdout", SP_CF_INT, DF(holdout), 1, 1000, NULL, 0, 0, "held-out demonstrations per (task, camera)"},

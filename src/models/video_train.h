@@ -27,7 +27,7 @@ typedef struct {
   int sched;         // NN_SCHED_LINEAR (1e-4..0.02) or NN_SCHED_COSINE (AVDC, SP)
   int T;             // diffusion steps (100)
   float min_snr;     // min-SNR-gamma weighting (5; 0: off)
-  float cond_drop;   // probability of the null text condition in training (0.1)
+  float cond_drop;   // probability of the null condition in training (0.1)
   int random_start;  // 1: AVDC's random clip start; 0: always the first frame
   int use_fine;      // clips over the fine-interval indices (SP)
   int holdout;       // held-out demonstrations per (task, camera), for validation
