@@ -235,6 +235,21 @@ static int job_validate(void *self, long step, char *json, size_t cap, double *m
   return 0;
 }
 
+/* the model config JSON of checkpoints and logs; the text variant's leaves out the fields of the
+ * spatial variants (cond, plan_dim), so it reads exactly as before they existed and runs started
+ * then resume (the trainer compares the two JSON texts field by field; an absent cond is text) */
+static char *model_json(const sp_vunet_cfg *mc) {
+  char *js = sp_cf_to_json(sp_vunet_fields, mc);
+  if (mc->cond != SP_VCOND_TEXT) return js;
+  cJSON *o = cJSON_Parse(js);
+  free(js);
+  cJSON_DeleteItemFromObjectCaseSensitive(o, "cond");
+  cJSON_DeleteItemFromObjectCaseSensitive(o, "plan_dim");
+  js = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return js;
+}
+
 static float *falloc(size_t n) { return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64); }
 
 sp_video_job *sp_video_job_open(const char *data, const sp_vunet_cfg *mc, const char *preset,
@@ -303,7 +318,7 @@ sp_video_job *sp_video_job_open(const char *data, const sp_vunet_cfg *mc, const 
   sp_trainable *t = &j->tr;
   t->model = "vunet";
   t->preset = preset ? preset : "";
-  t->config = sp_cf_to_json(sp_vunet_fields, mc);
+  t->config = model_json(mc);
   t->job_config = sp_cf_to_json(sp_vdiff_fields, dc);
   const char *dcfg = sp_dataset_config_json(sp_sampler_dataset(j->train));
   cJSON *o = cJSON_CreateObject(), *cc = cJSON_Parse(dcfg ? dcfg : "");
