@@ -535,6 +535,7 @@ Test(models_vunet, config_presets_bounds_and_json) {
   c = c0, c.text_dim = 0, expect_bad(&c, "text_dim");
   c = c0, c.cond = 4, expect_bad(&c, "cond");
   c = c0, c.plan_dim = 0, expect_bad(&c, "plan_dim");
+  c = c0, c.scale_shift = 3, expect_bad(&c, "scale_shift");
   /* a config JSON from before the variants (no cond, no plan_dim) reads as the text variant */
   c = c0;
   c.cond = SP_VCOND_PLAN;

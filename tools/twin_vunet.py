@@ -23,11 +23,12 @@ WORDS = 8
 
 PRESETS = {
     "tiny": dict(layout="stacked", res=16, frames=7, ch=16, mult=[1, 2], nres=1, attn_min_ds=2, head_ch=8,
-                 groups=4, tdim=32, text_dim=8, winograd=1, cond="text", plan_dim=8),
+                 groups=4, tdim=32, text_dim=8, winograd=1, cond="text", plan_dim=8, scale_shift="auto"),
     "cpu": dict(layout="stacked", res=64, frames=7, ch=32, mult=[1, 2, 4], nres=2, attn_min_ds=4, head_ch=32,
-                groups=8, tdim=128, text_dim=64, winograd=1, cond="text", plan_dim=32),
+                groups=8, tdim=128, text_dim=64, winograd=1, cond="text", plan_dim=32, scale_shift="auto"),
     "paper": dict(layout="factorised", res=128, frames=7, ch=128, mult=[1, 2, 3, 4, 5], nres=2, attn_min_ds=8,
-                  head_ch=32, groups=32, tdim=512, text_dim=512, winograd=1, cond="text", plan_dim=64),
+                  head_ch=32, groups=32, tdim=512, text_dim=512, winograd=1, cond="text", plan_dim=64,
+                  scale_shift="auto"),
 }
 
 
@@ -85,7 +86,9 @@ def conv1x1(x, conv):  # 1x1 conv on 4D or 5D activations (no temporal part)
 
 
 class Res(nn.Module):
-    def __init__(s, cin, cout, tdim, g, fact):
+    """ss: the condition as GroupNorm scale and shift, GN2(h) (1 + scale(e)) + t(e) (guided-diffusion's
+    use_scale_shift_norm, with its Linear(tdim, 2C) as two Linears), else a bias t(e) after conv 1"""
+    def __init__(s, cin, cout, tdim, g, fact, ss=False):
         super().__init__()
         s.n1 = nn.GroupNorm(g, cin); s.c1 = nn.Conv2d(cin, cout, 3, padding=1)
         s.t = nn.Linear(tdim, cout)
@@ -93,10 +96,17 @@ class Res(nn.Module):
         s.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
         s.c1_t = TConv(cout) if fact else None
         s.c2_t = TConv(cout) if fact else None
+        if ss:
+            s.scale = nn.Linear(tdim, cout)
+        s.ss = ss
 
     def forward(s, x, semb):
-        h = fconv(F.silu(s.n1(x)), s.c1, s.c1_t) + bc(s.t(semb), x.dim())
-        h = fconv(F.silu(s.n2(h)), s.c2, s.c2_t)
+        h = fconv(F.silu(s.n1(x)), s.c1, s.c1_t)
+        if s.ss:
+            h = s.n2(h) * (1 + bc(s.scale(semb), x.dim())) + bc(s.t(semb), x.dim())
+        else:
+            h = s.n2(h + bc(s.t(semb), x.dim()))
+        h = fconv(F.silu(h), s.c2, s.c2_t)
         return h + (x if s.skip is None else conv1x1(x, s.skip))
 
 
@@ -165,6 +175,8 @@ class VUNet(nn.Module):
         super().__init__()
         s.cfg = cfg
         fact = cfg["layout"] == "factorised"
+        sso = cfg.get("scale_shift", "auto")
+        ss = sso == "on" or (sso == "auto" and cfg.get("cond", "text") != "text")
         ch, tdim, g, Fr = cfg["ch"], cfg["tdim"], cfg["groups"], cfg["frames"]
         s.fact = fact
         cin, s.cout = (6, 3) if fact else (3 * Fr + 3, 3 * Fr)
@@ -180,20 +192,20 @@ class VUNet(nn.Module):
         nl = len(cfg["mult"])
         for l, m in enumerate(cfg["mult"]):
             for _ in range(cfg["nres"]):
-                e = Entry(); e.res = Res(c, ch * m, tdim, g, fact); c = ch * m
+                e = Entry(); e.res = Res(c, ch * m, tdim, g, fact, ss); c = ch * m
                 e.attn = Attn(c, heads(c), g) if ds >= cfg["attn_min_ds"] else None
                 s.down.append(e); skips.append(c)
             if l < nl - 1:
                 e = Entry(); e.op = nn.Conv2d(c, c, 3, stride=2, padding=1); e.op_t = T(c)
                 s.down.append(e); skips.append(c); ds *= 2
         s.mid = nn.Module()
-        s.mid.res1 = Res(c, c, tdim, g, fact); s.mid.attn = Attn(c, heads(c), g); s.mid.res2 = Res(c, c, tdim, g, fact)
+        s.mid.res1 = Res(c, c, tdim, g, fact, ss); s.mid.attn = Attn(c, heads(c), g); s.mid.res2 = Res(c, c, tdim, g, fact, ss)
         c_mid = c
         s.up = nn.ModuleList()
         for l in reversed(range(nl)):
             co = ch * cfg["mult"][l]
             for k in range(cfg["nres"] + 1):
-                e = Entry(); e.res = Res(c + skips.pop(), co, tdim, g, fact); c = co
+                e = Entry(); e.res = Res(c + skips.pop(), co, tdim, g, fact, ss); c = co
                 e.attn = Attn(c, heads(c), g) if ds >= cfg["attn_min_ds"] else None
                 e.conv = None
                 if l > 0 and k == cfg["nres"]:
@@ -382,7 +394,7 @@ if __name__ == "__main__":
     os.makedirs(out, exist_ok=True)
     for i, layout in enumerate(["stacked", "factorised"]):
         cfg = dict(PRESETS["tiny"]); cfg["layout"] = layout; cfg["ch"] = 8
-        del cfg["cond"], cfg["plan_dim"]  # the text fixtures stay as they were written before the variants
+        del cfg["cond"], cfg["plan_dim"], cfg["scale_shift"]  # the text fixtures stay as they were written before the variants
         write_fixture(os.path.join(out, f"vunet_{layout}.safetensors"), cfg, 100 + i)
     # the conditioning variants (the text variant is the two above); plan-local in both layouts
     # (its GroupNorm spans the frames in the factorised one)

@@ -236,7 +236,7 @@ static int job_validate(void *self, long step, char *json, size_t cap, double *m
 }
 
 /* the model config JSON of checkpoints and logs; the text variant's leaves out the fields of the
- * spatial variants (cond, plan_dim), so it reads exactly as before they existed and runs started
+ * spatial variants (cond, plan_dim, and scale_shift unless it is on), so it reads exactly as before they existed and runs started
  * then resume (the trainer compares the two JSON texts field by field; an absent cond is text) */
 static char *model_json(const sp_vunet_cfg *mc) {
   char *js = sp_cf_to_json(sp_vunet_fields, mc);
@@ -245,6 +245,7 @@ static char *model_json(const sp_vunet_cfg *mc) {
   free(js);
   cJSON_DeleteItemFromObjectCaseSensitive(o, "cond");
   cJSON_DeleteItemFromObjectCaseSensitive(o, "plan_dim");
+  if (!sp_vunet_cfg_scale_shift(mc)) cJSON_DeleteItemFromObjectCaseSensitive(o, "scale_shift");
   js = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   return js;

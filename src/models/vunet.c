@@ -62,6 +62,11 @@ int sp_text_ids(const char *text, int32_t ids[SP_TEXT_WORDS]) {
 
 static const char *const g_layouts[] = {"stacked", "factorised", NULL};
 static const char *const g_conds[] = {"text", "distance", "plan", "plan-local", NULL};
+static const char *const g_ss[] = {"auto", "off", "on", NULL};
+
+int sp_vunet_cfg_scale_shift(const sp_vunet_cfg *c) {
+  return c->scale_shift == SP_VUNET_SS_ON || (c->scale_shift == SP_VUNET_SS_AUTO && c->cond != SP_VCOND_TEXT);
+}
 
 const char *sp_vcond_name(int cond) { return cond >= 0 && cond <= SP_VCOND_PLAN_LOCAL ? g_conds[cond] : "?"; }
 
@@ -88,6 +93,9 @@ const sp_cf sp_vunet_fields[] = {
      "tokens pooled, global), plan-local (text global, plan by gated cross-attention)"},
     {"plan_dim", SP_CF_INT, OFF(plan_dim), 1, 4096, NULL, 0, 0,
      "plan encoder width P (MLP hidden 4P; also the distance MLP's hidden 4P)"},
+    {"scale_shift", SP_CF_ENUM, OFF(scale_shift), 0, 2, g_ss, 0, 0,
+     "ResBlock conditioning: on (GroupNorm scale and shift, the paper), off (a bias after the first "
+     "conv: AVDC, SP's released code), auto (on for distance/plan/plan-local, off for text)"},
     {NULL, 0, 0, 0, 0, NULL, 0, 0, NULL},
 };
 #undef OFF
@@ -162,6 +170,11 @@ static void conv_init(sp_vunet_conv *cv, nn_params *ps, const char *name, int ci
 static void res_init(sp_vunet_res *v, nn_params *ps, const char *pre, int cin, int cout, const sp_vunet_cfg *c,
                      int fact) {
   nn_resblock_init(&v->r, ps, pre, cin, cout, c->tdim, c->groups);
+  v->sw = v->sb = NN_NONE;
+  if (sp_vunet_cfg_scale_shift(c)) {
+    v->sw = padd(ps, pre, ".scale.weight", cout, c->tdim, 0, 0);
+    v->sb = padd(ps, pre, ".scale.bias", cout, 0, 0, 0);
+  }
   v->tw1 = v->tb1 = v->tw2 = v->tb2 = NN_NONE;
   if (fact) {
     v->tw1 = padd(ps, pre, ".c1_t.weight", cout, cout, 3, 0);
@@ -390,8 +403,8 @@ static void res_carve(carver *k, const sp_vunet_res *v, sp_vunet_res_act *ra, in
   int B = k->B, T = k->T;
   size_t S = (size_t)H * H, nin = (size_t)B * r->cin * T * S, nout = (size_t)B * r->cout * T * S;
   ra->B = B;
-  ra->c1f = ra->c2f = ra->a1b = ra->a2b = NULL;
-  if (v->tw1 == NN_NONE) {
+  ra->c1f = ra->c2f = ra->a1b = ra->a2b = ra->esc = ra->g2 = ra->y2 = NULL;
+  if (v->tw1 == NN_NONE && v->sw == NN_NONE) {
     nn_resblock_act_alloc(&ra->a, r, cpool(k), B, H, H);
     if (final && !k->train) ra->a.out = ca(k, nout);
     sp_ws_need_scratch(k->ws, nn_resblock_scratch(r, B, H, H));
@@ -412,6 +425,12 @@ static void res_carve(carver *k, const sp_vunet_res *v, sp_vunet_res_act *ra, in
   ra->c1f = cp(k, nout);
   ra->a2b = cp(k, nout);
   ra->c2f = cp(k, nout);
+  if (v->sw != NN_NONE) {
+    ra->esc = cp(k, (size_t)B * r->cout);
+    ra->g2 = cp(k, nout);
+    ra->y2 = cp(k, nout);
+    sp_ws_need_work(k->ws, 3 * zmax(nin, nout) + 2 * (size_t)B * r->cout + 192);
+  }
   a->out = ckeep(k, nout, final);
   need_tmp(k, zmax(nin, nout));
   nn_conv2d_dims d1 = nn_conv2d_make(B * T, r->cin, H, H, r->cout, 3, 1, 1);
@@ -673,18 +692,22 @@ static void conv_backward(const sp_vunet *m, const sp_vunet_conv *cv, const sp_v
   nn_conv2d_backward(dxb, G(cv->w), G(cv->b), dcb, xb, P(cv->w), &d, scratch);
 }
 
-/* ResBlock: x (B, cin, T, H, H), semb (B, tdim) -> ra->a.out (B, cout, T, H, H) */
+/* ResBlock: x (B, cin, T, H, H), semb (B, tdim) -> ra->a.out (B, cout, T, H, H). Stacked with
+ * bias conditioning: nn_resblock. Otherwise by hand: per-frame 2D convs, each followed by its
+ * temporal conv (factorised) or not (stacked), and the condition as a bias after the first conv or
+ * as GroupNorm scale and shift before the second. */
 static void res_forward(const sp_vunet *m, const sp_vunet_res *v, sp_vunet_res_act *ra, const float *x,
                         const float *semb, int B, int H, float *tmp, float *scratch) {
   const nn_params *ps = &m->ps;
   const nn_resblock *r = &v->r;
   nn_resblock_act *a = &ra->a;
   a->B = B;
-  if (v->tw1 == NN_NONE) {
+  if (v->tw1 == NN_NONE && v->sw == NN_NONE) {
     nn_resblock_forward(r, ps, a, x, semb, scratch);
     return;
   }
   int T = m->T, S = H * H, TS = T * S;
+  size_t nout = (size_t)B * r->cout * TS;
   nn_conv2d_dims d1 = nn_conv2d_make(B * T, r->cin, H, H, r->cout, 3, 1, 1);
   nn_conv2d_dims d2 = nn_conv2d_make(B * T, r->cout, H, H, r->cout, 3, 1, 1);
   nn_groupnorm_forward(tmp, a->m1, a->r1, x, P(r->n1w), P(r->n1b), B, r->cin, TS, r->groups, 1e-5f,
@@ -692,15 +715,35 @@ static void res_forward(const sp_vunet *m, const sp_vunet_res *v, sp_vunet_res_a
   nn_frames_to_batch(ra->a1b, tmp, B, r->cin, T, S);
   nn_conv2d_forward(tmp, ra->a1b, P(r->c1w), P(r->c1b), &d1, scratch);
   nn_batch_to_frames(ra->c1f, tmp, B, r->cout, T, S);
-  nn_tconv_forward(a->h1, ra->c1f, P(v->tw1), P(v->tb1), B, r->cout, T, S, r->cout, 3, scratch);
+  if (v->tw1 != NN_NONE)
+    nn_tconv_forward(a->h1, ra->c1f, P(v->tw1), P(v->tb1), B, r->cout, T, S, r->cout, 3, scratch);
+  else
+    memcpy(a->h1, ra->c1f, nout * sizeof(float));
   nn_linear_forward(a->e, semb, P(r->tw), P(r->tb), B, r->tdim, r->cout);
-  nn_add_bc_forward(a->h1, a->e, B, r->cout, TS);
-  nn_groupnorm_forward(tmp, a->m2, a->r2, a->h1, P(r->n2w), P(r->n2b), B, r->cout, TS, r->groups, 1e-5f,
-                       NN_ACT_SILU);
+  if (v->sw == NN_NONE) {
+    nn_add_bc_forward(a->h1, a->e, B, r->cout, TS);
+    nn_groupnorm_forward(tmp, a->m2, a->r2, a->h1, P(r->n2w), P(r->n2b), B, r->cout, TS, r->groups, 1e-5f,
+                         NN_ACT_SILU);
+  } else {
+    /* y2 = GN2(h1) * (1 + scale) + shift, shift = a->e */
+    nn_linear_forward(ra->esc, semb, P(v->sw), P(v->sb), B, r->tdim, r->cout);
+    nn_groupnorm_forward(ra->g2, a->m2, a->r2, a->h1, P(r->n2w), P(r->n2b), B, r->cout, TS, r->groups, 1e-5f,
+                         NN_ACT_NONE);
+    for (int b = 0; b < B; b++)
+      for (int c = 0; c < r->cout; c++) {
+        size_t o = ((size_t)b * r->cout + c) * TS;
+        float sc = 1.f + ra->esc[b * r->cout + c], sh = a->e[b * r->cout + c];
+        for (int i = 0; i < TS; i++) ra->y2[o + i] = ra->g2[o + i] * sc + sh;
+      }
+    nn_act_forward(tmp, ra->y2, nout, NN_ACT_SILU);
+  }
   nn_frames_to_batch(ra->a2b, tmp, B, r->cout, T, S);
   nn_conv2d_forward(tmp, ra->a2b, P(r->c2w), P(r->c2b), &d2, scratch);
   nn_batch_to_frames(ra->c2f, tmp, B, r->cout, T, S);
-  nn_tconv_forward(a->out, ra->c2f, P(v->tw2), P(v->tb2), B, r->cout, T, S, r->cout, 3, scratch);
+  if (v->tw2 != NN_NONE)
+    nn_tconv_forward(a->out, ra->c2f, P(v->tw2), P(v->tb2), B, r->cout, T, S, r->cout, 3, scratch);
+  else
+    memcpy(a->out, ra->c2f, nout * sizeof(float));
   if (r->skw != NN_NONE) {
     nn_conv2d_dims ds = nn_conv2d_make(B, r->cin, T * H, H, r->cout, 1, 1, 0);
     nn_conv2d_forward_acc(a->out, x, P(r->skw), P(r->skb), &ds, scratch);
@@ -709,7 +752,8 @@ static void res_forward(const sp_vunet *m, const sp_vunet_res *v, sp_vunet_res_a
   }
 }
 
-/* dx (+=, may be NULL), dsemb (+=) from dout; work: 2 * B*max(cin,cout)*T*S + B*cout */
+/* dx (+=, may be NULL), dsemb (+=) from dout; work: 2 * B*max(cin,cout)*T*S + B*cout (scale-shift:
+ * 3 * ... + 2 B*cout) */
 static void res_backward(const sp_vunet *m, const sp_vunet_res *v, const sp_vunet_res_act *ra, float *dx,
                          float *dsemb, const float *dout, const float *x, const float *semb, int B, int H,
                          float *work, float *scratch) {
@@ -717,7 +761,7 @@ static void res_backward(const sp_vunet *m, const sp_vunet_res *v, const sp_vune
   const nn_resblock *r = &v->r;
   const nn_resblock_act *a = &ra->a;
   SP_ASSERT(a->B == B);
-  if (v->tw1 == NN_NONE) {
+  if (v->tw1 == NN_NONE && v->sw == NN_NONE) {
     nn_resblock_backward(r, ps, a, dx, dsemb, dout, x, semb, work, scratch);
     return;
   }
@@ -733,22 +777,56 @@ static void res_backward(const sp_vunet *m, const sp_vunet_res *v, const sp_vune
     nn_add_backward(dx, NULL, dout, nout);
   }
   /* second conv: temporal, spatial, then GN2 */
-  nn_zero(w1, nout);
-  nn_tconv_backward(w1, G(v->tw2), G(v->tb2), dout, ra->c2f, P(v->tw2), B, r->cout, T, S, r->cout, 3, scratch);
+  if (v->tw2 != NN_NONE) {
+    nn_zero(w1, nout);
+    nn_tconv_backward(w1, G(v->tw2), G(v->tb2), dout, ra->c2f, P(v->tw2), B, r->cout, T, S, r->cout, 3, scratch);
+  } else {
+    memcpy(w1, dout, nout * sizeof(float));
+  }
   nn_frames_to_batch(w2, w1, B, r->cout, T, S);
   nn_zero(w1, nout);
   nn_conv2d_backward(w1, G(r->c2w), G(r->c2b), w2, ra->a2b, P(r->c2w), &d2, scratch);
   nn_batch_to_frames(w2, w1, B, r->cout, T, S);
   nn_zero(w1, nout);
-  nn_groupnorm_backward(w1, G(r->n2w), G(r->n2b), w2, a->h1, a->m2, a->r2, P(r->n2w), P(r->n2b), B, r->cout, TS,
-                        r->groups, NN_ACT_SILU);
-  /* time embedding (w1 = dh1) */
-  nn_zero(de, (size_t)B * r->cout);
-  nn_add_bc_backward(de, w1, B, r->cout, TS);
-  nn_linear_backward(dsemb, G(r->tw), G(r->tb), de, semb, P(r->tw), B, r->tdim, r->cout);
-  /* first conv: temporal, spatial, then GN1 */
-  nn_zero(w2, nout);
-  nn_tconv_backward(w2, G(v->tw1), G(v->tb1), w1, ra->c1f, P(v->tw1), B, r->cout, T, S, r->cout, 3, scratch);
+  if (v->sw == NN_NONE) {
+    nn_groupnorm_backward(w1, G(r->n2w), G(r->n2b), w2, a->h1, a->m2, a->r2, P(r->n2w), P(r->n2b), B, r->cout,
+                          TS, r->groups, NN_ACT_SILU);
+    /* time embedding (w1 = dh1) */
+    nn_zero(de, (size_t)B * r->cout);
+    nn_add_bc_backward(de, w1, B, r->cout, TS);
+    nn_linear_backward(dsemb, G(r->tw), G(r->tb), de, semb, P(r->tw), B, r->tdim, r->cout);
+  } else {
+    /* w3 = dy2 = SiLU'(y2) w2; shift: de = sum dy2; scale: dsc = sum dy2 g2; dg2 = dy2 (1 + scale) */
+    float *w3 = w2 + nmax, *dsc;
+    de = w3 + nmax;
+    dsc = de + (size_t)B * r->cout;
+    nn_zero(w3, nout);
+    nn_act_backward(w3, w2, ra->y2, nout, NN_ACT_SILU);
+    for (int b = 0; b < B; b++)
+      for (int c = 0; c < r->cout; c++) {
+        size_t o = ((size_t)b * r->cout + c) * TS;
+        float sc = 1.f + ra->esc[b * r->cout + c];
+        double sd = 0, sg = 0;
+        for (int i = 0; i < TS; i++) {
+          sd += w3[o + i];
+          sg += (double)w3[o + i] * ra->g2[o + i];
+          w3[o + i] *= sc;
+        }
+        de[b * r->cout + c] = (float)sd;
+        dsc[b * r->cout + c] = (float)sg;
+      }
+    nn_groupnorm_backward(w1, G(r->n2w), G(r->n2b), w3, a->h1, a->m2, a->r2, P(r->n2w), P(r->n2b), B, r->cout,
+                          TS, r->groups, NN_ACT_NONE);
+    nn_linear_backward(dsemb, G(r->tw), G(r->tb), de, semb, P(r->tw), B, r->tdim, r->cout);
+    nn_linear_backward(dsemb, G(v->sw), G(v->sb), dsc, semb, P(v->sw), B, r->tdim, r->cout);
+  }
+  /* first conv: temporal, spatial, then GN1 (w1 = dh1) */
+  if (v->tw1 != NN_NONE) {
+    nn_zero(w2, nout);
+    nn_tconv_backward(w2, G(v->tw1), G(v->tb1), w1, ra->c1f, P(v->tw1), B, r->cout, T, S, r->cout, 3, scratch);
+  } else {
+    memcpy(w2, w1, nout * sizeof(float));
+  }
   nn_frames_to_batch(w1, w2, B, r->cout, T, S);
   nn_zero(w2, nin);
   nn_conv2d_backward(w2, G(r->c1w), G(r->c1b), w1, ra->a1b, P(r->c1w), &d1, scratch);
@@ -1299,6 +1377,7 @@ static double res_flops(const sp_vunet_res *v, int B, int T, int H) {
   double S = (double)H * H;
   double f = 2.0 * B * T * S * 9 * r->cout * (r->cin + (double)r->cout) + 2.0 * B * r->tdim * r->cout;
   if (v->tw1 != NN_NONE) f += 2 * 2.0 * B * T * S * 3 * r->cout * r->cout;
+  if (v->sw != NN_NONE) f += 2.0 * B * r->tdim * r->cout;
   if (r->skw != NN_NONE) f += 2.0 * B * T * S * r->cin * r->cout;
   return f;
 }

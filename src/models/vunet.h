@@ -87,7 +87,17 @@ typedef struct {
   int winograd;              // 0|1|2: nn_conv2d_set_winograd mode applied by sp_vunet_init
   int cond;                  // sp_vcond_kind
   int plan_dim;              // plan encoder width P (SP: 64); its MLP hidden width 4P
+  int scale_shift;           // sp_vunet_ss: how the global condition enters the ResBlocks
 } sp_vunet_cfg;
+
+/* how each ResBlock takes the global condition e (SiLU of the time + text [+ plan / distance]
+ * embedding):
+ *   OFF   bias: Linear(tdim, C)(e) added after the first conv (AVDC; SP's released code)
+ *   ON    conditional normalisation (the SP paper; guided-diffusion's use_scale_shift_norm):
+ *         GN2(h) * (1 + Linear_s(e)) + Linear_t(e), then SiLU and the second conv
+ *   AUTO  on for distance, plan and plan-local, off for text */
+typedef enum { SP_VUNET_SS_AUTO = 0, SP_VUNET_SS_OFF, SP_VUNET_SS_ON } sp_vunet_ss;
+int sp_vunet_cfg_scale_shift(const sp_vunet_cfg *c);  // the effective choice: 1 scale-shift, 0 bias
 
 extern const sp_cf sp_vunet_fields[];
 void sp_vunet_cfg_preset(sp_vunet_cfg *c, sp_preset p);
@@ -106,11 +116,13 @@ typedef struct {
   size_t tw, tb;  // (cout, cout, 3), (cout); NN_NONE in the stacked layout
 } sp_vunet_conv;
 
-/* a ResBlock: nn_resblock's parameters (and code, stacked), plus the temporal convs after c1
- * and c2 (factorised; tw1 == NN_NONE when stacked) */
+/* a ResBlock: nn_resblock's parameters (and code, when stacked with bias conditioning), plus
+ * the temporal convs after c1 and c2 (factorised; tw1 == NN_NONE when stacked) and the scale's
+ * projection (scale-shift) */
 typedef struct {
   nn_resblock r;
   size_t tw1, tb1, tw2, tb2;
+  size_t sw, sb;  // scale-shift: the scale's Linear(tdim, C) (r.tw, r.tb: the shift's); else NN_NONE
 } sp_vunet_res;
 
 /* one entry of the encoder or decoder: a ResBlock (+ attention) (+ upsample conv), or (encoder)
@@ -173,6 +185,7 @@ typedef struct {
   nn_resblock_act a;     // stacked: nn_resblock's; factorised: the fields below are used
   float *c1f, *c2f;      // factorised: spatial conv outputs (B, cout, T, S) before the temporal conv
   float *a1b, *a2b;      // factorised: silu(gn) in conv layout (B*T, c, S)
+  float *esc, *g2, *y2;  // scale-shift: scale (B, cout), GN2 output, its scaled and shifted value
 } sp_vunet_res_act;
 
 typedef struct {
