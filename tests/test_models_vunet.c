@@ -566,6 +566,22 @@ Test(models_vunet, preset_parameter_counts) {
                    l, sp_vunet_nparams(&m), want[p][l]);
       sp_vunet_free(&m);
     }
+  /* the variants, stacked (scale_shift auto: on; and off), the twin's counts */
+  static const size_t wv[2][2][3] = {{{174533, 174637, 177374}, {181397, 181501, 184238}},
+                                     {{3978805, 3984245, 4034038}, {4156309, 4161749, 4211542}}};
+  for (int p = 0; p < 2; p++)
+    for (int ss = 0; ss < 2; ss++)
+      for (int k = 0; k < 3; k++) {
+        sp_vunet_cfg c;
+        sp_vunet_cfg_preset(&c, (sp_preset)p);
+        c.cond = SP_VCOND_DISTANCE + k;
+        c.scale_shift = ss ? SP_VUNET_SS_AUTO : SP_VUNET_SS_OFF;
+        sp_vunet m;
+        cr_assert_eq(sp_vunet_init(&m, &c, 1, err), 0, "%s", err);
+        cr_expect_eq(sp_vunet_nparams(&m), wv[p][ss][k], "%s %s scale-shift %d: %zu parameters, twin %zu",
+                     sp_preset_name(p), sp_vcond_name(c.cond), ss, sp_vunet_nparams(&m), wv[p][ss][k]);
+        sp_vunet_free(&m);
+      }
 }
 
 /* ---------------------------------------------------------------------------------------------
