@@ -237,3 +237,32 @@ static void cond_variant_resume(const char *cond) {
 Test(models_train, cond_distance_trains_and_resumes) { cond_variant_resume("distance"); }
 Test(models_train, cond_plan_trains_and_resumes) { cond_variant_resume("plan"); }
 Test(models_train, cond_plan_local_trains_and_resumes) { cond_variant_resume("plan-local"); }
+
+/* the video job's spatial conditions read the dataset's positions: sp_sampler_positions equals
+ * the episode's stored ee_pos and target_pos (sp_dataset_load) at every frame */
+Test(models_train, sampler_positions_are_the_stored_ones) {
+  const char *ds = sp_test_tiny_dataset("train");
+  char err[SP_ERRLEN];
+  sp_sampler_cfg c;
+  sp_sampler_cfg_default(&c);
+  sp_sampler *s = sp_sampler_open(ds, &c, 1, err);
+  cr_assert(s, "%s", err);
+  double ee[3], obj[3], goal[3];
+  int ep = sp_dataset_find(sp_sampler_dataset(s), SP_TASK_DOOR_OPEN, 0, "seed_1001");
+  cr_assert(ep >= 0);
+  cr_expect_eq(sp_sampler_positions(s, ep, 0, ee, obj, goal), -1, "positions before the load");
+  cr_assert_eq(sp_sampler_load_targets(s, err), 0, "%s", err);
+  sp_demo d;
+  cr_assert_eq(sp_dataset_load((sp_dataset *)sp_sampler_dataset(s), ep, &d, err), 0, "%s", err);
+  for (int f = 0; f < d.n; f++) {
+    cr_assert_eq(sp_sampler_positions(s, ep, f, ee, obj, goal), 0);
+    for (int k = 0; k < 3; k++) {
+      cr_expect_eq(ee[k], d.ee_pos[3 * f + k]);
+      cr_expect_eq(obj[k], d.target_pos[6 * f + k]);
+      cr_expect_eq(goal[k], d.target_pos[6 * f + 3 + k]);
+    }
+  }
+  cr_expect_eq(sp_sampler_positions(s, ep, d.n, ee, obj, goal), -1, "a frame past the end");
+  sp_demo_free(&d);
+  sp_sampler_close(s);
+}
