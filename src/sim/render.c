@@ -4,6 +4,7 @@
 #include <EGL/egl.h>
 #include <EGL/eglext.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,27 @@ sp_renderer *sp_renderer_create(const sp_env_model *em, int w, int h, char *err)
   return sp_renderer_create_q(em, w, h, 0, -1, err);
 }
 
+/* context creation and teardown one thread at a time: mjr_makeContext loads the GL functions into
+ * MuJoCo's process-wide table, and two workers creating renderers at once crashed a run */
+static pthread_mutex_t g_ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static sp_renderer *create_locked(const sp_env_model *em, int w, int h, int shadow_size, int msaa, char *err);
 sp_renderer *sp_renderer_create_q(const sp_env_model *em, int w, int h, int shadow_size, int msaa, char *err) {
+  pthread_mutex_lock(&g_ctx_lock);
+  sp_renderer *r = create_locked(em, w, h, shadow_size, msaa, err);
+  pthread_mutex_unlock(&g_ctx_lock);
+  return r;
+}
+
+static void free_locked(sp_renderer *r);
+void sp_renderer_free(sp_renderer *r) {
+  if (!r) return;
+  pthread_mutex_lock(&g_ctx_lock);
+  free_locked(r);
+  pthread_mutex_unlock(&g_ctx_lock);
+}
+
+static sp_renderer *create_locked(const sp_env_model *em, int w, int h, int shadow_size, int msaa, char *err) {
   if (w <= 0 || h <= 0 || w > em->m0->vis.global.offwidth || h > em->m0->vis.global.offheight) {
     sp_errf(err, "render size %dx%d outside 1..%dx%d", w, h, em->m0->vis.global.offwidth,
             em->m0->vis.global.offheight);
@@ -68,11 +89,11 @@ sp_renderer *sp_renderer_create_q(const sp_env_model *em, int w, int h, int shad
   if (!r) { sp_errf(err, "out of memory"); return NULL; }
   r->dpy = EGL_NO_DISPLAY;
   r->ctx = EGL_NO_CONTEXT;
-  if (egl_init(r, err)) { sp_renderer_free(r); return NULL; }
+  if (egl_init(r, err)) { free_locked(r); return NULL; }
   r->w = w; r->h = h;
   r->rgb_buf = malloc((size_t)w * h * 3);
   r->depth_buf = malloc((size_t)w * h * sizeof(float));
-  if (!r->rgb_buf || !r->depth_buf) { sp_errf(err, "out of memory"); sp_renderer_free(r); return NULL; }
+  if (!r->rgb_buf || !r->depth_buf) { sp_errf(err, "out of memory"); free_locked(r); return NULL; }
   mjv_defaultScene(&r->scn);
   mjr_defaultContext(&r->con);
   mjv_defaultOption(&r->opt);
@@ -87,14 +108,13 @@ sp_renderer *sp_renderer_create_q(const sp_env_model *em, int w, int h, int shad
   mjr_setBuffer(mjFB_OFFSCREEN, &r->con);
   if (r->con.currentBuffer != mjFB_OFFSCREEN) {
     sp_errf(err, "MuJoCo: offscreen buffer unavailable in this GL context (%s)", r->gl_name);
-    sp_renderer_free(r);
+    free_locked(r);
     return NULL;
   }
   return r;
 }
 
-void sp_renderer_free(sp_renderer *r) {
-  if (!r) return;
+static void free_locked(sp_renderer *r) {
   if (r->ctx != EGL_NO_CONTEXT) {
     eglMakeCurrent(r->dpy, EGL_NO_SURFACE, EGL_NO_SURFACE, r->ctx);
     mjr_freeContext(&r->con);
