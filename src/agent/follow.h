@@ -1,0 +1,70 @@
+/* follow.h: the goal-conditioned policy following a sequence of goal frames, advanced by the frame
+ * matcher (paper, "Spatial Based Action Prediction" and Appendix F): the closed loop that
+ * oracle-policy (goals from the expert's rollout) and the SP agent (goals from the video model)
+ * share.
+ *
+ * Each control step renders the env as the policy's training frames were rendered (the crop window
+ * of the dataset's view at the policy's frame size), scores it against the current goal with the
+ * composite frame score, steps the matcher (matched -> next goal; max_steps on one goal -> next
+ * goal anyway; past the last goal the policy keeps acting towards it), and, when the previous
+ * chunk is spent, predicts H actions from the current frame, the current goal and the end
+ * effector. */
+#ifndef SP_AGENT_FOLLOW_H
+#define SP_AGENT_FOLLOW_H
+
+#include "agent/agent.h"
+#include "data/collect.h"
+#include "data/sampler.h"
+#include "match/match.h"
+#include "models/policy.h"
+#include "sim/render.h"
+
+#define SP_FOLLOW_MAX_GOALS (SP_MAX_PATH + 1)
+
+/* the constant part: the policy and how its training frames were rendered */
+typedef struct {
+  sp_policy pol;
+  sp_collect_config view;  // from the checkpoint's dataset provenance (rgb_only set)
+} sp_follow_model;
+
+/* the policy of a `sp train policy` checkpoint and its dataset's render settings; a policy trained
+ * on --full-render or --crop data, or on frames of another size, is refused. 0 or -1 with err. */
+int sp_follow_model_load(sp_follow_model *m, const char *ckpt, char *err);
+void sp_follow_model_free(sp_follow_model *m);
+
+/* one worker's state */
+typedef struct {
+  const sp_follow_model *m;
+  int sz;                                   // frame side: the policy's
+  sp_policy_ws ws;
+  int ws_ok;
+  sp_renderer *rend[SP_NTASK];              // sz x sz crop-window renderers, made on first use
+  sp_match_cfg mcfg;
+  sp_match_ws *mws;
+  sp_matcher mt;
+  const uint8_t *goals[SP_FOLLOW_MAX_GOALS];  // (sz x sz x 3) each, the caller's
+  int ngoal;
+  uint8_t *cur, *gray_cur, *gray_goal;      // the last rendered frame (sz x sz x 3) and grays
+  double chunk[SP_HORIZON_MAX * SP_ACT_DIM];
+  int chunk_len, chunk_pos;
+  uint32_t seed;
+  int cam;
+} sp_follower;
+
+int sp_follower_init(sp_follower *f, const sp_follow_model *m, char *err);
+void sp_follower_free(sp_follower *f);
+/* the crop-window renderer of a scene, made on first use (NULL with err) */
+sp_renderer *sp_follower_renderer(sp_follower *f, const sp_env_model *em, char *err);
+/* render e into f->cur as the training frames were (the camera's field is narrowed to the crop
+ * window for the call and restored) */
+int sp_follower_view(sp_follower *f, const sp_env *e, int cam, char *err);
+/* follow goals[0..n-1]: goals[0] is the start observation, goals[1] the first goal. The frames
+ * must stay valid until the next start. seed: the episode's agent seed (chunk noise). */
+void sp_follower_start(sp_follower *f, const uint8_t *const *goals, int n, int cam, uint32_t seed);
+/* one control step -> action; counts chunks and goal switches into ev, time into tm */
+int sp_follower_step(sp_follower *f, const sp_env *e, double action[SP_ACT_DIM], sp_agent_timing *tm,
+                     sp_agent_events *ev, char *err);
+/* 1 once the matcher has moved past the last goal */
+int sp_follower_done(const sp_follower *f);
+
+#endif
