@@ -5,13 +5,17 @@
 # evaluation is skipped, an interrupted one resumes.
 #
 #   bash scripts/policy-ablations.sh DATA.h5 [OUT_DIR] [VARIANT...]
-#   STEPS=6000 (default) JOBS=2 SP=build/sp
+#   STEPS=6000 SEEDS=0-24 JOBS=2 THREADS=2 EVAL=1 SP=build/sp (the defaults; EVAL=0 trains only,
+#   THREADS=1 trains beside another job without stalling OpenMP)
 set -euo pipefail
 DATA=${1:?usage: policy-ablations.sh DATA.h5 [OUT_DIR] [VARIANT...]}
 OUT=${2:-runs/policy-ablations}
 shift $(( $# < 2 ? $# : 2 ))
 STEPS=${STEPS:-6000}
 JOBS=${JOBS:-2}
+SEEDS=${SEEDS:-0-24}
+THREADS=${THREADS:-2}
+EVAL=${EVAL:-1}
 SP=${SP:-build/sp}
 
 flags() {
@@ -38,12 +42,13 @@ for v in "${variants[@]}"; do
       mkdir -p "$d"
       # shellcheck disable=SC2086
       "$SP" train policy --data "$DATA" --preset cpu $f --steps "$STEPS" --lr 3e-4 --warmup 500 \
-        --val-every 2000 --log-every 200 --ckpt-minutes 5 --out "$d/train" > "$d.train.log" 2>&1
+        --val-every 2000 --log-every 200 --ckpt-minutes 5 --threads "$THREADS" --out "$d/train" > "$d.train.log" 2>&1
     fi
   fi
+  [ "$EVAL" = 1 ] || { echo "$v: trained"; continue; }
   resume=""
   [ -f "$d/eval/episodes.jsonl" ] && resume="--resume"
   "$SP" eval --agent oracle-policy --checkpoint "$d/train/model.safetensors" --tasks all --cameras corner \
-    --seeds 0-24 --jobs "$JOBS" --out "$d/eval" $resume > "$d.eval.log" 2>&1
+    --seeds "$SEEDS" --jobs "$JOBS" --out "$d/eval" $resume > "$d.eval.log" 2>&1
   echo "$v: $(grep -m1 '^| oracle-policy' "$d/eval/results.md")"
 done
