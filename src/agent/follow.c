@@ -1,50 +1,12 @@
 /* follow.c: the goal follower shared by oracle-policy and the SP agent (contract in follow.h). */
 #include "agent/follow.h"
 
-#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
 #include "core/progress.h"
 #include "models/model.h"
-
-/* the render settings of the policy's training data, from the checkpoint's data provenance
- * ("collect": {"compat": ...} of the dataset); a checkpoint without them gets collect's defaults */
-static int view_from_ckpt(const char *path, sp_collect_config *v, int frame, char *err) {
-  sp_collect_config_default(v);
-  v->size = frame;
-  sp_ckpt_info info;
-  if (sp_ckpt_info_read(path, &info, err)) return -1;
-  cJSON *d = info.data ? cJSON_Parse(info.data) : NULL;
-  const cJSON *c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(d, "collect"), "compat");
-  int rc = 0;
-  if (!cJSON_IsObject(c)) {
-    sp_log(SP_LOG_WARN, "%s: no dataset render settings in the checkpoint; rendering with sp collect's defaults", path);
-  } else {
-    const cJSON *x;
-#define GETI(key, dst) if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(c, key))) dst = x->valueint
-    GETI("render_width", v->render_w);
-    GETI("render_height", v->render_h);
-    GETI("shadow_size", v->shadow_size);
-    GETI("msaa", v->msaa);
-    GETI("render_crop", v->render_crop);
-    int size = frame;
-    GETI("size", size);
-#undef GETI
-    const cJSON *ov = cJSON_GetObjectItemCaseSensitive(c, "crop_overrides");
-    if (size != frame)
-      rc = sp_errf(err, "%s: the policy takes %d px frames but its dataset holds %d px", path, frame, size);
-    else if (!v->render_crop)
-      rc = sp_errf(err, "%s: trained on frames cropped from a full render (--full-render); the agent renders "
-                   "the crop window directly", path);
-    else if (cJSON_GetArraySize(ov) > 0)
-      rc = sp_errf(err, "%s: trained on a dataset with --crop overrides; the agent renders the built-in windows", path);
-  }
-  cJSON_Delete(d);
-  sp_ckpt_info_free(&info);
-  return rc;
-}
 
 int sp_follow_model_load(sp_follow_model *m, const char *ckpt, char *err) {
   memset(m, 0, sizeof *m);
@@ -54,7 +16,13 @@ int sp_follow_model_load(sp_follow_model *m, const char *ckpt, char *err) {
     sp_policy_free(&m->pol);
     return -1;
   }
-  if (view_from_ckpt(ckpt, &m->view, m->pol.cfg.frame, err)) {
+  sp_ckpt_info info;
+  int rc = sp_ckpt_info_read(ckpt, &info, err);
+  if (!rc) {
+    rc = sp_collect_view_from_json(info.data, m->pol.cfg.frame, ckpt, &m->view, err);
+    sp_ckpt_info_free(&info);
+  }
+  if (rc < 0) {
     sp_policy_free(&m->pol);
     return -1;
   }
@@ -104,14 +72,7 @@ sp_renderer *sp_follower_renderer(sp_follower *f, const sp_env_model *em, char *
 
 int sp_follower_view(sp_follower *f, const sp_env *e, int cam, char *err) {
   sp_renderer *r = sp_follower_renderer(f, e->em, err);
-  if (!r) return -1;
-  int task = e->em->task, cid = e->em->cam_id[cam];
-  sp_crop c = sp_crop_lookup(task, cam, f->m->view.render_w, f->m->view.render_h, NULL, 0);
-  double fovy = e->m->cam_fovy[cid];
-  e->m->cam_fovy[cid] = sp_crop_fovy(e->em, cam, &c, f->m->view.render_h);
-  int rc = sp_render(r, e, cam, f->sz, f->sz, f->cur, NULL, NULL, err);
-  e->m->cam_fovy[cid] = fovy;
-  return rc;
+  return r ? sp_collect_render_view(r, e, cam, &f->m->view, f->cur, err) : -1;
 }
 
 static const uint8_t *goal_frame(const sp_follower *f) {

@@ -997,3 +997,47 @@ out:
   free(rs);
   return rc;
 }
+
+int sp_collect_view_from_json(const char *data_json, int frame, const char *what, sp_collect_config *v, char *err) {
+  sp_collect_config_default(v);
+  v->size = frame;
+  cJSON *d = data_json ? cJSON_Parse(data_json) : NULL;
+  const cJSON *c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(d, "collect"), "compat");
+  int rc = 1;
+  if (!cJSON_IsObject(c)) {
+    sp_log(SP_LOG_WARN, "%s: no dataset render settings; rendering with sp collect's defaults", what);
+    rc = 0;
+  } else {
+    const cJSON *x;
+#define GETI(key, dst) if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(c, key))) dst = x->valueint
+    GETI("render_width", v->render_w);
+    GETI("render_height", v->render_h);
+    GETI("shadow_size", v->shadow_size);
+    GETI("msaa", v->msaa);
+    GETI("render_crop", v->render_crop);
+    int size = frame;
+    GETI("size", size);
+#undef GETI
+    const cJSON *ov = cJSON_GetObjectItemCaseSensitive(c, "crop_overrides");
+    if (size != frame)
+      rc = sp_errf(err, "%s: the model takes %d px frames but its dataset holds %d px", what, frame, size);
+    else if (!v->render_crop)
+      rc = sp_errf(err, "%s: trained on frames cropped from a full render (--full-render); agents render "
+                   "the crop window directly", what);
+    else if (cJSON_GetArraySize(ov) > 0)
+      rc = sp_errf(err, "%s: trained on a dataset with --crop overrides; agents render the built-in windows", what);
+  }
+  cJSON_Delete(d);
+  return rc;
+}
+
+int sp_collect_render_view(struct sp_renderer *r, const sp_env *e, int cam, const sp_collect_config *v, uint8_t *rgb,
+                           char *err) {
+  int task = e->em->task, cid = e->em->cam_id[cam];
+  sp_crop c = sp_crop_lookup(task, cam, v->render_w, v->render_h, NULL, 0);
+  double fovy = e->m->cam_fovy[cid];
+  e->m->cam_fovy[cid] = sp_crop_fovy(e->em, cam, &c, v->render_h);
+  int rc = sp_render(r, e, cam, v->size, v->size, rgb, NULL, NULL, err);
+  e->m->cam_fovy[cid] = fovy;
+  return rc;
+}

@@ -111,6 +111,18 @@ typedef struct {
 /* run the collection; 0, or -1 with err (finished episodes are kept: see above) */
 int sp_collect_run(const sp_collect_config *cfg, sp_collect_stats *st, char *err);
 
+/* the view a model was trained on: the render settings of its dataset from a checkpoint's data
+ * provenance JSON ("collect": {"compat": ...}), into v (collect's defaults elsewhere, size =
+ * frame). 1 found, 0 absent (defaults, with a warning naming `what`), -1 with err when the model
+ * cannot be served by rendering the crop window directly (--full-render or --crop data) or the
+ * frame size differs. */
+int sp_collect_view_from_json(const char *data_json, int frame, const char *what, sp_collect_config *v, char *err);
+/* render e's camera as a dataset of config v records it: the crop window at v->size (the
+ * camera's field narrowed for the call and restored; RGB only) */
+struct sp_renderer;
+int sp_collect_render_view(struct sp_renderer *r, const sp_env *e, int cam, const sp_collect_config *v, uint8_t *rgb,
+                           char *err);
+
 /* roll out one episode into d (allocated for SP_MAX_PATH + 1 frames by the caller); exposed for
  * tests. rend may be NULL to skip images (they are left zero). attempt < 0: expert demonstration;
  * else recovery attempt number (perturbed). Returns 0 or -1 with err. */
