@@ -5,6 +5,7 @@
 #include "agent/agent.h"
 
 #define SP_CKPT_POLICY "policy-cpu.safetensors"  // the committed policy (docs/training.md)
+#define SP_CKPT_VIDEO "video-plan-cpu.safetensors"  // the committed video model (not trained yet)
 
 /* oracle-policy (oracle_policy.c) */
 void *sp_oracle_load(const char *checkpoint, char *err);

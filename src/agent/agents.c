@@ -72,6 +72,6 @@ int sp_checkpoint_default(const char *name, char *path, size_t cap, char *err) {
       }
     }
   }
-  return sp_errf(err, "no committed checkpoint %s in ./checkpoints/%s%s%s (pass one with --checkpoint)",
+  return sp_errf(err, "no committed checkpoint %s in ./checkpoints/%s%s%s (name another file on the command line)",
                  name, name, alt[0] ? " or " : "", alt);
 }

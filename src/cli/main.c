@@ -18,7 +18,8 @@ static const sp_command g_commands[] = {
     {"collect", sp_cmd_collect, "collect expert demonstrations into an HDF5 dataset"},
     {"plan", sp_cmd_plan, "print the spatial plan table of an episode, or parse a plan file"},
     {"match", sp_cmd_match, "compare two frames (SSIM, flow, shape, blocks, composite score)"},
-    {"train", sp_cmd_train, "train a model (the video diffusion U-Net) on a collected dataset"},
+    {"train", sp_cmd_train, "train a model (video diffusion U-Net, policy) on a collected dataset"},
+    {"generate", sp_cmd_generate, "imagine the video of an episode's first frame (plan table, DDIM, guidance)"},
     {"report", sp_cmd_report, "evaluation runs and training logs as one self-contained HTML page"},
     {NULL, NULL, NULL},
 };

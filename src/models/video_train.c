@@ -455,3 +455,35 @@ int sp_video_run_settings(const char *ckpt, sp_vunet_cfg *mc, sp_vdiff_cfg *dc, 
   sp_ckpt_info_free(&info);
   return rc;
 }
+
+int sp_video_model_load(sp_video_model *v, const char *ckpt, char *err) {
+  memset(v, 0, sizeof *v);
+  sp_ckpt_info info;
+  if (sp_ckpt_info_read(ckpt, &info, err)) return -1;
+  sp_vunet_cfg mc;
+  sp_vunet_cfg_preset(&mc, SP_PRESET_TINY);  // fields a checkpoint predates keep a preset's value (cond: text)
+  sp_vdiff_cfg_default(&v->dc);
+  int rc = 0;
+  if (strcmp(info.model, "vunet")) rc = sp_errf(err, "%s holds a '%s' model, not a video model", ckpt, info.model);
+  if (!rc && sp_cf_from_json(sp_vunet_fields, &mc, info.config, err)) rc = -1;
+  cJSON *tr = cJSON_Parse(info.trainer ? info.trainer : "");
+  const cJSON *job = cJSON_GetObjectItemCaseSensitive(tr, "job");
+  if (!rc && !cJSON_IsObject(job)) rc = sp_errf(err, "%s: no diffusion settings (\"job\") in the metadata", ckpt);
+  if (!rc) {
+    char *j = cJSON_PrintUnformatted(job);
+    if (sp_cf_from_json(sp_vdiff_fields, &v->dc, j, err)) rc = -1;
+    free(j);
+  }
+  cJSON_Delete(tr);
+  sp_ckpt_info_free(&info);
+  if (rc) return -1;
+  if (nn_sched_init(&v->sched, (nn_sched_kind)v->dc.sched, v->dc.T, 1e-4, 0.02, err)) return -1;
+  if (sp_vunet_init(&v->m, &mc, 0, err)) return -1;
+  if (sp_model_load(ckpt, &v->m.ps, "vunet", NULL, err)) {
+    sp_vunet_free(&v->m);
+    return -1;
+  }
+  return 0;
+}
+
+void sp_video_model_free(sp_video_model *v) { sp_vunet_free(&v->m); }

@@ -46,6 +46,18 @@ void sp_vdiff_cfg_default(sp_vdiff_cfg *c);
 void sp_video_sample(const sp_vunet *m, sp_vunet_ws *w, const nn_sched *s, int pred, int steps, float guidance,
                      float *out, const float *cond, const sp_vcond *vc, int B, unsigned seed, float *work);
 
+/* a trained video model for inference: the network of a `sp train video` checkpoint
+ * (model.safetensors: EMA weights, or last.safetensors) with the diffusion settings it was trained
+ * under (the metadata's job config) and their noise schedule; constant, shareable by threads */
+typedef struct {
+  sp_vunet m;
+  sp_vdiff_cfg dc;
+  nn_sched sched;
+} sp_video_model;
+/* 0, or -1 with err (missing or foreign file, another model kind, a config the code refuses) */
+int sp_video_model_load(sp_video_model *v, const char *ckpt, char *err);
+void sp_video_model_free(sp_video_model *v);
+
 typedef struct sp_video_job sp_video_job;
 
 /* open the dataset (training and held-out splits), build the model from mc (weights from
