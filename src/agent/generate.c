@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "agent/agent_internal.h"
+#include "agent/imagine.h"
 #include "core/fileio.h"
 #include "core/image.h"
 #include "core/log.h"
@@ -90,14 +91,12 @@ int sp_generate_run(const sp_generate_cfg *c, char *err) {
   sp_env_model *em = NULL;
   sp_env *e = NULL;
   sp_renderer *rend = NULL;
-  sp_vunet_ws ws = {0};
-  int ws_ok = 0;
-  float *cond = malloc(sizeof(float) * 3 * px), *out = malloc(sizeof(float) * 3 * F * px);
-  float *work = malloc(sizeof(float) * 5 * 3 * F * px);
+  sp_imaginer im;
+  int im_ok = 0;
   uint8_t *frames = malloc(px * 3 * (size_t)(F + 1)), *strip = malloc(px * 3 * 4 * (size_t)(F + 1));
   sp_collect_config view;
   sp_ckpt_info info;
-  if (!cond || !out || !work || !frames || !strip) { sp_errf(err, "out of memory"); goto out; }
+  if (!frames || !strip) { sp_errf(err, "out of memory"); goto out; }
   if (sp_ckpt_info_read(ckpt, &info, err)) goto out;
   int vr = sp_collect_view_from_json(info.data, R, ckpt, &view, err);
   sp_ckpt_info_free(&info);
@@ -113,34 +112,14 @@ int sp_generate_run(const sp_generate_cfg *c, char *err) {
   if (load_plan(c, obs, tcp, &plan, err)) goto out;
   char plan_text[SP_PLAN_TEXT_MAX];
   if (sp_plan_format(&plan, 1, plan_text, sizeof plan_text) < 0) { sp_errf(err, "plan too long to print"); goto out; }
-  /* the conditions, as the video job builds them for a clip's first frame */
-  int32_t text[SP_TEXT_WORDS];
-  sp_text_ids(sp_task_name(c->task), text);
-  sp_plan_enc penc;
-  sp_plan_encode(&plan, &penc);
-  float dvec[SP_VCOND_DVEC];
-  for (int k = 0; k < 3; k++) {
-    dvec[k] = (float)tcp[k];
-    dvec[3 + k] = (float)obs[SP_OBS_OBJ + k];
-    dvec[6 + k] = (float)obs[SP_OBS_GOAL + k];
-  }
-  sp_vcond vc = {.text = text, .plan = &penc, .dvec = dvec};
-  for (size_t i = 0; i < px; i++)
-    for (int ch = 0; ch < 3; ch++) cond[ch * px + i] = frames[i * 3 + ch] / 127.5f - 1.f;
-  if (sp_vunet_ws_init(&ws, &v.m, 1, 0, err)) goto out;
-  ws_ok = 1;
+  if (sp_imaginer_init(&im, &v, err)) goto out;
+  im_ok = 1;
   float w = c->guidance >= 0 ? c->guidance : v.dc.guidance;
   double t0 = sp_time_now();
-  sp_video_sample(&v.m, &ws, &v.sched, v.dc.pred, c->steps, w, out, cond, &vc, 1,
-                  sp_seed_derive(sp_task_name(c->task), sp_camera_name(c->cam), c->seed, "video"), work);
+  sp_imagine(&im, &v, c->task, &plan, tcp, obs, c->steps, w,
+             sp_seed_derive(sp_task_name(c->task), sp_camera_name(c->cam), c->seed, "video"), frames);
   sp_log(SP_LOG_INFO, "generate: %d frames of %d px in %.2f s (DDIM %d, guidance %.2f)", F, R, sp_time_now() - t0,
          c->steps, w);
-  for (int f = 0; f < F; f++)  // out (3, F, R, R) -> frame f + 1 (R, R, 3)
-    for (size_t i = 0; i < px; i++)
-      for (int ch = 0; ch < 3; ch++) {
-        float x = (out[((size_t)ch * F + f) * px + i] + 1.f) * 127.5f;
-        frames[((size_t)(f + 1) * px + i) * 3 + ch] = (uint8_t)(x < 0 ? 0 : x > 255 ? 255 : x + 0.5f);
-      }
   if (sp_mkdir_p(c->out, err)) goto out;
   char path[4200];
   const int SW = 2 * R * (F + 1), SH = 2 * R;
@@ -167,14 +146,11 @@ int sp_generate_run(const sp_generate_cfg *c, char *err) {
   if (write_html(c->out, c, ckpt, plan_text, &v, w, err)) goto out;
   rc = 0;
 out:
-  if (ws_ok) sp_vunet_ws_free(&ws);
+  if (im_ok) sp_imaginer_free(&im);
   sp_renderer_free(rend);
   sp_env_free(e);
   sp_env_model_free(em);
   sp_video_model_free(&v);
-  free(cond);
-  free(out);
-  free(work);
   free(frames);
   free(strip);
   return rc;

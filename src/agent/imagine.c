@@ -1,0 +1,59 @@
+/* imagine.c: one imagined video (contract in imagine.h). */
+#include "agent/imagine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+int sp_imaginer_init(sp_imaginer *im, const sp_video_model *v, char *err) {
+  memset(im, 0, sizeof *im);
+  const size_t px = (size_t)v->m.cfg.res * v->m.cfg.res, F = (size_t)v->m.cfg.frames;
+  im->cond = malloc(sizeof(float) * 3 * px);
+  im->out = malloc(sizeof(float) * 3 * F * px);
+  im->work = malloc(sizeof(float) * 5 * 3 * F * px);
+  if (!im->cond || !im->out || !im->work) {
+    sp_imaginer_free(im);
+    return sp_errf(err, "out of memory");
+  }
+  if (sp_vunet_ws_init(&im->ws, &v->m, 1, 0, err)) {
+    sp_imaginer_free(im);
+    return -1;
+  }
+  im->ws_ok = 1;
+  return 0;
+}
+
+void sp_imaginer_free(sp_imaginer *im) {
+  if (im->ws_ok) sp_vunet_ws_free(&im->ws);
+  free(im->cond);
+  free(im->out);
+  free(im->work);
+  memset(im, 0, sizeof *im);
+}
+
+void sp_imagine(sp_imaginer *im, const sp_video_model *v, int task, const sp_plan *plan, const double tcp[3],
+                const double obs[SP_OBS_DIM], int steps, float guidance, uint32_t seed, uint8_t *frames) {
+  const int R = v->m.cfg.res, F = v->m.cfg.frames;
+  const size_t px = (size_t)R * R;
+  int32_t text[SP_TEXT_WORDS];
+  sp_text_ids(sp_task_name(task), text);
+  sp_plan_enc penc;
+  sp_plan_encode(plan, &penc);
+  float dvec[SP_VCOND_DVEC];
+  for (int k = 0; k < 3; k++) {
+    dvec[k] = (float)tcp[k];
+    dvec[3 + k] = (float)obs[SP_OBS_OBJ + k];
+    dvec[6 + k] = (float)obs[SP_OBS_GOAL + k];
+  }
+  sp_vcond vc = {.text = text, .plan = &penc, .dvec = dvec};
+  for (size_t i = 0; i < px; i++)
+    for (int ch = 0; ch < 3; ch++) im->cond[ch * px + i] = frames[i * 3 + ch] / 127.5f - 1.f;
+  sp_video_sample(&v->m, &im->ws, &v->sched, v->dc.pred, steps, guidance, im->out, im->cond, &vc, 1, seed, im->work);
+  for (int f = 0; f < F; f++)  // out (3, F, R, R) -> frame f + 1 (R, R, 3)
+    for (size_t i = 0; i < px; i++)
+      for (int ch = 0; ch < 3; ch++) {
+        float x = (im->out[((size_t)ch * F + f) * px + i] + 1.f) * 127.5f;
+        frames[((size_t)(f + 1) * px + i) * 3 + ch] = (uint8_t)(x < 0 ? 0 : x > 255 ? 255 : x + 0.5f);
+      }
+}
