@@ -193,3 +193,60 @@ Test(agent_generate, seeded_outputs_and_clean_errors, .timeout = 300) {
   sp_test_rm_rf(dir);
   unlink(ds);
 }
+
+/* the SP agents on tiny models (a plan-conditioned video model and a policy at 32 px, a few
+ * training steps each): they load both checkpoints, count plans, videos, rejections and replans
+ * within their budgets (3 regenerations, 5 replans), and sp-r gives the same records for --jobs 1
+ * and 2 */
+Test(agent_sp, variants_run_count_and_are_identical_across_jobs, .timeout = 900) {
+  char dir[256], cmd[3072];
+  snprintf(dir, sizeof dir, "/tmp/sp_test_agentsp_%d", (int)getpid());
+  sp_test_rm_rf(dir);
+  snprintf(cmd, sizeof cmd,
+           "mkdir -p %s && %s collect --tasks button-press --cameras corner --seeds 1000-1001 --demos 0 --size 32 "
+           "--max-steps 24 --keep-failures --shadow-size 256 --jobs 1 --checkpoint 0 --out %s/ds.h5 > %s.log 2>&1 && "
+           "%s train policy --data %s/ds.h5 --preset tiny --frame 32 --crop 28 --steps 4 --batch 4 --val-every 0 "
+           "--val-samples 4 --threads 1 --out %s/pol >> %s.log 2>&1 && "
+           "%s train video --data %s/ds.h5 --preset tiny --res 32 --cond plan --steps 3 --batch 2 --val-every 0 "
+           "--threads 1 --out %s/vid >> %s.log 2>&1",
+           dir, sp_test_bin(), dir, dir, sp_test_bin(), dir, dir, dir, sp_test_bin(), dir, dir, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "building the tiny models failed (%s.log)", dir);
+  const char *agents[3] = {"sp-nr", "sp", "sp-r"};
+  for (int a = 0; a < 3; a++) {
+    for (int j = a == 2 ? 1 : 2; j <= 2; j++) {  // sp-r with --jobs 1 and 2, the others with 2
+      snprintf(cmd, sizeof cmd,
+               "%s eval --agent %s --checkpoint %s/vid/model.safetensors --policy-checkpoint %s/pol/model.safetensors "
+               "--tasks button-press --cameras corner --seeds 0,1 --jobs %d --out %s/%s_j%d >> %s.log 2>&1",
+               sp_test_bin(), agents[a], dir, dir, j, dir, agents[a], j, dir);
+      cr_assert_eq(sp_test_run(cmd), 0, "sp eval --agent %s --jobs %d failed (%s.log)", agents[a], j, dir);
+    }
+    char p1[300], p2[300];
+    snprintf(p1, sizeof p1, "%s/%s_j%d", dir, agents[a], a == 2 ? 1 : 2);
+    snprintf(p2, sizeof p2, "%s/%s_j2", dir, agents[a]);
+    char *r1 = records(p1), *r2 = records(p2);
+    cr_expect_str_eq(r1, r2, "%s: records differ between --jobs 1 and --jobs 2", agents[a]);
+    int n = 0;
+    for (const char *p = strstr(r1, "\"events\":"); p; p = strstr(p + 1, "\"events\":")) {
+      int ch, gm, gf, pl, vi, rj, rp;
+      cr_assert_eq(sscanf(p, "\"events\":{\"chunks\":%d,\"goals_matched\":%d,\"goals_forced\":%d,\"plans\":%d,"
+                             "\"videos\":%d,\"rejected\":%d,\"replans\":%d", &ch, &gm, &gf, &pl, &vi, &rj, &rp), 7,
+                   "%.160s", p);
+      cr_expect(ch >= 1 && pl >= 1 && vi >= pl, "%s: chunks %d plans %d videos %d", agents[a], ch, pl, vi);
+      cr_expect_eq(pl, 1 + rp, "%s: one plan at the start and one per replan", agents[a]);
+      cr_expect(rp <= 5, "%s: %d replans, the budget is 5", agents[a], rp);
+      if (a == 0) cr_expect(rj == 0 && rp == 0 && vi == 1, "sp-nr validated or replanned");
+      if (a == 1) cr_expect(rp == 0 && vi <= 4 && (vi == 1 + rj || vi == rj), "sp: videos %d, rejected %d, replans %d", vi, rj, rp);
+      n++;
+    }
+    cr_expect_eq(n, 2, "%s: 2 records with events, saw %d", agents[a], n);
+    free(r1);
+    free(r2);
+  }
+  /* a policy checkpoint for an agent without a policy is refused */
+  snprintf(cmd, sizeof cmd,
+           "%s eval --agent expert --policy-checkpoint %s/pol/model.safetensors --tasks button-press --cameras corner "
+           "--seeds 0 --out %s/x 2>&1 | grep -q 'takes no policy checkpoint'",
+           sp_test_bin(), dir, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "--policy-checkpoint for the expert was not refused");
+  sp_test_rm_rf(dir);
+}

@@ -37,8 +37,10 @@ typedef struct {
   const char *name;
   const char *help;             // one line for `sp eval --help`
   const char *default_ckpt;     // checkpoint file name under checkpoints/ (NULL: takes none)
+  const char *default_policy_ckpt;  // a second one, the policy, for agents with a video model too
   int needs_rgb;                // consumes the harness's camera frame each step
-  void *(*load)(const char *checkpoint, char *err);    // the constant part (NULL with err on failure)
+  /* the constant part (NULL with err on failure); policy_checkpoint NULL for agents without one */
+  void *(*load)(const char *checkpoint, const char *policy_checkpoint, char *err);
   void (*unload)(void *model);
   void *(*create)(const void *model, char *err);       // one worker's state over the loaded model
   void (*destroy)(void *state);

@@ -8,7 +8,7 @@
 #define SP_CKPT_VIDEO "video-plan-cpu.safetensors"  // the committed video model (not trained yet)
 
 /* oracle-policy (oracle_policy.c) */
-void *sp_oracle_load(const char *checkpoint, char *err);
+void *sp_oracle_load(const char *checkpoint, const char *policy_checkpoint, char *err);
 void sp_oracle_unload(void *model);
 void *sp_oracle_create(const void *model, char *err);
 void sp_oracle_destroy(void *state);
@@ -16,5 +16,17 @@ int sp_oracle_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *
 int sp_oracle_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w,
                   int h, double action[SP_ACT_DIM], sp_agent_timing *tm, char *err);
 void sp_oracle_end(void *state, sp_agent_events *ev);
+
+/* sp, sp-r, sp-nr (sp.c) */
+void *sp_sp_load(const char *checkpoint, const char *policy_checkpoint, char *err);
+void sp_sp_unload(void *model);
+void *sp_spnr_create(const void *model, char *err);
+void *sp_sp_create(const void *model, char *err);
+void *sp_spr_create(const void *model, char *err);
+void sp_sp_destroy(void *state);
+int sp_sp_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *err);
+int sp_sp_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w, int h,
+              double action[SP_ACT_DIM], sp_agent_timing *tm, char *err);
+void sp_sp_end(void *state, sp_agent_events *ev);
 
 #endif

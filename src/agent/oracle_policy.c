@@ -23,7 +23,8 @@ typedef struct {
   sp_agent_events ev;
 } oracle;
 
-void *sp_oracle_load(const char *checkpoint, char *err) {
+void *sp_oracle_load(const char *checkpoint, const char *policy_checkpoint, char *err) {
+  (void)policy_checkpoint;
   sp_follow_model *m = calloc(1, sizeof *m);
   if (!m) { sp_errf(err, "out of memory"); return NULL; }
   if (sp_follow_model_load(m, checkpoint, err)) { free(m); return NULL; }

@@ -115,6 +115,8 @@ typedef struct {
   char ckpt_hash[32];          // FNV-1a 64 of the checkpoint file, or "none"
   const char *ckpt;            // the checkpoint the agent loads: cfg's or the agent's default (NULL: none)
   char ckpt_path[4096];
+  const char *pckpt;           // the policy checkpoint of agents that take one (NULL: none)
+  char pckpt_path[4096];
   void *agent_model;           // the agent's constant part, loaded once, shared by the workers
 } run_state;
 
@@ -309,11 +311,12 @@ static void *watchdog_main(void *p) {
 }
 
 static cJSON *config_json(const sp_eval_config *cfg, const sp_agent_api *ag, sp_env_model **models,
-                          const char *ckpt, const char *ckpt_hash) {
+                          const char *ckpt, const char *pckpt, const char *ckpt_hash) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "format", "sp-eval-1");
   cJSON_AddStringToObject(o, "agent", ag->name);
   cJSON_AddStringToObject(o, "checkpoint", ckpt ? ckpt : "none");
+  if (pckpt) cJSON_AddStringToObject(o, "policy_checkpoint", pckpt);
   cJSON_AddStringToObject(o, "checkpoint_hash", ckpt_hash);
   cJSON *t = cJSON_AddArrayToObject(o, "tasks");
   for (int i = 0; i < cfg->ntask; i++) cJSON_AddItemToArray(t, cJSON_CreateString(sp_task_name(cfg->tasks[i])));
@@ -461,14 +464,28 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
     if (sp_checkpoint_default(ag->default_ckpt, rs->ckpt_path, sizeof rs->ckpt_path, err)) goto out;
     rs->ckpt = rs->ckpt_path;
   }
-  if (rs->ckpt) {
-    size_t len;
-    char *bytes = sp_file_read(rs->ckpt, &len, err);
-    if (!bytes) goto out;
-    snprintf(rs->ckpt_hash, sizeof rs->ckpt_hash, "%016llx", sp_hash64(0, bytes, len));
-    free(bytes);
+  rs->pckpt = cfg->policy_checkpoint;
+  if (rs->pckpt && !ag->default_policy_ckpt) {
+    sp_errf(err, "--policy-checkpoint: agent '%s' takes no policy checkpoint", ag->name);
+    goto out;
   }
-  conf = config_json(cfg, ag, rs->models, rs->ckpt, rs->ckpt_hash);
+  if (!rs->pckpt && ag->default_policy_ckpt) {
+    if (sp_checkpoint_default(ag->default_policy_ckpt, rs->pckpt_path, sizeof rs->pckpt_path, err)) goto out;
+    rs->pckpt = rs->pckpt_path;
+  }
+  /* one hash over the files the agent loads, in order */
+  uint64_t h = 0;
+  const char *files[2] = {rs->ckpt, rs->pckpt};
+  for (int i = 0; i < 2; i++) {
+    if (!files[i]) continue;
+    size_t len;
+    char *bytes = sp_file_read(files[i], &len, err);
+    if (!bytes) goto out;
+    h = sp_hash64(h, bytes, len);
+    free(bytes);
+    snprintf(rs->ckpt_hash, sizeof rs->ckpt_hash, "%016llx", (unsigned long long)h);
+  }
+  conf = config_json(cfg, ag, rs->models, rs->ckpt, rs->pckpt, rs->ckpt_hash);
   snprintf(rs->jsonl_path, sizeof rs->jsonl_path, "%s/episodes.jsonl", cfg->out_dir);
 
   /* an existing run in DIR: resume it (same config) or refuse to mix */
@@ -514,7 +531,7 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
   free(done_eps);
   done_eps = NULL;
 
-  if (!(rs->agent_model = ag->load(rs->ckpt, err))) goto out;
+  if (!(rs->agent_model = ag->load(rs->ckpt, rs->pckpt, err))) goto out;
   int nw = cfg->jobs < rs->njobs ? cfg->jobs : (rs->njobs ? rs->njobs : 1);
   rs->render_started = calloc((size_t)cfg->jobs, sizeof(double));
   rs->render_job = calloc((size_t)cfg->jobs, sizeof(job));

@@ -21,6 +21,7 @@
 typedef struct {
   const char *agent;
   const char *checkpoint;       // NULL: the agent's committed default (sp_agent_api.default_ckpt), if any
+  const char *policy_checkpoint;  // agents with a video model and a policy: the policy (NULL: default)
   int tasks[SP_NTASK], ntask;
   int cams[SP_NCAMERA], ncam;
   long *seeds;                  // (nseed)

@@ -1,0 +1,211 @@
+/* sp.c: the Spatial Policy agent (paper, Algorithm 1 and Appendix A), three variants:
+ *
+ *   sp-nr  plan -> imagine -> follow; no validation, no replanning (Table 5's NR)
+ *   sp     + validation: an imagined video the validator rejects is generated again from the same
+ *          condition with new noise, up to SP_REGEN_BUDGET times (the paper's SP, Table 5's GR)
+ *   sp-r   + execution replanning: when the hand stagnates (AVDC: SP_STALL_STEPS steps in which it
+ *          moved less than SP_STALL_MM) or the follower has passed the last imagined frame, a fresh
+ *          plan from the new offset and a new video from the current frame, at most
+ *          SP_REPLAN_BUDGET times (SP-R, Table 5's GR&ER)
+ *
+ * plan: the rule planner on the current end-effector/object/goal state (plan/plan.h);
+ * imagine: the checkpoint's video variant from the current view (imagine.h); validate: the
+ * offline validator (below); act: the follower (follow.h) over [current view, frames 1..F].
+ * Noise is seeded from the episode's agent seed and the video count, so records do not depend
+ * on --jobs. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent_internal.h"
+#include "agent/follow.h"
+#include "agent/imagine.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "plan/plan.h"
+
+#define SP_DDIM_STEPS 20
+#define SP_REGEN_BUDGET 3     // regenerations of a rejected video (sp, sp-r)
+#define SP_REPLAN_BUDGET 5    // AVDC's replans
+#define SP_STALL_STEPS 15     // AVDC: stagnation window
+#define SP_STALL_MM 1.0       // AVDC: the hand moved less than this over the window
+/* the offline validator: a video is accepted when its last frame differs from the first by at
+ * least this mean absolute difference (gray levels) -- the imagined motion must be visible --
+ * and no frame is blank (mean within [8, 247]) */
+#define SP_VALID_MIN_DIFF 2.0
+
+enum { MODE_NR = 0, MODE_GR, MODE_GR_ER };
+
+typedef struct {
+  sp_follow_model fm;
+  sp_video_model vm;
+  int vm_ok;
+} sp_model_pair;
+
+typedef struct {
+  const sp_model_pair *m;
+  int mode;
+  sp_follower f;
+  sp_imaginer im;
+  int im_ok;
+  uint8_t *frames;              // (F + 1) x R x R x 3: the current view and the imagined frames
+  int nframes;
+  double hist[SP_STALL_STEPS + 1][3];  // hand positions of the last steps (ring)
+  int nhist;
+  uint32_t seed;
+  int cam;
+  sp_agent_events ev;
+  sp_agent_timing begin_tm;     // the first plan and video (made in begin), reported by the first act
+} sp_agent;
+
+static void *load(const char *checkpoint, const char *policy_checkpoint, char *err) {
+  sp_model_pair *m = calloc(1, sizeof *m);
+  if (!m) { sp_errf(err, "out of memory"); return NULL; }
+  if (sp_follow_model_load(&m->fm, policy_checkpoint, err)) { free(m); return NULL; }
+  if (sp_video_model_load(&m->vm, checkpoint, err)) goto fail;
+  m->vm_ok = 1;
+  if (m->vm.m.cfg.res != m->fm.pol.cfg.frame) {
+    sp_errf(err, "%s makes %d px frames but the policy %s takes %d px", checkpoint, m->vm.m.cfg.res,
+            policy_checkpoint, m->fm.pol.cfg.frame);
+    goto fail;
+  }
+  return m;
+fail:
+  if (m->vm_ok) sp_video_model_free(&m->vm);
+  sp_follow_model_free(&m->fm);
+  free(m);
+  return NULL;
+}
+
+void sp_sp_unload(void *model) {
+  sp_model_pair *m = model;
+  if (!m) return;
+  sp_video_model_free(&m->vm);
+  sp_follow_model_free(&m->fm);
+  free(m);
+}
+
+void *sp_sp_load(const char *checkpoint, const char *policy_checkpoint, char *err) {
+  return load(checkpoint, policy_checkpoint, err);
+}
+
+void sp_sp_destroy(void *state) {
+  sp_agent *a = state;
+  if (!a) return;
+  sp_follower_free(&a->f);
+  if (a->im_ok) sp_imaginer_free(&a->im);
+  free(a->frames);
+  free(a);
+}
+
+static void *create(const void *model, int mode, char *err) {
+  sp_agent *a = calloc(1, sizeof *a);
+  if (!a) { sp_errf(err, "out of memory"); return NULL; }
+  a->m = model;
+  a->mode = mode;
+  const int R = a->m->vm.m.cfg.res;
+  a->nframes = a->m->vm.m.cfg.frames + 1;
+  a->frames = malloc((size_t)R * R * 3 * (size_t)a->nframes);
+  if (!a->frames) { sp_errf(err, "out of memory"); goto fail; }
+  if (sp_follower_init(&a->f, &a->m->fm, err)) goto fail;
+  if (sp_imaginer_init(&a->im, &a->m->vm, err)) goto fail;
+  a->im_ok = 1;
+  return a;
+fail:
+  sp_sp_destroy(a);
+  return NULL;
+}
+void *sp_spnr_create(const void *model, char *err) { return create(model, MODE_NR, err); }
+void *sp_sp_create(const void *model, char *err) { return create(model, MODE_GR, err); }
+void *sp_spr_create(const void *model, char *err) { return create(model, MODE_GR_ER, err); }
+
+/* the offline validator (see SP_VALID_MIN_DIFF) */
+static int validate(const sp_agent *a) {
+  const int R = a->m->vm.m.cfg.res;
+  const size_t n = (size_t)R * R * 3;
+  for (int f = 1; f < a->nframes; f++) {
+    double mean = 0;
+    for (size_t i = 0; i < n; i++) mean += a->frames[(size_t)f * n + i];
+    mean /= (double)n;
+    if (mean < 8 || mean > 247) return 0;
+  }
+  double diff = 0;
+  const uint8_t *first = a->frames, *last = a->frames + (size_t)(a->nframes - 1) * n;
+  for (size_t i = 0; i < n; i++) diff += abs((int)first[i] - (int)last[i]);
+  return diff / (double)n >= SP_VALID_MIN_DIFF;
+}
+
+/* plan from the current state, imagine from the current view (validated and regenerated in the
+ * GR modes), and follow the new video */
+static int replan(sp_agent *a, const sp_env *e, const double obs[SP_OBS_DIM], sp_agent_timing *tm, char *err) {
+  double t0 = sp_time_now(), tcp[3];
+  if (sp_follower_view(&a->f, e, a->cam, err)) return -1;
+  const int R = a->m->vm.m.cfg.res;
+  memcpy(a->frames, a->f.cur, (size_t)R * R * 3);
+  double t1 = sp_time_now();
+  tm->render += t1 - t0;
+  sp_env_tcp(e, tcp);
+  sp_plan plan;
+  char perr[SP_ERRLEN];
+  if (sp_plan_rule(e->em->task, tcp, obs + SP_OBS_OBJ, obs + SP_OBS_GOAL, NULL, &plan, perr))
+    return sp_errf(err, "plan: %s", perr);
+  a->ev.plans++;
+  double t2 = sp_time_now();
+  tm->planning += t2 - t1;
+  int tries = a->mode == MODE_NR ? 1 : 1 + SP_REGEN_BUDGET;
+  for (int k = 0; k < tries; k++) {
+    uint32_t s = a->seed ^ (0x85EBCA6Bu * (uint32_t)(a->ev.videos + 1));
+    sp_imagine(&a->im, &a->m->vm, e->em->task, &plan, tcp, obs, SP_DDIM_STEPS, a->m->vm.dc.guidance, s, a->frames);
+    a->ev.videos++;
+    if (a->mode == MODE_NR || validate(a)) break;
+    a->ev.rejected++;  // the last try is followed even when rejected
+  }
+  tm->video += sp_time_now() - t2;
+  const size_t fb = (size_t)R * R * 3;
+  const uint8_t *goals[SP_FOLLOW_MAX_GOALS];
+  for (int f = 0; f < a->nframes; f++) goals[f] = a->frames + fb * f;
+  sp_follower_start(&a->f, goals, a->nframes, a->cam, a->seed ^ (0xC2B2AE35u * (uint32_t)a->ev.plans));
+  a->nhist = 0;
+  return 0;
+}
+
+int sp_sp_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *err) {
+  sp_agent *a = state;
+  memset(&a->ev, 0, sizeof a->ev);
+  a->seed = seed;
+  a->cam = cam;
+  memset(&a->begin_tm, 0, sizeof a->begin_tm);
+  return replan(a, e, e->obs, &a->begin_tm, err);
+}
+
+/* AVDC's stagnation rule over the hand positions of the last SP_STALL_STEPS steps */
+static int stalled(sp_agent *a, const double hand[3]) {
+  memmove(a->hist[1], a->hist[0], sizeof a->hist[0] * SP_STALL_STEPS);
+  memcpy(a->hist[0], hand, sizeof a->hist[0]);
+  if (a->nhist < SP_STALL_STEPS + 1) a->nhist++;
+  if (a->nhist <= SP_STALL_STEPS) return 0;
+  for (int i = 1; i <= SP_STALL_STEPS; i++) {
+    double d = 0;
+    for (int k = 0; k < 3; k++) d += (a->hist[i][k] - a->hist[0][k]) * (a->hist[i][k] - a->hist[0][k]);
+    if (sqrt(d) * 1000.0 >= SP_STALL_MM) return 0;
+  }
+  return 1;
+}
+
+int sp_sp_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w, int h,
+              double action[SP_ACT_DIM], sp_agent_timing *tm, char *err) {
+  (void)rgb; (void)w; (void)h;
+  sp_agent *a = state;
+  tm->render += a->begin_tm.render;
+  tm->planning += a->begin_tm.planning;
+  tm->video += a->begin_tm.video;
+  memset(&a->begin_tm, 0, sizeof a->begin_tm);
+  if (a->mode == MODE_GR_ER && a->ev.replans < SP_REPLAN_BUDGET &&
+      (stalled(a, obs + SP_OBS_HAND) || sp_follower_done(&a->f))) {
+    a->ev.replans++;
+    if (replan(a, e, obs, tm, err)) return -1;
+  }
+  return sp_follower_step(&a->f, e, action, tm, &a->ev, err);
+}
+
+void sp_sp_end(void *state, sp_agent_events *ev) { *ev = ((sp_agent *)state)->ev; }
