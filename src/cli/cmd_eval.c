@@ -17,8 +17,10 @@ int sp_cmd_eval(int argc, char **argv) {
   const char *scenes = NULL, *assets = NULL;
   int merge = 0;
   const char *render_q = "full", *gif_seeds = NULL;
+  char agent_help[320];
+  snprintf(agent_help, sizeof agent_help, "agent to evaluate: %s (docs/agents.md)", sp_agent_names());
   sp_arg rows[] = {
-      {"agent", SP_ARG_STR, &cfg.agent, "agent to evaluate: expert, oracle-policy (docs/agents.md)"},
+      {"agent", SP_ARG_STR, &cfg.agent, agent_help},
       {"checkpoint", SP_ARG_STR, &cfg.checkpoint, "the agent's checkpoint (safetensors; default: its committed one under checkpoints/)"},
       {"policy-checkpoint", SP_ARG_STR, &cfg.policy_checkpoint, "sp agents: the policy's checkpoint (default: checkpoints/policy-cpu.safetensors)"},
       {"tasks", SP_ARG_STR, &tasks, "all or a comma list of task names"},
