@@ -1,5 +1,5 @@
-/* test_agent.c: the agent layer: the table, and the oracle-policy agent end to end through
- * `sp eval` (a tiny policy trained for a few steps on a 32 px dataset collected here). */
+/* test_agent.c: the agent layer: the table, oracle-policy and the SP agents end to end through
+ * `sp eval`, and `sp generate` (tiny models trained for a few steps on datasets collected here). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,18 +43,30 @@ static char *records(const char *dir) {
   return slurp(out);
 }
 
+/* DIR/ds.h5 (button-press, corner, 2 seeds of 24 steps at 32 px: the frame matcher's smallest
+ * frame), DIR/pol (a tiny policy, 4 steps) and with video DIR/vid (a tiny plan-conditioned video
+ * model, 3 steps); the log in DIR.log */
+static void tiny_models(const char *dir, int video) {
+  char cmd[3072];
+  sp_test_rm_rf(dir);
+  int n = snprintf(cmd, sizeof cmd,
+                   "mkdir -p %s && %s collect --tasks button-press --cameras corner --seeds 1000-1001 --demos 0 "
+                   "--size 32 --max-steps 24 --keep-failures --shadow-size 256 --jobs 1 --checkpoint 0 --out %s/ds.h5 "
+                   "> %s.log 2>&1 && %s train policy --data %s/ds.h5 --preset tiny --frame 32 --crop 28 --steps 4 "
+                   "--batch 4 --val-every 0 --val-samples 4 --threads 1 --out %s/pol >> %s.log 2>&1",
+                   dir, sp_test_bin(), dir, dir, sp_test_bin(), dir, dir, dir);
+  if (video)
+    snprintf(cmd + n, sizeof cmd - (size_t)n,
+             " && %s train video --data %s/ds.h5 --preset tiny --res 32 --cond plan --steps 3 --batch 2 "
+             "--val-every 0 --threads 1 --out %s/vid >> %s.log 2>&1",
+             sp_test_bin(), dir, dir, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "building the tiny models failed (%s.log)", dir);
+}
+
 Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 600) {
   char dir[256], cmd[2048];
   snprintf(dir, sizeof dir, "/tmp/sp_test_agent_%d", (int)getpid());
-  sp_test_rm_rf(dir);
-  /* 32 px: the frame matcher's smallest frame */
-  snprintf(cmd, sizeof cmd,
-           "mkdir -p %s && %s collect --tasks button-press,door-open --cameras corner --seeds 1000-1001 --demos 0 --size 32 "
-           "--max-steps 24 --keep-failures --shadow-size 256 --jobs 1 --checkpoint 0 --out %s/ds.h5 > %s.log 2>&1 && "
-           "%s train policy --data %s/ds.h5 --preset tiny --frame 32 --crop 28 --steps 4 --batch 4 --val-every 0 "
-           "--val-samples 4 --threads 1 --out %s/pol >> %s.log 2>&1",
-           dir, sp_test_bin(), dir, dir, sp_test_bin(), dir, dir, dir);
-  cr_assert_eq(sp_test_run(cmd), 0, "training the tiny policy failed (%s.log)", dir);
+  tiny_models(dir, 0);
   for (int j = 1; j <= 2; j++) {
     snprintf(cmd, sizeof cmd,
              "%s eval --agent oracle-policy --checkpoint %s/pol/model.safetensors --tasks button-press "
@@ -201,16 +213,7 @@ Test(agent_generate, seeded_outputs_and_clean_errors, .timeout = 300) {
 Test(agent_sp, variants_run_count_and_are_identical_across_jobs, .timeout = 900) {
   char dir[256], cmd[3072];
   snprintf(dir, sizeof dir, "/tmp/sp_test_agentsp_%d", (int)getpid());
-  sp_test_rm_rf(dir);
-  snprintf(cmd, sizeof cmd,
-           "mkdir -p %s && %s collect --tasks button-press --cameras corner --seeds 1000-1001 --demos 0 --size 32 "
-           "--max-steps 24 --keep-failures --shadow-size 256 --jobs 1 --checkpoint 0 --out %s/ds.h5 > %s.log 2>&1 && "
-           "%s train policy --data %s/ds.h5 --preset tiny --frame 32 --crop 28 --steps 4 --batch 4 --val-every 0 "
-           "--val-samples 4 --threads 1 --out %s/pol >> %s.log 2>&1 && "
-           "%s train video --data %s/ds.h5 --preset tiny --res 32 --cond plan --steps 3 --batch 2 --val-every 0 "
-           "--threads 1 --out %s/vid >> %s.log 2>&1",
-           dir, sp_test_bin(), dir, dir, sp_test_bin(), dir, dir, dir, sp_test_bin(), dir, dir, dir);
-  cr_assert_eq(sp_test_run(cmd), 0, "building the tiny models failed (%s.log)", dir);
+  tiny_models(dir, 1);
   const char *agents[3] = {"sp-nr", "sp", "sp-r"};
   for (int a = 0; a < 3; a++) {
     for (int j = a == 2 ? 1 : 2; j <= 2; j++) {  // sp-r with --jobs 1 and 2, the others with 2

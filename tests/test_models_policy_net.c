@@ -485,20 +485,9 @@ Test(models_policy, train_resume_after_kill_is_bit_identical) {
   /* the same run, killed with SIGKILL once a checkpoint exists, then resumed */
   snprintf(cmd, sizeof cmd, "exec %s train policy --data %s --out %s " POLICY_ARGS " > /dev/null 2>&1", sp_test_bin(), ds,
            b);
-  pid_t pid = fork();
-  if (pid == 0) {
-    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-    _exit(127);
-  }
   snprintf(path, sizeof path, "%s/last.safetensors", b);
-  double waited = 0;
-  while (!sp_file_exists(path) && waited < 120) {
-    usleep(500);
-    waited += 0.0005;
-  }
-  kill(pid, SIGKILL);
-  int status;
-  waitpid(pid, &status, 0);
+  double waited;
+  int status = sp_test_kill_at_checkpoint(cmd, b, &waited);
   cr_assert(waited < 120, "no checkpoint appeared");
   char mpath[512];
   snprintf(mpath, sizeof mpath, "%s/model.safetensors", b);

@@ -65,20 +65,9 @@ Test(models_train, resume_after_kill_is_bit_identical) {
   cr_assert_eq(sp_test_run(cmd), 0, "uninterrupted run failed: %s", cmd);
   /* the same run, killed with SIGKILL once a checkpoint exists, then resumed */
   snprintf(cmd, sizeof cmd, "exec %s train video --data %s --out %s " TRAIN_ARGS " > /dev/null 2>&1", sp_test_bin(), ds, b);
-  pid_t pid = fork();
-  if (pid == 0) {
-    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-    _exit(127);
-  }
   snprintf(path, sizeof path, "%s/last.safetensors", b);
-  double waited = 0;
-  while (!sp_file_exists(path) && waited < 120) {
-    usleep(2000);
-    waited += 0.002;
-  }
-  kill(pid, SIGKILL);
-  int status;
-  waitpid(pid, &status, 0);
+  double waited;
+  int status = sp_test_kill_at_checkpoint(cmd, b, &waited);
   cr_assert(waited < 120, "no checkpoint appeared");
   char mpath[512];
   snprintf(mpath, sizeof mpath, "%s/model.safetensors", b);
@@ -201,20 +190,9 @@ static void cond_variant_resume(const char *cond) {
   cr_assert_eq(sp_test_run(cmd), 0, "uninterrupted run failed: %s", cmd);
   snprintf(cmd, sizeof cmd, "exec %s train video --data %s --out %s --cond %s --guidance 1 " TRAIN_ARGS " > /dev/null 2>&1",
            sp_test_bin(), ds, b, cond);
-  pid_t pid = fork();
-  if (pid == 0) {
-    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-    _exit(127);
-  }
   snprintf(path, sizeof path, "%s/last.safetensors", b);
-  double waited = 0;
-  while (!sp_file_exists(path) && waited < 120) {
-    usleep(2000);
-    waited += 0.002;
-  }
-  kill(pid, SIGKILL);
-  int status;
-  waitpid(pid, &status, 0);
+  double waited;
+  int status = sp_test_kill_at_checkpoint(cmd, b, &waited);
   snprintf(pb, sizeof pb, "%s/model.safetensors", b);
   cr_assert(WIFSIGNALED(status) && !sp_file_exists(pb), "%s: the kill did not land mid-run", cond);
   snprintf(cmd, sizeof cmd, "%s train video --out %s --resume > /dev/null 2>&1", sp_test_bin(), b);

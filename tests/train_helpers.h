@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,6 +62,28 @@ static inline void sp_test_rm_rf(const char *p) {
 static inline int sp_test_run(const char *cmd) {
   int st = system(cmd);
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* run cmd through sh (start it with exec so the kill reaches the program) and SIGKILL it as soon
+ * as DIR/last.safetensors exists, waiting at most 120 s: the wait status, and in *waited the
+ * seconds waited (120 or more: no checkpoint appeared) */
+static inline int sp_test_kill_at_checkpoint(const char *cmd, const char *dir, double *waited) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/last.safetensors", dir);
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  *waited = 0;
+  while (access(path, F_OK) != 0 && *waited < 120) {
+    usleep(500);
+    *waited += 0.0005;
+  }
+  kill(pid, SIGKILL);
+  int status;
+  waitpid(pid, &status, 0);
+  return status;
 }
 
 /* every tensor of two safetensors files byte-equal */
