@@ -253,3 +253,51 @@ Test(agent_sp, variants_run_count_and_are_identical_across_jobs, .timeout = 900)
   cr_expect_eq(sp_test_run(cmd), 0, "--policy-checkpoint for the expert was not refused");
   sp_test_rm_rf(dir);
 }
+
+/* sp videoeval on a tiny plan model: one record per episode with every row's scores, the same
+ * checkpoint twice gives the same scores (the noise is the episode's), --resume finds nothing to
+ * do and writes the same summary, and a locator dataset holding an evaluated seed is refused */
+Test(agent_videoeval, scores_rows_resumes_and_refuses_eval_seeds, .timeout = 600) {
+  char dir[256], cmd[8192];
+  snprintf(dir, sizeof dir, "/tmp/sp_test_videoeval_%d", (int)getpid());
+  tiny_models(dir, 1);
+  snprintf(cmd, sizeof cmd,
+           "%s videoeval --ckpt %s/vid/model.safetensors,%s/vid/model.safetensors --labels a,b --data %s/ds.h5 "
+           "--tasks button-press --cameras corner --seeds 0,1 --steps 4 --out %s/ve >> %s.log 2>&1",
+           sp_test_bin(), dir, dir, dir, dir, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "sp videoeval failed (%s.log)", dir);
+  char path[400];
+  snprintf(path, sizeof path, "%s/ve/episodes.jsonl", dir);
+  char *recs = slurp(path);
+  cr_assert(recs);
+  int n = 0;
+  for (const char *p = strstr(recs, "\"models\":"); p; p = strstr(p + 1, "\"models\":")) {
+    double a[4], b[4];
+    cr_assert_eq(sscanf(p, "\"models\":{\"a\":{\"psnr\":%lf,\"ssim\":%lf,\"grip7\":%lf,\"grip_mean\":%lf},"
+                           "\"b\":{\"psnr\":%lf,\"ssim\":%lf,\"grip7\":%lf,\"grip_mean\":%lf}",
+                        &a[0], &a[1], &a[2], &a[3], &b[0], &b[1], &b[2], &b[3]), 8, "%.200s", p);
+    for (int k = 0; k < 4; k++) cr_expect_eq(a[k], b[k], "score %d differs for the same checkpoint", k);
+    cr_expect(a[0] > 0 && a[0] < 100 && a[1] > -1 && a[1] <= 1 && a[2] >= 0 && a[2] < 32 * 1.5, "%.200s", p);
+    n++;
+  }
+  cr_expect_eq(n, 2, "2 episode records, saw %d", n);
+  cr_expect(strstr(recs, "\"locator_real7\":") && strstr(recs, "\"copy\":{\"psnr\":"));
+  snprintf(path, sizeof path, "%s/ve/results.md", dir);
+  char *md = slurp(path);
+  cr_assert(md && strstr(md, "| a |") && strstr(md, "| copy first frame |"), "results.md lacks the rows");
+  snprintf(cmd, sizeof cmd,
+           "cp %s/ve/results.md %s/md1 && %s videoeval --ckpt %s/vid/model.safetensors,%s/vid/model.safetensors "
+           "--labels a,b --data %s/ds.h5 --tasks button-press --cameras corner --seeds 0,1 --steps 4 --out %s/ve "
+           "--resume >> %s.log 2>&1 && sed 's/, [0-9]* s\\.$//' %s/md1 > %s/m1 && sed 's/, [0-9]* s\\.$//' "
+           "%s/ve/results.md > %s/m2 && cmp %s/m1 %s/m2",
+           dir, dir, sp_test_bin(), dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "--resume changed the summary (%s.log)", dir);
+  snprintf(cmd, sizeof cmd,
+           "%s videoeval --ckpt %s/vid/model.safetensors --data %s/ds.h5 --tasks button-press --cameras corner "
+           "--seeds 1000 --out %s/ve2 2>&1 | grep -q 'an evaluated seed'",
+           sp_test_bin(), dir, dir, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "a locator dataset holding an evaluated seed was not refused");
+  free(recs);
+  free(md);
+  sp_test_rm_rf(dir);
+}

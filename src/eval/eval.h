@@ -86,6 +86,39 @@ void sp_report_config_default(sp_report_config *c);
 /* read the runs and logs and write c->out atomically; 0, or -1 with err naming what was wrong */
 int sp_report_write(const sp_report_config *c, char *err);
 
+/* sp videoeval: video checkpoints against the expert's own rollout on held-out episodes
+ * (docs/videoeval.md). Per episode (task, camera, seed): the scripted expert's rollout from the
+ * reset state, recorded as the models' dataset records a demonstration, is the ground truth; its
+ * frames at the clip indices of the video job (NumPy's linspace(0, n - 1, F + 1)) are the true
+ * video. Each checkpoint imagines F frames from frame 0 with the rule plan of the reset state and
+ * noise seeded as `sp generate` seeds it (same command, same video). Scores per frame 1..F: PSNR
+ * (RGB, 8 bit) and SSIM (grey); the gripper error: the tcp's pixel position found by the gripper
+ * locator in a generated frame against its true projection in the expert's frame. The locator is
+ * k-nearest-neighbour regression over the frames of a dataset (same task and camera, the frames'
+ * recorded tcp pixels, whole-frame squared difference); its own error on the true frames is
+ * reported beside it. */
+typedef struct {
+  const char **ckpts;           // (nckpt) video checkpoints, one row each
+  int nckpt;
+  const char **labels;          // (nlabel) row names; missing ones: the checkpoint's file name
+  int nlabel;
+  const char *data;             // the locator's dataset (sp collect, the models' frame size)
+  int tasks[SP_NTASK], ntask;
+  int cams[SP_NCAMERA], ncam;
+  long *seeds;
+  int nseed;
+  sp_scene_source source;
+  const char *assets;
+  int steps;                    // DDIM steps (20)
+  float guidance;               // -1: each checkpoint's validation value
+  int knn;                      // locator neighbours (5)
+  int resume;
+  const char *out;              // directory: episodes.jsonl, results.json, results.md, strips/
+} sp_videoeval_config;
+
+void sp_videoeval_config_default(sp_videoeval_config *c);
+int sp_videoeval_run(const sp_videoeval_config *c, char *err);
+
 /* parse "0-24", "3", "0-4,10,12-13" into seeds (malloc'd); returns count or -1 */
 int sp_parse_seeds(const char *spec, long **out, char *err);
 
