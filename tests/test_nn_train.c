@@ -407,3 +407,59 @@ Test(nn_train, diffusion_schedules_and_steps) {
   free(s);
   nn_st_close(&st);
 }
+
+/* binary16: NumPy's np.float16 values (round to nearest even, subnormals, overflow) and an exact
+ * round trip of every non-NaN half */
+Test(nn_train, half_conversion_matches_ieee_binary16) {
+  const struct { float x; uint16_t h; } v[] = {
+      {1.f, 0x3C00}, {-2.f, 0xC000}, {0.f, 0x0000}, {-0.f, 0x8000}, {65504.f, 0x7BFF}, {65520.f, 0x7C00},
+      {0.1f, 0x2E66}, {5.9604645e-08f, 0x0001}, {2.9802322e-08f, 0x0000}, {8.940697e-08f, 0x0002},
+      {1.00048828125f, 0x3C00}, {1.00146484375f, 0x3C02}, {6.1035156e-05f, 0x0400}, {-1e9f, 0xFC00},
+      {3.14159265f, 0x4248}};
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+    cr_expect_eq(nn_half_from_float(v[i].x), v[i].h, "%g -> 0x%04x, want 0x%04x", v[i].x, nn_half_from_float(v[i].x),
+                 v[i].h);
+  for (uint32_t h = 0; h < 0x10000u; h++) {
+    if ((h & 0x7C00u) == 0x7C00u && (h & 0x3FFu)) continue;  // NaN
+    uint16_t back = nn_half_from_float(nn_float_from_half((uint16_t)h));
+    if (back != h) cr_assert_fail("half 0x%04x -> %g -> 0x%04x", h, nn_float_from_half((uint16_t)h), back);
+  }
+  cr_expect(isnan(nn_float_from_half(0x7E00)));
+}
+
+/* a checkpoint stored as F16: half the bytes, no training state, loads back within half precision */
+Test(nn_train, checkpoint_f16_export_loads_within_half_precision) {
+  char err[SP_ERRLEN], path[] = "/tmp/sp_nn_f16_XXXXXX", out[64];
+  int fd = mkstemp(path);
+  cr_assert(fd >= 0);
+  close(fd);
+  snprintf(out, sizeof out, "%s.f16", path);
+  nn_params a, b;
+  make_params(&a, 4);
+  make_params(&b, 4);
+  fill(&a, 1.f);
+  cr_assert_eq(nn_checkpoint_save(path, &a, "{\"model\":\"tiny\"}", 7, 1, err), 0, "%s", err);
+  cr_assert_eq(nn_checkpoint_to_f16(path, out, err), 0, "%s", err);
+  nn_safetensors st;
+  cr_assert_eq(nn_st_open(&st, out, err), 0, "%s", err);
+  cr_expect(nn_st_find(&st, "conv.weight") && !strcmp(nn_st_find(&st, "conv.weight")->dtype, "F16"));
+  cr_expect(!nn_st_find(&st, "optim.exp_avg.conv.weight") && !nn_st_find(&st, "ema.conv.weight"));
+  cr_expect_str_eq(nn_st_meta(&st, "config"), "{\"model\":\"tiny\"}");
+  nn_st_close(&st);
+  long step = 0;
+  cr_assert_eq(nn_checkpoint_load(out, &b, &step, NULL, err), 0, "%s", err);
+  cr_expect_eq(step, 7);
+  for (int k = 0; k < a.n; k++)
+    for (size_t i = a.p[k].offset; i < a.p[k].offset + a.p[k].numel; i++)
+      cr_expect(fabsf(a.data[i] - b.data[i]) <= fabsf(a.data[i]) * 0x1p-11f + 0x1p-24f, "%s %zu: %g vs %g",
+                a.p[k].name, i, a.data[i], b.data[i]);
+  /* a value beyond the half range is refused, naming the tensor */
+  a.data[3] = 1e6f;
+  cr_assert_eq(nn_checkpoint_save(path, &a, "{}", 0, 0, err), 0, "%s", err);
+  cr_expect_eq(nn_checkpoint_to_f16(path, out, err), -1);
+  cr_expect(strstr(err, "conv.weight") != NULL, "%s", err);
+  unlink(path);
+  unlink(out);
+  nn_params_free(&a);
+  nn_params_free(&b);
+}

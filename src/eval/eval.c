@@ -15,6 +15,7 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "eval/eval_internal.h"
+#include "nn/nn.h"
 #include "sim/render.h"
 
 #define SUCCESS_RULE                                                                          \
@@ -533,6 +534,10 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
 
   if (!(rs->agent_model = ag->load(rs->ckpt, rs->pckpt, err))) goto out;
   int nw = cfg->jobs < rs->njobs ? cfg->jobs : (rs->njobs ? rs->njobs : 1);
+  /* the workers share the cores: each network runs on cores / workers threads (two workers
+   * with two threads each would oversubscribe this machine and stall at every barrier) */
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  nn_init(ncpu > nw ? (int)(ncpu / nw) : 1);
   rs->render_started = calloc((size_t)cfg->jobs, sizeof(double));
   rs->render_job = calloc((size_t)cfg->jobs, sizeof(job));
   sp_progress_start(&rs->progress, "eval", rs->njobs);

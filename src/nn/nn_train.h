@@ -107,6 +107,13 @@ const char *nn_st_meta(const nn_safetensors *st, const char *key);  // NULL when
 #define NN_CKPT_VERSION "1"
 int nn_checkpoint_save(const char *path, const nn_params *ps, const char *config_json, long step,
                        int with_optim, char *err);
+/* IEEE binary16 <-> float (round to nearest even; out of range: infinity) */
+uint16_t nn_half_from_float(float x);
+float nn_float_from_half(uint16_t h);
+/* a checkpoint's parameters stored as F16 (half the size; the training state dropped): IN to
+ * OUT atomically, the metadata kept. nn_checkpoint_load reads F16 parameters back to float.
+ * -1 with err on a foreign file or a value beyond the half range (65504). */
+int nn_checkpoint_to_f16(const char *in, const char *out, char *err);
 /* load every registered parameter (and moments/EMA when present and allocated); shapes must
  * match. step (may be NULL) receives the saved step; config (may be NULL) receives a malloc'd
  * copy of the config JSON. -1 with err on a missing, foreign, corrupt or mismatched file. */

@@ -153,6 +153,113 @@ typedef struct {
 
 static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
 
+/* IEEE 754 binary16, round to nearest even; |x| above the largest half (65504, after rounding)
+ * becomes infinity, NaN stays NaN */
+uint16_t nn_half_from_float(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+  uint32_t exp = (u >> 23) & 0xFFu, man = u & 0x7FFFFFu;
+  if (exp == 0xFF) return (uint16_t)(sign | 0x7C00u | (man ? 0x200u : 0));
+  int e = (int)exp - 127 + 15;
+  if (e >= 31) return (uint16_t)(sign | 0x7C00u);
+  if (e <= 0) {  // subnormal half (or zero): shift the full mantissa, round to nearest even
+    if (e < -10) return sign;
+    uint32_t m = man | 0x800000u;
+    int shift = 14 - e;
+    uint32_t h = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+  }
+  uint32_t h = ((uint32_t)e << 10) | (man >> 13), rem = man & 0x1FFFu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;  // a carry into the exponent is right
+  return (uint16_t)(sign | h);
+}
+
+float nn_float_from_half(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu, u;
+  if (exp == 0x1F) u = sign | 0x7F800000u | (man << 13);
+  else if (exp) u = sign | ((exp - 15 + 127) << 23) | (man << 13);
+  else if (!man) u = sign;
+  else {  // subnormal: normalise
+    int e = -1;
+    do { man <<= 1; e++; } while (!(man & 0x400u));
+    u = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3FFu) << 13);
+  }
+  float x;
+  memcpy(&x, &u, 4);
+  return x;
+}
+
+int nn_checkpoint_to_f16(const char *in, const char *out, char *err) {
+  nn_safetensors st;
+  if (nn_st_open(&st, in, err)) return -1;
+  const char *fmt = nn_st_meta(&st, "format");
+  if (!fmt || strcmp(fmt, NN_CKPT_FORMAT)) {
+    nn_st_close(&st);
+    return sp_errf(err, "%s is not an sp checkpoint (metadata format '%s')", in, fmt ? fmt : "(none)");
+  }
+  cJSON *root = cJSON_CreateObject();
+  cJSON *meta = cJSON_Duplicate((cJSON *)st.meta, 1);
+  cJSON_ReplaceItemInObject(meta, "optim", cJSON_CreateString("none"));
+  cJSON_AddItemToObject(root, "__metadata__", meta);
+  size_t off = 0;
+  int rc = 0;
+  for (int i = 0; i < st.n && !rc; i++) {
+    const nn_st_tensor *t = &st.t[i];
+    if (!strncmp(t->name, "optim.", 6) || !strncmp(t->name, "ema.", 4)) continue;  // training state
+    if (strcmp(t->dtype, "F32") && strcmp(t->dtype, "F16")) {
+      rc = sp_errf(err, "%s: tensor '%s' has dtype %s (F32 or F16 only)", in, t->name, t->dtype);
+      break;
+    }
+    size_t numel = (t->end - t->begin) / dtype_size(t->dtype);
+    cJSON *o = cJSON_AddObjectToObject(root, t->name);
+    cJSON_AddStringToObject(o, "dtype", "F16");
+    cJSON *sh = cJSON_AddArrayToObject(o, "shape");
+    for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
+    cJSON *of = cJSON_AddArrayToObject(o, "data_offsets");
+    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + numel * 2)));
+    off += numel * 2;
+  }
+  char *hdr = rc ? NULL : cJSON_PrintUnformatted(root);
+  cJSON_Delete(root);
+  if (rc) { nn_st_close(&st); return -1; }
+  size_t hl = strlen(hdr), padded = (hl + 7) / 8 * 8;
+  char *buf = malloc(8 + padded + off);
+  if (!buf) { free(hdr); nn_st_close(&st); return sp_errf(err, "out of memory"); }
+  for (int i = 0; i < 8; i++) buf[i] = (char)(unsigned char)((uint64_t)padded >> (8 * i));
+  memcpy(buf + 8, hdr, hl);
+  memset(buf + 8 + hl, ' ', padded - hl);
+  free(hdr);
+  uint16_t *dst = (uint16_t *)(buf + 8 + padded);
+  for (int i = 0; i < st.n && !rc; i++) {
+    const nn_st_tensor *t = &st.t[i];
+    if (!strncmp(t->name, "optim.", 6) || !strncmp(t->name, "ema.", 4)) continue;
+    const char *src = st.buf + st.data_off + t->begin;
+    size_t numel = (t->end - t->begin) / dtype_size(t->dtype);
+    for (size_t k = 0; k < numel; k++) {
+      float x;
+      uint16_t h;
+      if (!strcmp(t->dtype, "F16")) {
+        memcpy(&h, src + 2 * k, 2);
+      } else {
+        memcpy(&x, src + 4 * k, 4);
+        h = nn_half_from_float(x);
+        if ((h & 0x7C00u) == 0x7C00u) {
+          rc = sp_errf(err, "%s: tensor '%s' element %zu (%g) does not fit a half float", in, t->name, k, x);
+          break;
+        }
+      }
+      memcpy(dst++, &h, 2);
+    }
+  }
+  if (!rc) rc = sp_file_write_atomic(out, buf, 8 + padded + off, err);
+  free(buf);
+  nn_st_close(&st);
+  return rc;
+}
+
 int nn_checkpoint_save(const char *path, const nn_params *ps, const char *config_json, long step,
                        int with_optim, char *err) {
   ckpt_part parts[4];
@@ -255,7 +362,7 @@ int nn_checkpoint_load(const char *path, nn_params *ps, long *step, char **confi
       nn_st_close(&st);
       return -1;
     }
-    int same = t->ndim == p->ndim && !strcmp(t->dtype, "F32");
+    int same = t->ndim == p->ndim && (!strcmp(t->dtype, "F32") || !strcmp(t->dtype, "F16"));
     for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
     if (!same) {
       sp_errf(err, "%s: parameter '%s' has dtype %s and %d dims in the file, the model wants F32 with %d "
@@ -275,12 +382,22 @@ int nn_checkpoint_load(const char *path, nn_params *ps, long *step, char **confi
         if (k == 0) SP_ASSERT(0);
         break;  // moments/EMA absent: keep the caller's (zeros)
       }
-      if (t->end - t->begin != p->numel * 4 || strcmp(t->dtype, "F32")) {
+      const int f16 = !strcmp(t->dtype, "F16");
+      if (t->end - t->begin != p->numel * (f16 ? 2 : 4) || (strcmp(t->dtype, "F32") && !f16)) {
         sp_errf(err, "%s: tensor '%s' has the wrong size", path, name);
         nn_st_close(&st);
         return -1;
       }
-      memcpy(bufs[k] + p->offset, st.buf + st.data_off + t->begin, p->numel * 4);
+      const char *src = st.buf + st.data_off + t->begin;
+      if (!f16) {
+        memcpy(bufs[k] + p->offset, src, p->numel * 4);
+      } else {
+        for (size_t e = 0; e < p->numel; e++) {
+          uint16_t h;
+          memcpy(&h, src + 2 * e, 2);
+          bufs[k][p->offset + e] = nn_float_from_half(h);
+        }
+      }
     }
   }
   if (step) {
