@@ -43,6 +43,12 @@ static char *records(const char *dir) {
   return slurp(out);
 }
 
+static char *records_of(const char *dir, const char *sub) {
+  char p[400];
+  snprintf(p, sizeof p, "%s/%s", dir, sub);
+  return records(p);
+}
+
 /* DIR/ds.h5 (button-press, corner, 2 seeds of 24 steps at 32 px: the frame matcher's smallest
  * frame), DIR/pol (a tiny policy, 4 steps) and with video DIR/vid (a tiny plan-conditioned video
  * model, 3 steps); the log in DIR.log */
@@ -299,5 +305,41 @@ Test(agent_videoeval, scores_rows_resumes_and_refuses_eval_seeds, .timeout = 600
   cr_expect_eq(sp_test_run(cmd), 0, "a locator dataset holding an evaluated seed was not refused");
   free(recs);
   free(md);
+  sp_test_rm_rf(dir);
+}
+
+/* a VLM that is down never stops a run: sp-r with an endpoint nobody listens on plans with the
+ * rule planner and validates offline, and counts each fallback; --vlm is refused for an agent
+ * without one and without an endpoint */
+Test(agent_sp, a_dead_vlm_falls_back_and_is_counted, .timeout = 600) {
+  char dir[256], cmd[4096];
+  snprintf(dir, sizeof dir, "/tmp/sp_test_agentvlm_%d", (int)getpid());
+  tiny_models(dir, 1);
+  snprintf(cmd, sizeof cmd,
+           "%s eval --agent sp-r --checkpoint %s/vid/model.safetensors --policy-checkpoint %s/pol/model.safetensors "
+           "--tasks button-press --cameras corner --seeds 0 --vlm --vlm-url http://127.0.0.1:9/v1 --vlm-model m "
+           "--vlm-retries 0 --vlm-timeout 2 --out %s/v >> %s.log 2>&1",
+           sp_test_bin(), dir, dir, dir, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "sp eval with a dead VLM failed (%s.log)", dir);
+  char *r = records_of(dir, "v");
+  const char *p = r ? strstr(r, "\"events\":") : NULL;
+  cr_assert(p, "no events in the record");
+  int ch, gm, gf, pl, vi, rj, rp, vf;
+  cr_assert_eq(sscanf(p, "\"events\":{\"chunks\":%d,\"goals_matched\":%d,\"goals_forced\":%d,\"plans\":%d,"
+                         "\"videos\":%d,\"rejected\":%d,\"replans\":%d,\"vlm_failures\":%d",
+                      &ch, &gm, &gf, &pl, &vi, &rj, &rp, &vf), 8, "%.200s", p);
+  cr_expect_eq(vf, pl + vi, "every plan (%d) and validation (%d) fell back, %d counted", pl, vi, vf);
+  cr_expect(strstr(r, "\"success\":") != NULL);
+  free(r);
+  snprintf(cmd, sizeof cmd,
+           "%s eval --agent expert --tasks button-press --cameras corner --seeds 0 --vlm --vlm-url http://127.0.0.1:9/v1 "
+           "--vlm-model m --out %s/x 2>&1 | grep -q 'does not use a VLM'",
+           sp_test_bin(), dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "--vlm for the expert was not refused");
+  snprintf(cmd, sizeof cmd,
+           "env -u SP_VLM_URL -u SP_VLM_MODEL %s eval --agent sp-r --tasks button-press --cameras corner --seeds 0 "
+           "--vlm --out %s/y > /dev/null 2>&1",
+           sp_test_bin(), dir);
+  cr_expect_eq(sp_test_run(cmd), 2, "--vlm without an endpoint is a command-line error");
   sp_test_rm_rf(dir);
 }

@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "plan/vlm.h"
 #include "sim/env.h"
 
 /* where an episode's wall time went (seconds) */
@@ -33,14 +34,22 @@ typedef struct {
 #undef SP_AGENT_EVENT_FIELD
 } sp_agent_events;
 
+/* what `load` gets: the checkpoints (NULL: the agent's committed ones) and, for agents that
+ * declare uses_vlm, a VLM (NULL: offline: the rule planner and the built-in validator) */
+typedef struct {
+  const char *checkpoint;
+  const char *policy_checkpoint;  // agents with a video model and a policy: the policy
+  const sp_vlm_config *vlm;
+} sp_agent_opts;
+
 typedef struct {
   const char *name;
   const char *help;             // one line for `sp eval --help`
   const char *default_ckpt;     // checkpoint file name under checkpoints/ (NULL: takes none)
   const char *default_policy_ckpt;  // a second one, the policy, for agents with a video model too
   int needs_rgb;                // consumes the harness's camera frame each step
-  /* the constant part (NULL with err on failure); policy_checkpoint NULL for agents without one */
-  void *(*load)(const char *checkpoint, const char *policy_checkpoint, char *err);
+  /* the constant part (NULL with err on failure), checkpoints resolved by the harness */
+  void *(*load)(const sp_agent_opts *o, char *err);
   void (*unload)(void *model);
   void *(*create)(const void *model, char *err);       // one worker's state over the loaded model
   void (*destroy)(void *state);
@@ -49,6 +58,7 @@ typedef struct {
              int h, double action[SP_ACT_DIM], sp_agent_timing *tm, char *err);
   void (*end)(void *state, sp_agent_events *ev);  // NULL: no events
   int replan_budget;            // reported in the results (0 for agents that never replan)
+  int uses_vlm;                 // plans and validates with a VLM when one is given (--vlm)
 } sp_agent_api;
 
 const sp_agent_api *sp_agent_find(const char *name);  // NULL if unknown

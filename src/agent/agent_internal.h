@@ -8,7 +8,7 @@
 #define SP_CKPT_VIDEO "video-plan-cpu.safetensors"  // the committed video model (not trained yet)
 
 /* oracle-policy (oracle_policy.c) */
-void *sp_oracle_load(const char *checkpoint, const char *policy_checkpoint, char *err);
+void *sp_oracle_load(const sp_agent_opts *o, char *err);
 void sp_oracle_unload(void *model);
 void *sp_oracle_create(const void *model, char *err);
 void sp_oracle_destroy(void *state);
@@ -18,7 +18,7 @@ int sp_oracle_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], co
 void sp_oracle_end(void *state, sp_agent_events *ev);
 
 /* sp, sp-r, sp-nr (sp.c) */
-void *sp_sp_load(const char *checkpoint, const char *policy_checkpoint, char *err);
+void *sp_sp_load(const sp_agent_opts *o, char *err);
 void sp_sp_unload(void *model);
 void *sp_spnr_create(const void *model, char *err);
 void *sp_sp_create(const void *model, char *err);

@@ -23,11 +23,10 @@ typedef struct {
   sp_agent_events ev;
 } oracle;
 
-void *sp_oracle_load(const char *checkpoint, const char *policy_checkpoint, char *err) {
-  (void)policy_checkpoint;
+void *sp_oracle_load(const sp_agent_opts *o, char *err) {
   sp_follow_model *m = calloc(1, sizeof *m);
   if (!m) { sp_errf(err, "out of memory"); return NULL; }
-  if (sp_follow_model_load(m, checkpoint, err)) { free(m); return NULL; }
+  if (sp_follow_model_load(m, o->checkpoint, err)) { free(m); return NULL; }
   return m;
 }
 

@@ -8,9 +8,12 @@
  *          plan from the new offset and a new video from the current frame, at most
  *          SP_REPLAN_BUDGET times (SP-R, Table 5's GR&ER)
  *
- * plan: the rule planner on the current end-effector/object/goal state (plan/plan.h);
+ * plan: the rule planner on the current end-effector/object/goal state (plan/plan.h), or with a
+ * VLM (--vlm) its plan table for the current view, the rule plan being the fallback;
  * imagine: the checkpoint's video variant from the current view (imagine.h); validate: the
- * offline validator (below); act: the follower (follow.h) over [current view, frames 1..F].
+ * offline validator (below), or the VLM's Accept/Reject (Appendix E) with the offline validator
+ * as the fallback; act: the follower (follow.h) over [current view, frames 1..F]. Every VLM call
+ * that fell back counts as a vlm_failure.
  * Noise is seeded from the episode's agent seed and the video count, so records do not depend
  * on --jobs. */
 #include <math.h>
@@ -23,6 +26,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "plan/plan.h"
+#include "plan/vlm.h"
 
 #define SP_DDIM_STEPS 20
 #define SP_REGEN_BUDGET 3     // regenerations of a rejected video (sp, sp-r)
@@ -40,6 +44,8 @@ typedef struct {
   sp_follow_model fm;
   sp_video_model vm;
   int vm_ok;
+  sp_vlm_config vlm;            // used when has_vlm
+  int has_vlm;
 } sp_model_pair;
 
 typedef struct {
@@ -48,19 +54,25 @@ typedef struct {
   sp_follower f;
   sp_imaginer im;
   int im_ok;
+  sp_vlm *vlm;                  // this worker's client (NULL: offline)
   uint8_t *frames;              // (F + 1) x R x R x 3: the current view and the imagined frames
   int nframes;
   double hist[SP_STALL_STEPS + 1][3];  // hand positions of the last steps (ring)
   int nhist;
   uint32_t seed;
-  int cam;
+  int cam, task;
   sp_agent_events ev;
   sp_agent_timing begin_tm;     // the first plan and video (made in begin), reported by the first act
 } sp_agent;
 
-static void *load(const char *checkpoint, const char *policy_checkpoint, char *err) {
+void *sp_sp_load(const sp_agent_opts *o, char *err) {
+  const char *checkpoint = o->checkpoint, *policy_checkpoint = o->policy_checkpoint;
   sp_model_pair *m = calloc(1, sizeof *m);
   if (!m) { sp_errf(err, "out of memory"); return NULL; }
+  if (o->vlm) {
+    m->vlm = *o->vlm;
+    m->has_vlm = 1;
+  }
   if (sp_follow_model_load(&m->fm, policy_checkpoint, err)) { free(m); return NULL; }
   if (sp_video_model_load(&m->vm, checkpoint, err)) goto fail;
   m->vm_ok = 1;
@@ -85,15 +97,12 @@ void sp_sp_unload(void *model) {
   free(m);
 }
 
-void *sp_sp_load(const char *checkpoint, const char *policy_checkpoint, char *err) {
-  return load(checkpoint, policy_checkpoint, err);
-}
-
 void sp_sp_destroy(void *state) {
   sp_agent *a = state;
   if (!a) return;
   sp_follower_free(&a->f);
   if (a->im_ok) sp_imaginer_free(&a->im);
+  sp_vlm_free(a->vlm);
   free(a->frames);
   free(a);
 }
@@ -110,6 +119,7 @@ static void *create(const void *model, int mode, char *err) {
   if (sp_follower_init(&a->f, &a->m->fm, err)) goto fail;
   if (sp_imaginer_init(&a->im, &a->m->vm, err)) goto fail;
   a->im_ok = 1;
+  if (a->m->has_vlm && !(a->vlm = sp_vlm_create(&a->m->vlm, err))) goto fail;
   return a;
 fail:
   sp_sp_destroy(a);
@@ -120,7 +130,7 @@ void *sp_sp_create(const void *model, char *err) { return create(model, MODE_GR,
 void *sp_spr_create(const void *model, char *err) { return create(model, MODE_GR_ER, err); }
 
 /* the offline validator (see SP_VALID_MIN_DIFF) */
-static int validate(const sp_agent *a) {
+static int validate_offline(const sp_agent *a) {
   const int R = a->m->vm.m.cfg.res;
   const size_t n = (size_t)R * R * 3;
   for (int f = 1; f < a->nframes; f++) {
@@ -135,6 +145,38 @@ static int validate(const sp_agent *a) {
   return diff / (double)n >= SP_VALID_MIN_DIFF;
 }
 
+static sp_image frame_image(const sp_agent *a, int f) {
+  const int R = a->m->vm.m.cfg.res;
+  sp_image im = {R, R, 3, a->frames + (size_t)R * R * 3 * f};
+  return im;
+}
+
+/* the VLM's verdict on the imagined video (frames[0] the current view), else the offline one */
+static int validate(sp_agent *a) {
+  if (!a->vlm) return validate_offline(a);
+  sp_image fr[SP_FOLLOW_MAX_GOALS];
+  for (int f = 0; f < a->nframes; f++) fr[f] = frame_image(a, f);
+  int accept = 1;
+  if (sp_vlm_validate(a->vlm, a->task, fr, a->nframes, &accept) == 1) {
+    a->ev.vlm_failures++;
+    return validate_offline(a);
+  }
+  return accept;
+}
+
+/* the plan table: the VLM's for the current view, else (offline, or the VLM failed) the rule
+ * planner's */
+static int make_plan(sp_agent *a, int task, const double tcp[3], const double obs[SP_OBS_DIM], sp_plan *plan,
+                     char *err) {
+  if (a->vlm) {
+    sp_image cur = frame_image(a, 0);
+    int r = sp_vlm_plan(a->vlm, task, tcp, obs + SP_OBS_OBJ, obs + SP_OBS_GOAL, &cur, plan, err);
+    if (r == 1) a->ev.vlm_failures++;
+    return r < 0 ? -1 : 0;
+  }
+  return sp_plan_rule(task, tcp, obs + SP_OBS_OBJ, obs + SP_OBS_GOAL, NULL, plan, err);
+}
+
 /* plan from the current state, imagine from the current view (validated and regenerated in the
  * GR modes), and follow the new video */
 static int replan(sp_agent *a, const sp_env *e, const double obs[SP_OBS_DIM], sp_agent_timing *tm, char *err) {
@@ -147,8 +189,7 @@ static int replan(sp_agent *a, const sp_env *e, const double obs[SP_OBS_DIM], sp
   sp_env_tcp(e, tcp);
   sp_plan plan;
   char perr[SP_ERRLEN];
-  if (sp_plan_rule(e->em->task, tcp, obs + SP_OBS_OBJ, obs + SP_OBS_GOAL, NULL, &plan, perr))
-    return sp_errf(err, "plan: %s", perr);
+  if (make_plan(a, e->em->task, tcp, obs, &plan, perr)) return sp_errf(err, "plan: %s", perr);
   a->ev.plans++;
   double t2 = sp_time_now();
   tm->planning += t2 - t1;
@@ -174,6 +215,7 @@ int sp_sp_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *err)
   memset(&a->ev, 0, sizeof a->ev);
   a->seed = seed;
   a->cam = cam;
+  a->task = e->em->task;
   memset(&a->begin_tm, 0, sizeof a->begin_tm);
   return replan(a, e, e->obs, &a->begin_tm, err);
 }

@@ -15,7 +15,9 @@ int sp_cmd_eval(int argc, char **argv) {
   sp_eval_config_default(&cfg);
   const char *tasks = "all", *cameras = "corner,corner2,corner3", *seeds = "0-24", *shard = NULL;
   const char *scenes = NULL, *assets = NULL;
-  int merge = 0;
+  int merge = 0, vlm = 0, vlm_retries = 3;
+  const char *vlm_url = NULL, *vlm_model = NULL;
+  double vlm_timeout = 60;
   const char *render_q = "full", *gif_seeds = NULL;
   char agent_help[320];
   snprintf(agent_help, sizeof agent_help, "agent to evaluate: %s (docs/agents.md)", sp_agent_names());
@@ -37,6 +39,11 @@ int sp_cmd_eval(int argc, char **argv) {
       {"height", SP_ARG_INT, &cfg.height, "render height"},
       {"render", SP_ARG_STR, &render_q, "render quality: full (shadows, reflections) or fast"},
       {"render-timeout", SP_ARG_DOUBLE, &cfg.render_timeout, "seconds before a stuck render stops the run"},
+      {"vlm", SP_ARG_FLAG, &vlm, "sp agents: plan and validate with the VLM of SP_VLM_URL / SP_VLM_MODEL (key: SP_VLM_KEY or OPENAI_API_KEY); the offline rule planner and validator are its fallback"},
+      {"vlm-url", SP_ARG_STR, &vlm_url, "with --vlm: the OpenAI-compatible endpoint (instead of SP_VLM_URL)"},
+      {"vlm-model", SP_ARG_STR, &vlm_model, "with --vlm: the model name (instead of SP_VLM_MODEL)"},
+      {"vlm-timeout", SP_ARG_DOUBLE, &vlm_timeout, "with --vlm: seconds per request"},
+      {"vlm-retries", SP_ARG_INT, &vlm_retries, "with --vlm: retries after a failed request"},
       {"scenes", SP_ARG_STR, &scenes, "builtin or metaworld (default: builtin unless --assets)"},
       {"assets", SP_ARG_STR, &assets, "Meta-World assets_v2 directory (or SP_METAWORLD_ASSETS)"},
       {0}};
@@ -56,6 +63,24 @@ int sp_cmd_eval(int argc, char **argv) {
   if (!sp_agent_find(cfg.agent)) {
     sp_log(SP_LOG_ERROR, "eval: unknown agent '%s' (known: %s)", cfg.agent, sp_agent_names());
     return 2;
+  }
+  sp_vlm_config vc;
+  sp_vlm_config_default(&vc);
+  if (!vlm && (vlm_url || vlm_model)) { sp_log(SP_LOG_ERROR, "eval: --vlm-url and --vlm-model go with --vlm"); return 2; }
+  if (vlm) {
+    if (vlm_url) vc.url = vlm_url;
+    if (vlm_model) vc.model = vlm_model;
+    vc.timeout_s = vlm_timeout;
+    vc.max_retries = vlm_retries;
+    if (!vc.url || !*vc.url || !vc.model || !*vc.model) {
+      sp_log(SP_LOG_ERROR, "eval: --vlm needs an endpoint and a model (--vlm-url/--vlm-model or SP_VLM_URL/SP_VLM_MODEL)");
+      return 2;
+    }
+    if (!(vlm_timeout > 0) || vlm_retries < 0 || vlm_retries > 10) {
+      sp_log(SP_LOG_ERROR, "eval: --vlm-timeout must be > 0 and --vlm-retries within 0..10");
+      return 2;
+    }
+    cfg.vlm = &vc;
   }
   sp_render_quality rq;
   if (sp_render_quality_parse(render_q, &rq)) {

@@ -318,6 +318,11 @@ static cJSON *config_json(const sp_eval_config *cfg, const sp_agent_api *ag, sp_
   cJSON_AddStringToObject(o, "agent", ag->name);
   cJSON_AddStringToObject(o, "checkpoint", ckpt ? ckpt : "none");
   if (pckpt) cJSON_AddStringToObject(o, "policy_checkpoint", pckpt);
+  if (cfg->vlm) {  // the endpoint and model, never the key
+    cJSON *v = cJSON_AddObjectToObject(o, "vlm");
+    cJSON_AddStringToObject(v, "url", cfg->vlm->url ? cfg->vlm->url : "");
+    cJSON_AddStringToObject(v, "model", cfg->vlm->model ? cfg->vlm->model : "");
+  }
   cJSON_AddStringToObject(o, "checkpoint_hash", ckpt_hash);
   cJSON *t = cJSON_AddArrayToObject(o, "tasks");
   for (int i = 0; i < cfg->ntask; i++) cJSON_AddItemToArray(t, cJSON_CreateString(sp_task_name(cfg->tasks[i])));
@@ -474,6 +479,10 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
     if (sp_checkpoint_default(ag->default_policy_ckpt, rs->pckpt_path, sizeof rs->pckpt_path, err)) goto out;
     rs->pckpt = rs->pckpt_path;
   }
+  if (cfg->vlm && !ag->uses_vlm) {
+    sp_errf(err, "--vlm: agent '%s' does not use a VLM", ag->name);
+    goto out;
+  }
   /* one hash over the files the agent loads, in order */
   uint64_t h = 0;
   const char *files[2] = {rs->ckpt, rs->pckpt};
@@ -532,7 +541,8 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
   free(done_eps);
   done_eps = NULL;
 
-  if (!(rs->agent_model = ag->load(rs->ckpt, rs->pckpt, err))) goto out;
+  sp_agent_opts ao = {rs->ckpt, rs->pckpt, cfg->vlm};
+  if (!(rs->agent_model = ag->load(&ao, err))) goto out;
   int nw = cfg->jobs < rs->njobs ? cfg->jobs : (rs->njobs ? rs->njobs : 1);
   /* the workers share the cores: each network runs on cores / workers threads (two workers
    * with two threads each would oversubscribe this machine and stall at every barrier) */
