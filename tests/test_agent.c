@@ -318,7 +318,7 @@ Test(agent_sp, a_dead_vlm_falls_back_and_is_counted, .timeout = 600) {
   snprintf(cmd, sizeof cmd,
            "%s eval --agent sp-r --checkpoint %s/vid/model.safetensors --policy-checkpoint %s/pol/model.safetensors "
            "--tasks button-press --cameras corner --seeds 0 --vlm --vlm-url http://127.0.0.1:9/v1 --vlm-model m "
-           "--vlm-retries 0 --vlm-timeout 2 --out %s/v >> %s.log 2>&1",
+           "--vlm-retries 0 --vlm-timeout 2 --gif --out %s/v >> %s.log 2>&1",
            sp_test_bin(), dir, dir, dir, dir);
   cr_assert_eq(sp_test_run(cmd), 0, "sp eval with a dead VLM failed (%s.log)", dir);
   char *r = records_of(dir, "v");
@@ -331,6 +331,21 @@ Test(agent_sp, a_dead_vlm_falls_back_and_is_counted, .timeout = 600) {
   cr_expect_eq(vf, pl + vi, "every plan (%d) and validation (%d) fell back, %d counted", pl, vi, vf);
   cr_expect(strstr(r, "\"success\":") != NULL);
   free(r);
+  /* the GIF shows the camera frame (320 x 240) and the current goal frame beside it; the plan
+   * tables go beside the GIF, the first made before frame 0 */
+  char path[400];
+  snprintf(path, sizeof path, "%s/v/gifs/button-press_corner_0.gif", dir);
+  FILE *f = fopen(path, "rb");
+  cr_assert(f, "no GIF %s", path);
+  unsigned char hd[10];
+  cr_assert_eq(fread(hd, 1, 10, f), 10);
+  fclose(f);
+  cr_expect_eq(hd[6] | hd[7] << 8, 320 + 240, "GIF width %d", hd[6] | hd[7] << 8);
+  cr_expect_eq(hd[8] | hd[9] << 8, 240);
+  snprintf(path, sizeof path, "%s/v/gifs/button-press_corner_0.plans.txt", dir);
+  char *plans = slurp(path);
+  cr_expect(plans && !strncmp(plans, "frame 0:\n", 9), "plans: %.60s", plans ? plans : "(none)");
+  free(plans);
   snprintf(cmd, sizeof cmd,
            "%s eval --agent expert --tasks button-press --cameras corner --seeds 0 --vlm --vlm-url http://127.0.0.1:9/v1 "
            "--vlm-model m --out %s/x 2>&1 | grep -q 'does not use a VLM'",

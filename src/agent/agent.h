@@ -59,6 +59,9 @@ typedef struct {
   void (*end)(void *state, sp_agent_events *ev);  // NULL: no events
   int replan_budget;            // reported in the results (0 for agents that never replan)
   int uses_vlm;                 // plans and validates with a VLM when one is given (--vlm)
+  /* for the GIFs (NULL: none): the goal frame the agent acts towards now (side x side RGB, NULL
+   * when it has none) and the text of its current plan table (NULL when none) */
+  const uint8_t *(*goal)(void *state, int *side, const char **plan_text);
 } sp_agent_api;
 
 const sp_agent_api *sp_agent_find(const char *name);  // NULL if unknown

@@ -9,6 +9,7 @@
 
 /* oracle-policy (oracle_policy.c) */
 void *sp_oracle_load(const sp_agent_opts *o, char *err);
+const uint8_t *sp_oracle_goal(void *state, int *side, const char **plan_text);
 void sp_oracle_unload(void *model);
 void *sp_oracle_create(const void *model, char *err);
 void sp_oracle_destroy(void *state);
@@ -19,6 +20,7 @@ void sp_oracle_end(void *state, sp_agent_events *ev);
 
 /* sp, sp-r, sp-nr (sp.c) */
 void *sp_sp_load(const sp_agent_opts *o, char *err);
+const uint8_t *sp_sp_goal(void *state, int *side, const char **plan_text);
 void sp_sp_unload(void *model);
 void *sp_spnr_create(const void *model, char *err);
 void *sp_sp_create(const void *model, char *err);

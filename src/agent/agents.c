@@ -32,19 +32,19 @@ static int expert_act(void *s, const sp_env *e, const double obs[SP_OBS_DIM], co
 
 static const sp_agent_api g_agents[] = {
     {"expert", "Meta-World's scripted policy on the state (the data collector)", NULL, NULL, 0, expert_load,
-     expert_unload, expert_create, expert_destroy, expert_begin, expert_act, NULL, 0, 0},
+     expert_unload, expert_create, expert_destroy, expert_begin, expert_act, NULL, 0, 0, NULL},
     {"oracle-policy",
      "the diffusion policy towards goal frames of the expert's own rollout, advanced by the frame matcher",
      SP_CKPT_POLICY, NULL, 0, sp_oracle_load, sp_oracle_unload, sp_oracle_create, sp_oracle_destroy,
-     sp_oracle_begin, sp_oracle_act, sp_oracle_end, 0, 0},
+     sp_oracle_begin, sp_oracle_act, sp_oracle_end, 0, 0, sp_oracle_goal},
     {"sp-nr", "Spatial Policy without validation or replanning (Table 5's NR)", SP_CKPT_VIDEO, SP_CKPT_POLICY, 0,
-     sp_sp_load, sp_sp_unload, sp_spnr_create, sp_sp_destroy, sp_sp_begin, sp_sp_act, sp_sp_end, 0, 1},
+     sp_sp_load, sp_sp_unload, sp_spnr_create, sp_sp_destroy, sp_sp_begin, sp_sp_act, sp_sp_end, 0, 1, sp_sp_goal},
     {"sp", "Spatial Policy: plan, imagine, validate and regenerate, follow (the paper's SP; Table 5's GR)",
      SP_CKPT_VIDEO, SP_CKPT_POLICY, 0, sp_sp_load, sp_sp_unload, sp_sp_create, sp_sp_destroy, sp_sp_begin,
-     sp_sp_act, sp_sp_end, 0, 1},
+     sp_sp_act, sp_sp_end, 0, 1, sp_sp_goal},
     {"sp-r", "Spatial Policy with execution replanning on stagnation (SP-R; Table 5's GR&ER)", SP_CKPT_VIDEO,
      SP_CKPT_POLICY, 0, sp_sp_load, sp_sp_unload, sp_spr_create, sp_sp_destroy, sp_sp_begin, sp_sp_act,
-     sp_sp_end, 5, 1},
+     sp_sp_end, 5, 1, sp_sp_goal},
 };
 #define NAGENT (int)(sizeof g_agents / sizeof g_agents[0])
 

@@ -75,12 +75,12 @@ int sp_follower_view(sp_follower *f, const sp_env *e, int cam, char *err) {
   return r ? sp_collect_render_view(r, e, cam, &f->m->view, f->cur, err) : -1;
 }
 
-static const uint8_t *goal_frame(const sp_follower *f) {
+const uint8_t *sp_follower_goal(const sp_follower *f) {
   return f->goals[f->mt.goal < f->ngoal ? f->mt.goal : f->ngoal - 1];
 }
 
 static void set_goal(sp_follower *f) {
-  sp_match_rgb_to_gray(goal_frame(f), f->sz, f->sz, f->gray_goal);
+  sp_match_rgb_to_gray(sp_follower_goal(f), f->sz, f->sz, f->gray_goal);
   sp_match_set_goal(&f->mcfg, f->mws, f->gray_goal, NULL);
 }
 
@@ -118,7 +118,7 @@ int sp_follower_step(sp_follower *f, const sp_env *e, double action[SP_ACT_DIM],
     double ee[3];
     sp_env_tcp(e, ee);
     uint32_t s = f->seed ^ (0x9E3779B9u * (uint32_t)(ev->chunks + 1));
-    sp_policy_act(&f->m->pol, &f->ws, f->cur, goal_frame(f), ee, s, f->chunk);
+    sp_policy_act(&f->m->pol, &f->ws, f->cur, sp_follower_goal(f), ee, s, f->chunk);
     f->chunk_len = f->m->pol.cfg.unet.horizon;
     f->chunk_pos = 0;
     ev->chunks++;

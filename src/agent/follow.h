@@ -64,6 +64,8 @@ void sp_follower_start(sp_follower *f, const uint8_t *const *goals, int n, int c
 /* one control step -> action; counts chunks and goal switches into ev, time into tm */
 int sp_follower_step(sp_follower *f, const sp_env *e, double action[SP_ACT_DIM], sp_agent_timing *tm,
                      sp_agent_events *ev, char *err);
+/* the goal frame the policy acts towards now (sz x sz x 3) */
+const uint8_t *sp_follower_goal(const sp_follower *f);
 /* 1 once the matcher has moved past the last goal */
 int sp_follower_done(const sp_follower *f);
 

@@ -83,3 +83,10 @@ int sp_oracle_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], co
 }
 
 void sp_oracle_end(void *state, sp_agent_events *ev) { *ev = ((oracle *)state)->ev; }
+
+const uint8_t *sp_oracle_goal(void *state, int *side, const char **plan_text) {
+  oracle *o = state;
+  *side = o->f.sz;
+  *plan_text = NULL;
+  return o->f.ngoal ? sp_follower_goal(&o->f) : NULL;
+}

@@ -55,6 +55,7 @@ typedef struct {
   sp_imaginer im;
   int im_ok;
   sp_vlm *vlm;                  // this worker's client (NULL: offline)
+  char plan_text[SP_PLAN_TEXT_MAX];  // the current plan table (for the GIFs)
   uint8_t *frames;              // (F + 1) x R x R x 3: the current view and the imagined frames
   int nframes;
   double hist[SP_STALL_STEPS + 1][3];  // hand positions of the last steps (ring)
@@ -191,6 +192,7 @@ static int replan(sp_agent *a, const sp_env *e, const double obs[SP_OBS_DIM], sp
   char perr[SP_ERRLEN];
   if (make_plan(a, e->em->task, tcp, obs, &plan, perr)) return sp_errf(err, "plan: %s", perr);
   a->ev.plans++;
+  if (sp_plan_format(&plan, 1, a->plan_text, sizeof a->plan_text) < 0) a->plan_text[0] = 0;
   double t2 = sp_time_now();
   tm->planning += t2 - t1;
   int tries = a->mode == MODE_NR ? 1 : 1 + SP_REGEN_BUDGET;
@@ -251,3 +253,10 @@ int sp_sp_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const 
 }
 
 void sp_sp_end(void *state, sp_agent_events *ev) { *ev = ((sp_agent *)state)->ev; }
+
+const uint8_t *sp_sp_goal(void *state, int *side, const char **plan_text) {
+  sp_agent *a = state;
+  *side = a->f.sz;
+  *plan_text = a->plan_text[0] ? a->plan_text : NULL;
+  return a->f.ngoal ? sp_follower_goal(&a->f) : NULL;
+}

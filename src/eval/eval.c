@@ -134,6 +134,46 @@ static void fail_run(run_state *rs, const char *msg) {
 }
 
 /* one episode with AVDC's loop. Returns 0, or -1 when the run must stop (err set). */
+/* an agent's GIF: the camera frame with the agent's current goal frame beside it (scaled to the
+ * frame's height, grey when it has none), and the log of its plan tables */
+typedef struct {
+  uint8_t *comp;      // (h x (w + h) x 3); NULL: the camera frame alone
+  char *plans;        // "frame N:\n<plan table>\n" per new plan
+  size_t plen;
+  char last[SP_PLAN_TEXT_MAX];
+} gif_side;
+
+static void gif_side_free(gif_side *s) {
+  free(s->comp);
+  free(s->plans);
+  memset(s, 0, sizeof *s);
+}
+
+static int gif_frame(sp_gif *gif, gif_side *s, const sp_agent_api *ag, void *state, const uint8_t *rgb, int w, int h,
+                     int frame, char *err) {
+  if (!s->comp) return sp_gif_add(gif, rgb, err);
+  int side = 0;
+  const char *plan = NULL;
+  const uint8_t *goal = ag->goal(state, &side, &plan);
+  const int W = w + h;
+  for (int y = 0; y < h; y++) {
+    memcpy(s->comp + (size_t)y * W * 3, rgb + (size_t)y * w * 3, (size_t)w * 3);
+    uint8_t *row = s->comp + ((size_t)y * W + w) * 3;
+    if (!goal || side < 1) { memset(row, 96, (size_t)h * 3); continue; }
+    const uint8_t *src = goal + (size_t)(y * side / h) * side * 3;
+    for (int x = 0; x < h; x++) memcpy(row + (size_t)x * 3, src + (size_t)(x * side / h) * 3, 3);
+  }
+  if (plan && strcmp(plan, s->last)) {
+    snprintf(s->last, sizeof s->last, "%s", plan);
+    size_t add = strlen(plan) + 32;
+    char *p = realloc(s->plans, s->plen + add);
+    if (!p) return sp_errf(err, "out of memory");
+    s->plans = p;
+    s->plen += (size_t)snprintf(p + s->plen, add, "frame %d:\n%s\n", frame, plan);
+  }
+  return sp_gif_add(gif, s->comp, err);
+}
+
 static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, void *agent_state,
                        const job *jb, sp_episode *ep, uint8_t *rgb, char *err) {
   const sp_eval_config *cfg = rs->cfg;
@@ -173,11 +213,13 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
   }
   sp_gif *gif = NULL;
   char gif_path[4096];
+  gif_side side = {0};
   if (want_gif) {
     snprintf(gif_path, sizeof gif_path, "%s/gifs/%s_%s_%ld.gif", cfg->out_dir,
              sp_task_name(jb->task), sp_camera_name(jb->cam), jb->seed);
-    gif = sp_gif_open(gif_path, w, h, 4, err);
-    if (!gif) return -1;
+    if (ag->goal && !(side.comp = malloc((size_t)(w + h) * h * 3))) return sp_errf(err, "out of memory");
+    gif = sp_gif_open(gif_path, side.comp ? w + h : w, h, 4, err);
+    if (!gif) { free(side.comp); return -1; }
   }
   uint32_t aseed = sp_seed_derive(sp_task_name(jb->task), sp_camera_name(jb->cam), jb->seed, "agent");
   char aerr[SP_ERRLEN] = "";
@@ -193,13 +235,17 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
       int rrc = sp_render(*rend, env, jb->cam, w, h, rgb, NULL, NULL, err);                \
       rs->render_started[wid] = 0;                                                          \
       ep->time.render += sp_time_now() - t0;                                                \
-      if (rrc) { if (gif) { char e2[SP_ERRLEN]; sp_gif_close(gif, e2); } return -1; }        \
-      if (gif && sp_gif_add(gif, rgb, err)) { char e2[SP_ERRLEN]; sp_gif_close(gif, e2); return -1; } \
+      if (rrc) { if (gif) { char e2[SP_ERRLEN]; sp_gif_close(gif, e2); gif_side_free(&side); } return -1; } \
+      if (gif && gif_frame(gif, &side, ag, agent_state, rgb, w, h, frames, err)) {           \
+        char e2[SP_ERRLEN]; sp_gif_close(gif, e2); gif_side_free(&side); return -1;           \
+      }                                                                                     \
     }                                                                                       \
   } while (0)
 
+  int frames = 0;
   RENDER_FRAME();
-  int frames = 1, steps = 0, dd = 10;
+  frames = 1;
+  int steps = 0, dd = 10;
   while (!ep->error[0]) {
     if (frames > SP_MAX_PATH) break;  /* already a failure: AVDC would run on to its step-502 error */
     sp_agent_timing tm = {0};
@@ -230,7 +276,16 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
   ep->success = !ep->error[0] && frames <= SP_MAX_PATH && dd < 10;
   ep->nan_count = env->nan_count;
   ep->warn_count = env->warn_count;
-  if (gif && sp_gif_close(gif, err)) return -1;
+  if (gif) {
+    int grc = sp_gif_close(gif, err);
+    if (!grc && side.plans) {  // the plan tables the GIF's agent made, at the frames they began
+      char pp[4200];
+      snprintf(pp, sizeof pp, "%.*s.plans.txt", (int)(strlen(gif_path) - 4), gif_path);
+      grc = sp_file_write_atomic(pp, side.plans, side.plen, err);
+    }
+    gif_side_free(&side);
+    if (grc) return -1;
+  }
   ep->time.total = sp_time_now() - t_start;
   double acc = ep->time.physics + ep->time.render + ep->time.planning + ep->time.video +
                ep->time.policy + ep->time.matching;
