@@ -11,7 +11,7 @@
  * U+2603 is outside the BPE alphabet, and the ids of the real merges keep their values (512 +
  * rank). BPE only ever applies the lowest-ranked pair present, so leaving out merges whose pairs
  * never occur changes nothing. SP_CLIP_CORPUS_DIR (tools/twin_clip.py --corpus) runs the full
- * merges text over 4000 longer strings as well.
+ * merges text over 6000 longer strings as well.
  *
  * Tolerance: max |c - twin| / max |twin| <= 1e-4 (the twin is open_clip in float64; open_clip in
  * float32 is 7e-7 from it). The ids must be equal. */
@@ -118,7 +118,7 @@ static char *merges_text(int vocab, size_t *len) {
   }
   size_t cap = 64 + (size_t)nm * 40, o = 0;
   char *t = malloc(cap);
-  o += (size_t)snprintf(t, cap, "#version: 0.2\n");
+  o += (size_t)snprintf(t, cap, "\"bpe_simple_vocab_16e6.txt#version: 0.2\n");  // the file's own
   for (int r = 0; r < nm; r++) {
     if (line[r]) o += (size_t)snprintf(t + o, cap - o, "%s\n", line[r]);
     else o += (size_t)snprintf(t + o, cap - o, "\xe2\x98\x83%d \xe2\x98\x83\n", r);
@@ -521,7 +521,7 @@ Test(clip, encode_errors) {
 Test(clip, corpus) {
   const char *dir = getenv("SP_CLIP_CORPUS_DIR");
   if (!dir || !*dir) {
-    SP_SKIP_NOTE("clip/corpus: the full-merges tokenizer check over 4000 strings; make its files with "
+    SP_SKIP_NOTE("clip/corpus: the full-merges tokenizer check over 6000 strings; make its files with "
                  "tools/twin_clip.py --corpus DIR and set SP_CLIP_CORPUS_DIR=DIR");
     return;
   }

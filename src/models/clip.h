@@ -64,7 +64,7 @@ typedef struct sp_clip_bpe sp_clip_bpe;
 #define SP_CLIP_SOT(vocab) ((vocab) - 2)  // 49406
 #define SP_CLIP_EOT(vocab) ((vocab) - 1)  // 49407
 
-/* from the merges text (len bytes, need not end in NUL): an optional first line "#version...",
+/* from the merges text (len bytes, need not end in NUL): a header line holding "#version",
  * then at least vocab - 514 lines "first second"; lines past those are ignored, as open_clip
  * does. NULL with err on a malformed or short text. */
 sp_clip_bpe *sp_clip_bpe_new(const char *merges, size_t len, int vocab, char *err);
