@@ -555,3 +555,45 @@ Test(clip, corpus) {
   sp_clip_bpe_free(b);
   free(mt);
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * a converted file (tools/clip_to_safetensors.py, e.g. OpenAI's weights): the C embedding of the
+ * file's check text against open_clip's, stored in the file */
+
+Test(clip, file, .timeout = 60) {
+  const char *path = getenv("SP_CLIP_FILE");
+  if (!path || !*path) {
+    SP_SKIP_NOTE("clip/file: a converted CLIP file against open_clip's embedding stored in it; make one with "
+                 "tools/clip_to_safetensors.py OUT and set SP_CLIP_FILE=OUT");
+    return;
+  }
+  char err[SP_ERRLEN];
+  nn_init(1);
+  sp_clip_model m;
+  double t0 = now_s();
+  cr_assert_eq(sp_clip_load(&m, path, err), 0, "%s", err);
+  double tl = now_s() - t0;
+  nn_safetensors st;
+  cr_assert_eq(nn_st_open(&st, path, err), 0, "%s", err);
+  const char *text = nn_st_meta(&st, "check_text");
+  cr_assert(text, "%s has no check_text (convert it again with tools/clip_to_safetensors.py)", path);
+  cJSON *want = meta_json(&st, "check_emb");
+  int E = m.cfg.embed_dim;
+  cr_assert_eq(cJSON_GetArraySize(want), E);
+  float *w = malloc(sizeof(float) * (size_t)E), *emb = malloc(sizeof(float) * (size_t)E);
+  for (int e = 0; e < E; e++) w[e] = (float)cJSON_GetArrayItem(want, e)->valuedouble;
+  sp_clip_ws ws;
+  cr_assert_eq(sp_clip_ws_init(&ws, &m.cfg, err), 0, "%s", err);
+  t0 = now_s();
+  cr_assert(sp_clip_encode_text(&m, &ws, text, NULL, emb, NULL, 0, err) >= 0, "%s", err);
+  double te = now_s() - t0, r = relerr(emb, w, (size_t)E);
+  fprintf(stderr, "clip: file %s ('%s'): relative error %.2e against open_clip; load %.2f s, encode %.0f ms\n",
+          nn_st_meta(&st, "source") ? nn_st_meta(&st, "source") : path, text, r, tl, 1e3 * te);
+  cr_expect(r <= 1e-4, "relative error %.3g", r);
+  free(w);
+  free(emb);
+  cJSON_Delete(want);
+  nn_st_close(&st);
+  sp_clip_ws_free(&ws);
+  sp_clip_free(&m);
+}
