@@ -13,8 +13,8 @@
  * One file holds everything: a safetensors file (tools/clip_to_safetensors.py writes it from
  * open_clip or OpenAI weights) with metadata format "sp-clip-text", version "1", config (the JSON
  * of sp_clip_config), the text tower's tensors under open_clip's state-dict names (float32) and
- * "bpe_merges", a U8 tensor holding the merges text (bpe_simple_vocab_16e6.txt: a "#version"
- * line, then one "first second" pair a line, rank = line order).
+ * "bpe_merges", a U8 tensor holding the merges text (bpe_simple_vocab_16e6.txt: a header line
+ * holding "#version", then one "first second" pair a line, rank = line order).
  *
  * The model (config, weights, tokenizer) is constant after loading and may serve several
  * threads, each with its own workspace (sp_clip_ws), which is sized once from the config; encode
@@ -111,8 +111,8 @@ typedef struct {
  * are ignored. */
 int sp_clip_load(sp_clip_model *m, const char *path, char *err);
 void sp_clip_free(sp_clip_model *m);
-/* the tensors the loader wants, in order: name (a static or buf-held string) and shape (rows,
- * cols; cols 0 for a vector) of tensor i < sp_clip_tensor_count, for writers and messages */
+/* the tensors the loader wants, in order: the name (into name, cap bytes) and shape (rows, cols;
+ * cols 0 for a vector) of tensor i < sp_clip_tensor_count, for writers and messages */
 int sp_clip_tensor_count(const sp_clip_config *c);
 void sp_clip_tensor_info(const sp_clip_config *c, int i, char *name, size_t cap, int64_t *rows,
                          int64_t *cols);
