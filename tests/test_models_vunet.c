@@ -173,7 +173,7 @@ static void twin(const char *layout, int winograd) {
   sp_vunet_cfg_preset(&c, SP_PRESET_TINY);
   const char *json = nn_st_meta(&st, "config");
   cr_assert(json != NULL, "%s: no config metadata", path);
-  cr_assert_eq(sp_cf_from_json(sp_vunet_fields, &c, json, err), 0, "%s", err);
+  cr_assert_eq(sp_vunet_cfg_from_json(&c, json, err), 0, "%s", err);
   c.winograd = winograd;
   sp_vunet m;
   cr_assert_eq(sp_vunet_init(&m, &c, 1, err), 0, "%s", err);
@@ -187,7 +187,7 @@ static void twin(const char *layout, int winograd) {
     snprintf(key, sizeof key, "param.%s", ps->p[i].name);
     memcpy(ps->data + ps->p[i].offset, fx(&st, key, ps->p[i].numel), ps->p[i].numel * 4);
   }
-  int B = c.cond == SP_VCOND_TEXT ? 2 : 3, F = c.frames, R = c.res;
+  int B = nn_st_find(&st, "null") ? 3 : 2, F = c.frames, R = c.res;
   size_t nx = (size_t)B * 3 * F * R * R;
   const float *x = fx(&st, "x", nx), *cond = fx(&st, "cond", (size_t)B * 3 * R * R), *t = fx(&st, "t", B);
   const float *target = fx(&st, "target", nx);
@@ -197,14 +197,24 @@ static void twin(const char *layout, int winograd) {
   sp_vcond vc = {.text = text};
   sp_plan_enc plans[3];
   uint8_t null[3];
-  if (c.cond != SP_VCOND_TEXT) {
-    size_t na = 0, nd = 0, nn = 0;
-    const int32_t *pa = nn_st_i32(&st, "plan_act", &na), *pd = nn_st_i32(&st, "plan_dir", &nd);
+  if (B == 3) {
+    size_t nn = 0;
     const int32_t *nl = nn_st_i32(&st, "null", &nn);
-    cr_assert(pa && pd && nl && na == (size_t)B * SP_PLAN_MAX && nd == na && nn == (size_t)B, "fixture plan ids");
+    cr_assert(nl && nn == (size_t)B, "fixture null flags");
+    for (int b = 0; b < B; b++) null[b] = (uint8_t)nl[b];
+    vc.null = null;
+  }
+  if (c.text_enc == SP_VUNET_TEXT_CLIP) {
+    size_t nr = 0;
+    vc.clip = nn_st_i32(&st, "clip_row", &nr);
+    cr_assert(vc.clip && nr == (size_t)B, "fixture clip rows");
+  }
+  if (c.cond != SP_VCOND_TEXT) {
+    size_t na = 0, nd = 0;
+    const int32_t *pa = nn_st_i32(&st, "plan_act", &na), *pd = nn_st_i32(&st, "plan_dir", &nd);
+    cr_assert(pa && pd && na == (size_t)B * SP_PLAN_MAX && nd == na, "fixture plan ids");
     const float *pl = fx(&st, "plan_dist", (size_t)B * SP_PLAN_MAX);
     for (int b = 0; b < B; b++) {
-      null[b] = (uint8_t)nl[b];
       for (int l = 0; l < SP_PLAN_MAX; l++) {
         plans[b].action_id[l] = pa[b * SP_PLAN_MAX + l];
         plans[b].dir_id[l] = pd[b * SP_PLAN_MAX + l];
@@ -213,7 +223,6 @@ static void twin(const char *layout, int winograd) {
     }
     vc.plan = plans;
     vc.dvec = fx(&st, "dvec", (size_t)B * SP_VCOND_DVEC);
-    vc.null = null;
   }
   /* a workspace larger than the batch */
   sp_vunet_ws w;
@@ -286,6 +295,8 @@ Test(models_vunet, twin_distance) { twin("stacked_distance", 1); }
 Test(models_vunet, twin_plan) { twin("stacked_plan", 1); }
 Test(models_vunet, twin_plan_local_stacked) { twin("stacked_plan-local", 1); }
 Test(models_vunet, twin_plan_local_factorised) { twin("factorised_plan-local", 1); }
+Test(models_vunet, twin_clip_text) { twin("stacked_clip", 1); }
+Test(models_vunet, twin_clip_plan) { twin("stacked_plan_clip", 1); }
 
 /* ---------------------------------------------------------------------------------------------
  * inference workspace, batch sizes */
@@ -360,15 +371,42 @@ static void variant_conds(sp_plan_enc plans[2], float dvec[2 * SP_VCOND_DVEC]) {
   }
 }
 
-static void variant_checks(int layout, int cond) {
+/* text_enc clip with a cache of 3 texts of width 16 (4, 6 and 3 tokens) */
+static void clip_cfg(sp_vunet_cfg *c) {
+  static const char *texts[3] = {"door open", "button press topdown", "hammer"};
+  static const int len[3] = {4, 6, 3};
+  c->text_enc = SP_VUNET_TEXT_CLIP;
+  c->clip_n = 3;
+  c->clip_dim = 16;
+  for (int i = 0; i < 3; i++) {
+    snprintf(c->clip_text[i], SP_VUNET_CLIP_TEXT, "%s", texts[i]);
+    c->clip_len[i] = len[i];
+  }
+}
+
+/* random cached features (the same for every seed) */
+static void clip_fill_random(sp_vunet *m) {
+  float tok[6 * 16];
+  for (int r = 0; r < m->cfg.clip_n; r++) {
+    fill(tok, (size_t)m->cfg.clip_len[r] * m->cfg.clip_dim, 40 + r, 2.f);
+    sp_vunet_clip_fill(m, r, tok);
+  }
+}
+
+static void variant_checks(int layout, int cond, int clip) {
   nn_init(1);
   sp_vunet_cfg c;
   sp_vunet_cfg_preset(&c, SP_PRESET_TINY);
   c.layout = layout;
   c.cond = cond;
+  if (clip) clip_cfg(&c);
   rig in, tr;
   rig_make(&in, &c, 2, 0, 5);
   rig_make(&tr, &c, 2, 1, 5);
+  if (clip) {
+    clip_fill_random(&in.m);
+    clip_fill_random(&tr.m);
+  }
   if (in.m.xal != NN_NONE) {
     cr_expect_eq(in.m.ps.data[in.m.xal], 0.f, "the cross-attention gate does not start closed");
     in.m.ps.data[in.m.xal] = tr.m.ps.data[tr.m.xal] = 0.7f;  // open it, or the plan has no effect yet
@@ -377,7 +415,8 @@ static void variant_checks(int layout, int cond) {
   float dvec[2 * SP_VCOND_DVEC];
   variant_conds(plans, dvec);
   uint8_t null[2] = {0, 0};
-  sp_vcond vc = {.text = in.text, .plan = plans, .dvec = dvec, .null = null};
+  int32_t rows[2] = {1, 0}, rows2[2] = {2, 0};
+  sp_vcond vc = {.text = in.text, .clip = clip ? rows : NULL, .plan = plans, .dvec = dvec, .null = null};
   size_t half = in.nx / 2;
   float *o = calloc(in.nx, 4), *o2 = calloc(in.nx, 4);
   /* inference and train workspaces agree bit for bit */
@@ -393,9 +432,19 @@ static void variant_checks(int layout, int cond) {
   sp_vcond vc2 = vc;
   vc2.plan = p2;
   vc2.dvec = d2;
-  sp_vunet_forward_c(&in.m, &in.w, o, in.x, in.cond, in.t, &vc2, 2);
-  cr_expect(relerr(o, in.out, half) > 1e-6, "%s: the plan / distance vector has no effect", sp_vcond_name(cond));
-  cr_expect(memcmp(o + half, in.out + half, half * 4) == 0, "%s: samples interact", sp_vcond_name(cond));
+  if (cond != SP_VCOND_TEXT) {
+    sp_vunet_forward_c(&in.m, &in.w, o, in.x, in.cond, in.t, &vc2, 2);
+    cr_expect(relerr(o, in.out, half) > 1e-6, "%s: the plan / distance vector has no effect", sp_vcond_name(cond));
+    cr_expect(memcmp(o + half, in.out + half, half * 4) == 0, "%s: samples interact", sp_vcond_name(cond));
+  }
+  if (clip) {  /* the cached text matters (sample 0 given another row) */
+    sp_vcond vc3 = vc;
+    vc3.clip = rows2;
+    sp_vunet_forward_c(&in.m, &in.w, o, in.x, in.cond, in.t, &vc3, 2);
+    cr_expect(relerr(o, in.out, half) > 1e-6, "%s clip: the cached text has no effect", sp_vcond_name(cond));
+    cr_expect(memcmp(o + half, in.out + half, half * 4) == 0, "%s clip: samples interact", sp_vcond_name(cond));
+    vc2.clip = rows2;
+  }
   /* a null sample ignores its text, plan and vector, and equals sp_vunet_forward with no words */
   null[0] = 1;
   sp_vunet_forward_c(&in.m, &in.w, o, in.x, in.cond, in.t, &vc, 2);
@@ -412,10 +461,13 @@ static void variant_checks(int layout, int cond) {
   rig_free(&tr);
 }
 
-Test(models_vunet, variant_distance) { variant_checks(SP_VUNET_STACKED, SP_VCOND_DISTANCE); }
-Test(models_vunet, variant_plan) { variant_checks(SP_VUNET_STACKED, SP_VCOND_PLAN); }
-Test(models_vunet, variant_plan_local_stacked) { variant_checks(SP_VUNET_STACKED, SP_VCOND_PLAN_LOCAL); }
-Test(models_vunet, variant_plan_local_factorised) { variant_checks(SP_VUNET_FACTORISED, SP_VCOND_PLAN_LOCAL); }
+Test(models_vunet, variant_distance) { variant_checks(SP_VUNET_STACKED, SP_VCOND_DISTANCE, 0); }
+Test(models_vunet, variant_plan) { variant_checks(SP_VUNET_STACKED, SP_VCOND_PLAN, 0); }
+Test(models_vunet, variant_plan_local_stacked) { variant_checks(SP_VUNET_STACKED, SP_VCOND_PLAN_LOCAL, 0); }
+Test(models_vunet, variant_plan_local_factorised) { variant_checks(SP_VUNET_FACTORISED, SP_VCOND_PLAN_LOCAL, 0); }
+Test(models_vunet, variant_clip_text) { variant_checks(SP_VUNET_STACKED, SP_VCOND_TEXT, 1); }
+Test(models_vunet, variant_clip_plan) { variant_checks(SP_VUNET_STACKED, SP_VCOND_PLAN, 1); }
+Test(models_vunet, variant_clip_plan_local_factorised) { variant_checks(SP_VUNET_FACTORISED, SP_VCOND_PLAN_LOCAL, 1); }
 
 Test(models_vunet, inference_workspace_stacked) { infer_checks(SP_VUNET_STACKED); }
 Test(models_vunet, inference_workspace_factorised) { infer_checks(SP_VUNET_FACTORISED); }
@@ -423,7 +475,7 @@ Test(models_vunet, inference_workspace_factorised) { infer_checks(SP_VUNET_FACTO
 /* ---------------------------------------------------------------------------------------------
  * no allocation in forward and backward */
 
-static void no_alloc(int layout, int cond) {
+static void no_alloc(int layout, int cond, int clip) {
 #if VU_COUNT_ALLOCS
   nn_init(2);
   sp_vunet_cfg c;
@@ -431,13 +483,16 @@ static void no_alloc(int layout, int cond) {
   c.layout = layout;
   c.winograd = 1;
   c.cond = cond;
+  if (clip) clip_cfg(&c);
   rig r;
   rig_make(&r, &c, 2, 1, 3);
+  if (clip) clip_fill_random(&r.m);
   sp_plan_enc plans[2];
   float dvec[2 * SP_VCOND_DVEC];
   variant_conds(plans, dvec);
   uint8_t null[2] = {0, 1};
-  sp_vcond vc = {.text = r.text, .plan = plans, .dvec = dvec, .null = null};
+  int32_t rows[2] = {1, 2};
+  sp_vcond vc = {.text = r.text, .clip = clip ? rows : NULL, .plan = plans, .dvec = dvec, .null = null};
   /* the counter itself works, in this thread and in an OpenMP team */
   g_counted = pthread_self();
 #pragma omp parallel num_threads(2)
@@ -479,17 +534,20 @@ static void no_alloc(int layout, int cond) {
 #else
   (void)layout;
   (void)cond;
+  (void)clip;
   cr_skip_test("malloc is AddressSanitizer's in this build");
 #endif
 }
 
 /* one test for both layouts: it runs 2 threads, and Criterion runs tests side by side */
 Test(models_vunet, forward_backward_do_not_allocate) {
-  no_alloc(SP_VUNET_STACKED, SP_VCOND_TEXT);
-  no_alloc(SP_VUNET_FACTORISED, SP_VCOND_TEXT);
-  no_alloc(SP_VUNET_STACKED, SP_VCOND_DISTANCE);
-  no_alloc(SP_VUNET_STACKED, SP_VCOND_PLAN);
-  no_alloc(SP_VUNET_FACTORISED, SP_VCOND_PLAN_LOCAL);
+  no_alloc(SP_VUNET_STACKED, SP_VCOND_TEXT, 0);
+  no_alloc(SP_VUNET_FACTORISED, SP_VCOND_TEXT, 0);
+  no_alloc(SP_VUNET_STACKED, SP_VCOND_DISTANCE, 0);
+  no_alloc(SP_VUNET_STACKED, SP_VCOND_PLAN, 0);
+  no_alloc(SP_VUNET_FACTORISED, SP_VCOND_PLAN_LOCAL, 0);
+  no_alloc(SP_VUNET_STACKED, SP_VCOND_TEXT, 1);
+  no_alloc(SP_VUNET_STACKED, SP_VCOND_PLAN, 1);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -619,6 +677,77 @@ Test(models_vunet, text_ids) {
   }
   cr_expect_str_eq(sp_text_word(13), "assembly");
   cr_expect(sp_text_word(14) == NULL && sp_text_word(-1) == NULL);
+}
+
+/* the CLIP cache's texts: normalised as sp_text_ids splits, found whatever the separators */
+Test(models_vunet, clip_texts_and_config) {
+  char t[16], err[SP_ERRLEN];
+  cr_expect_eq(sp_text_normalize("button-press-topdown", t, sizeof t), -1, "too long for 16 bytes");
+  cr_expect_str_eq(t, "button press to");
+  char u[SP_VUNET_CLIP_TEXT];
+  cr_expect_eq(sp_text_normalize(" Door--OPEN_", u, sizeof u), 9);
+  cr_expect_str_eq(u, "door open");
+  cr_expect_eq(sp_text_normalize(NULL, u, sizeof u), 0);
+  cr_expect_str_eq(u, "");
+  sp_vunet_cfg c, d;
+  sp_vunet_cfg_preset(&c, SP_PRESET_TINY);
+  cr_expect_eq(sp_vunet_clip_find(&c, "door-open"), -1, "words: no cache");
+  clip_cfg(&c);
+  cr_expect_eq(sp_vunet_clip_find(&c, "door-open"), 0);
+  cr_expect_eq(sp_vunet_clip_find(&c, "Button_Press topdown"), 1);
+  cr_expect_eq(sp_vunet_clip_find(&c, "hammer"), 2);
+  cr_expect_eq(sp_vunet_clip_find(&c, "door-close"), -1);
+  /* JSON round trip, the description included; a words config has no "clip" */
+  char *js = sp_vunet_cfg_to_json(&c);
+  cr_expect(strstr(js, "\"text_enc\":\"clip\"") && strstr(js, "\"texts\":[\"door open\""), "%s", js);
+  sp_vunet_cfg_preset(&d, SP_PRESET_TINY);
+  cr_assert_eq(sp_vunet_cfg_from_json(&d, js, err), 0, "%s", err);
+  cr_expect_eq(sp_vunet_cfg_diff(&d, &c, "vunet", err), 0, "%s", err);
+  free(js);
+  d.clip_len[2] = 5;
+  cr_expect_eq(sp_vunet_cfg_diff(&d, &c, "vunet", err), -1);
+  cr_expect(strstr(err, "hammer"), "%s", err);
+  sp_vunet_cfg_preset(&d, SP_PRESET_TINY);
+  js = sp_vunet_cfg_to_json(&d);
+  cr_expect(!strstr(js, "\"clip\""), "%s", js);
+  free(js);
+  /* checks: a clip model needs its cache; bad descriptions are named */
+  sp_vunet m;
+  d.text_enc = SP_VUNET_TEXT_CLIP;
+  cr_expect_eq(sp_vunet_cfg_check(&d, err), 0, "%s", err);
+  cr_expect_eq(sp_vunet_init(&m, &d, 1, err), -1);
+  cr_expect(strstr(err, "--clip"), "%s", err);
+  d = c;
+  d.clip_len[1] = 1;
+  cr_expect_eq(sp_vunet_cfg_check(&d, err), -1);
+  cr_expect(strstr(err, "button press topdown"), "%s", err);
+  d = c;
+  snprintf(d.clip_text[2], SP_VUNET_CLIP_TEXT, "door open");
+  cr_expect_eq(sp_vunet_cfg_check(&d, err), -1);
+  cr_expect(strstr(err, "twice"), "%s", err);
+  cr_expect_eq(sp_vunet_cfg_from_json(&d, "{\"clip\": {\"dim\": 16, \"texts\": [\"a\"]}}", err), -1);
+  cr_expect(strstr(err, "clip"), "%s", err);
+  /* the model: text.clip replaces text.embed; the cache is a zeroed constant, not counted */
+  cr_assert_eq(sp_vunet_init(&m, &c, 1, err), 0, "%s", err);
+  cr_expect_eq(m.tew, NN_NONE);
+  cr_expect_eq(m.clip_tok, 6);
+  cr_expect_eq(m.ntxt, 6);
+  int ic = nn_params_find(&m.ps, "text.clip_cache");
+  cr_assert(ic >= 0 && nn_params_find(&m.ps, "text.clip.weight") >= 0 && nn_params_find(&m.ps, "text.embed.weight") < 0);
+  cr_expect(m.ps.p[ic].shape[0] == 3 && m.ps.p[ic].shape[1] == 6 && m.ps.p[ic].shape[2] == 16);
+  for (size_t i = 0; i < m.ps.p[ic].numel; i++) cr_assert_eq(m.ps.data[m.cache + i], 0.f);
+  sp_vunet_cfg w;
+  sp_vunet_cfg_preset(&w, SP_PRESET_TINY);
+  sp_vunet mw;
+  cr_assert_eq(sp_vunet_init(&mw, &w, 1, err), 0, "%s", err);
+  cr_expect_eq(sp_vunet_nparams(&m), sp_vunet_nparams(&mw) - SP_TEXT_VOCAB * 8 + 16 * 8 + 8);
+  float tok[3 * 16];
+  fill(tok, 3 * 16, 9, 1.f);
+  sp_vunet_clip_fill(&m, 2, tok);
+  cr_expect(!memcmp(m.ps.data + m.cache + 2 * 6 * 16, tok, sizeof tok));
+  cr_expect_eq(m.ps.data[m.cache + 2 * 6 * 16 + 3 * 16], 0.f, "rows past the text are zero");
+  sp_vunet_free(&m);
+  sp_vunet_free(&mw);
 }
 
 /* ---------------------------------------------------------------------------------------------

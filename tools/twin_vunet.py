@@ -8,6 +8,8 @@ its state-dict keys are the C parameter names.
         compare the twin's output with the C output stored beside it in FILE.io.safetensors
         (written by tests/test_models_vunet.c when SP_VUNET_TWIN_DIR is set)
 
+    /usr/bin/python3 tools/twin_vunet.py --clip [outdir]  write only the text_enc clip fixtures
+
 Fixtures vunet_<layout>.safetensors (the tiny preset with ch 8, so that each stays under 1 MB):
 metadata config (the C config JSON), format; tensors x (B,3,F,R,R), cond (B,3,R,R), t (B), text (B,8)
 int32, target, out, loss (1), param.<name> (initial weights), grad.<name> (of the MSE loss against
@@ -184,7 +186,14 @@ class VUNet(nn.Module):
         heads = lambda c: c // cfg["head_ch"]
         s.temb = nn.Sequential(nn.Linear(ch, tdim), nn.SiLU(), nn.Linear(tdim, tdim))
         s.text = nn.Module()
-        s.text.embed = nn.Embedding(len(VOCAB), cfg["text_dim"])
+        s.clip = cfg.get("text_enc", "words") == "clip"
+        if s.clip:  # CLIP's cached per-token features (a buffer: constant) -> Linear(clip dim, text_dim)
+            cl = cfg["clip"]
+            s.text.clip = nn.Linear(cl["dim"], cfg["text_dim"])
+            s.text.register_buffer("clip_cache", torch.zeros(len(cl["texts"]), max(cl["len"]), cl["dim"]))
+            s.clip_len = torch.tensor(cl["len"])
+        else:
+            s.text.embed = nn.Embedding(len(VOCAB), cfg["text_dim"])
         s.text.proj = nn.Linear(cfg["text_dim"], tdim)
         C0 = ch * cfg["mult"][0]
         s.inc = nn.Conv2d(cin, C0, 3, padding=1); s.inc_t = T(C0)
@@ -221,15 +230,22 @@ class VUNet(nn.Module):
         if s.cond == "plan-local":
             s.mid.xattn = XAttn(c_mid, D, g)
 
-    def forward(s, x, cond, t, ids, plan_act=None, plan_dir=None, plan_dist=None, dvec=None, null=None):
+    def forward(s, x, cond, t, ids, plan_act=None, plan_dir=None, plan_dist=None, dvec=None, null=None, rows=None):
+        """ids (B, 8) word ids (words); rows (B) cache rows, -1 no text (clip)"""
         B, _, Fr, R, _ = x.shape
         te = s.temb(sinemb(t, s.cfg["ch"]))
-        ids = ids.long()
         keep = torch.ones(B) if null is None else 1.0 - null.float()
-        if null is not None:
-            ids = torch.where(keep[:, None] > 0, ids, torch.full_like(ids, -1))
-        mask = (ids >= 0).float()
-        words = s.text.embed(ids.clamp(min=0)) * mask[..., None]
+        if s.clip:
+            rows = torch.where(keep > 0, rows.long(), torch.full_like(rows.long(), -1))
+            lens = torch.where(rows >= 0, s.clip_len[rows.clamp(min=0)], torch.zeros_like(rows))
+            mask = (torch.arange(s.text.clip_cache.shape[1])[None] < lens[:, None]).float()
+            words = s.text.clip(s.text.clip_cache[rows.clamp(min=0)]) * mask[..., None]
+        else:
+            ids = ids.long()
+            if null is not None:
+                ids = torch.where(keep[:, None] > 0, ids, torch.full_like(ids, -1))
+            mask = (ids >= 0).float()
+            words = s.text.embed(ids.clamp(min=0)) * mask[..., None]
         if s.cond == "plan":
             ty = s.plan._modules["type"].weight
             ptok = s.plan(plan_act, plan_dir, plan_dist) + ty[1]
@@ -271,6 +287,63 @@ class VUNet(nn.Module):
 
 def nparams(m):
     return sum(p.numel() for p in m.parameters())
+
+
+CLIP_TEXTS = {"texts": ["door open", "button press topdown", "hammer"], "len": [4, 6, 3], "dim": 16}
+
+
+def write_clip_fixture(path, cfg, seed):
+    """text_enc clip: random cached features (rows past a text's length zero) as the model's
+    buffer text.clip_cache; B = 3 with cache rows clip_row (B) int32, the third sample null (its
+    row given anyway); plan tensors as write_cond_fixture's; grad.text.clip_cache zeros (a buffer:
+    the C parameter of the same name gets no gradient); forward and gradients only"""
+    torch.manual_seed(seed)
+    net = VUNet(cfg)
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if p.dim() == 1 or n.endswith("_t.weight"):
+                p.add_(0.1 * torch.randn_like(p))
+        cc = net.text.clip_cache
+        cc.copy_(torch.randn_like(cc))
+        for i, L in enumerate(cfg["clip"]["len"]):
+            cc[i, L:] = 0
+    B, Fr, R = 3, cfg["frames"], cfg["res"]
+    x = torch.randn(B, 3, Fr, R, R); cond = torch.randn(B, 3, R, R)
+    t = torch.tensor([3.0, 71.0, 40.0]); target = torch.randn(B, 3, Fr, R, R)
+    rows = torch.tensor([1, 2, 0], dtype=torch.int32)
+    text = torch.tensor([text_ids("button-press-topdown"), text_ids("hammer"), text_ids("door-open")],
+                        dtype=torch.int32)
+    pa = torch.full((B, PLAN_MAX), 9, dtype=torch.int32); pd = torch.full((B, PLAN_MAX), 13, dtype=torch.int32)
+    pl = torch.zeros(B, PLAN_MAX)
+    pa[0, :3] = torch.tensor([0, 2, 6]); pd[0, :3] = torch.tensor([18, 13, 8]); pl[0, :3] = torch.tensor([0.07, 0.0, 0.38])
+    pa[1, :2] = torch.tensor([0, 4]); pd[1, :2] = torch.tensor([22, 4]); pl[1, :2] = torch.tensor([0.21, 0.12])
+    pa[2, :2] = torch.tensor([5, 3]); pd[2, :2] = torch.tensor([1, 25]); pl[2, :2] = torch.tensor([0.5, 0.3])
+    dvec = 0.3 * torch.randn(B, DVEC)
+    null = torch.tensor([0, 0, 1], dtype=torch.int32)
+    T = {"x": x, "cond": cond, "t": t, "text": text, "target": target, "plan_act": pa, "plan_dir": pd,
+         "plan_dist": pl, "dvec": dvec, "null": null, "clip_row": rows}
+    for n, p in net.state_dict().items():
+        T["param." + n] = p.clone()
+    out = net(x, cond, t, text, pa, pd, pl, dvec, null, rows)
+    loss = F.mse_loss(out, target)
+    loss.backward()
+    T["out"] = out.detach(); T["loss"] = loss.detach().reshape(1)
+    for n, p in net.named_parameters():
+        T["grad." + n] = p.grad.clone()
+    T["grad.text.clip_cache"] = torch.zeros_like(net.text.clip_cache)
+    with torch.no_grad():  # the null sample ignores its row; another row changes a sample
+        o2 = net(x, cond, t, text, pa, pd, pl, dvec, null, rows.flip(0))
+        assert (o2[2] - out[2]).abs().max() < 1e-6 and (o2[0] - out[0]).abs().max() > 1e-4
+    nn_st.save(path, T, {"format": "sp-vunet-twin", "config": json.dumps(cfg, separators=(",", ":"))})
+    print(f"{path}: {nparams(net)} parameters, loss {loss.item():.6f}, {os.path.getsize(path)} bytes")
+
+
+def clip_fixtures(out):
+    for i, cond in enumerate(["text", "plan"]):
+        cfg = dict(PRESETS["tiny"]); cfg["ch"] = 8; cfg["cond"] = cond; cfg["text_enc"] = "clip"
+        cfg["clip"] = CLIP_TEXTS
+        name = "vunet_stacked_clip" if cond == "text" else f"vunet_stacked_{cond}_clip"
+        write_clip_fixture(os.path.join(out, name + ".safetensors"), cfg, 300 + i)
 
 
 def write_fixture(path, cfg, seed):
@@ -373,8 +446,9 @@ def check_ckpt(path):
     x = torch.from_numpy(io["x"].copy()).reshape(-1, 3, Fr, R, R)  # stored (B, 3, F, R*R)
     cond = torch.from_numpy(io["cond"].copy()); t = torch.from_numpy(io["t"].copy())
     text = torch.from_numpy(io["text"].copy()).round().int()  # stored as floats
+    rows = torch.from_numpy(io["clip_row"].copy()).round().int() if "clip_row" in io else None
     with torch.no_grad():
-        out = net(x, cond, t, text).numpy()
+        out = net(x, cond, t, text, rows=rows).numpy()
     ref = io["out"].reshape(out.shape)
     err = abs(out - ref).max() / (abs(ref).max() + 1e-30)
     reader = "safetensors" if "safetensors" in sys.modules else "nn_st"
@@ -386,6 +460,11 @@ if __name__ == "__main__":
     a = sys.argv[1:]
     if a[:1] == ["--check-ckpt"]:
         sys.exit(check_ckpt(a[1]))
+    if a[:1] == ["--clip"]:
+        out = a[1] if a[1:] else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models")
+        os.makedirs(out, exist_ok=True)
+        clip_fixtures(out)
+        sys.exit(0)
     if a[:1] == ["--count"]:
         cfg = dict(PRESETS[a[1]]); cfg["layout"] = a[2]
         print(nparams(VUNet(cfg)))
@@ -402,3 +481,4 @@ if __name__ == "__main__":
                                         ("factorised", "plan-local")]):
         cfg = dict(PRESETS["tiny"]); cfg["layout"] = layout; cfg["ch"] = 8; cfg["cond"] = cond
         write_cond_fixture(os.path.join(out, f"vunet_{layout}_{cond}.safetensors"), cfg, 200 + i)
+    clip_fixtures(out)

@@ -8,6 +8,7 @@
  * transient buffer (tmp). In the stacked layout both orders coincide and nothing is converted. */
 #include "models/vunet.h"
 
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <math.h>
 #include <stddef.h>
@@ -57,12 +58,32 @@ int sp_text_ids(const char *text, int32_t ids[SP_TEXT_WORDS]) {
   return over ? -1 : n;
 }
 
+int sp_text_normalize(const char *text, char *out, size_t cap) {
+  const char *p = text ? text : "";
+  size_t k = 0;
+  int cut = 0;
+  SP_ASSERT(cap >= 1);
+  while (*p) {
+    while (*p && is_sep(*p)) p++;
+    if (!*p) break;
+    if (k && k + 1 < cap) out[k++] = ' ';
+    else if (k) cut = 1;
+    for (; *p && !is_sep(*p); p++) {
+      if (k + 1 < cap) out[k++] = (char)tolower((unsigned char)*p);
+      else cut = 1;
+    }
+  }
+  out[k] = 0;
+  return cut ? -1 : (int)k;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * config */
 
 static const char *const g_layouts[] = {"stacked", "factorised", NULL};
 static const char *const g_conds[] = {"text", "distance", "plan", "plan-local", NULL};
 static const char *const g_ss[] = {"auto", "off", "on", NULL};
+static const char *const g_text_encs[] = {"words", "clip", NULL};
 
 int sp_vunet_cfg_scale_shift(const sp_vunet_cfg *c) {
   return c->scale_shift == SP_VUNET_SS_ON || (c->scale_shift == SP_VUNET_SS_AUTO && c->cond != SP_VCOND_TEXT);
@@ -96,6 +117,9 @@ const sp_cf sp_vunet_fields[] = {
     {"scale_shift", SP_CF_ENUM, OFF(scale_shift), 0, 2, g_ss, 0, 0,
      "ResBlock conditioning: on (GroupNorm scale and shift, the paper), off (a bias after the first "
      "conv: AVDC, SP's released code), auto (on for distance/plan/plan-local, off for text)"},
+    {"text_enc", SP_CF_ENUM, OFF(text_enc), 0, 1, g_text_encs, 0, 0,
+     "text encoder: words (the offline 14-word embedding) or clip (CLIP ViT-B/32's per-token features "
+     "of each task text, cached in the model from --clip FILE at the start of training)"},
     {NULL, 0, 0, 0, 0, NULL, 0, 0, NULL},
 };
 #undef OFF
@@ -138,7 +162,100 @@ int sp_vunet_cfg_check(const sp_vunet_cfg *c, char *err) {
       return sp_errf(err, "vunet: head_ch = %d does not divide the %d channels of level %d (attention there)",
                      c->head_ch, C, l);
   }
+  if (c->text_enc != SP_VUNET_TEXT_CLIP || !c->clip_n) return 0;
+  if (c->clip_n < 0 || c->clip_n > SP_VUNET_CLIP_MAX)
+    return sp_errf(err, "vunet: the CLIP cache holds %d texts, want 1..%d", c->clip_n, SP_VUNET_CLIP_MAX);
+  if (c->clip_dim < 1 || c->clip_dim > 8192)
+    return sp_errf(err, "vunet: the CLIP cache's width %d is outside 1..8192", c->clip_dim);
+  for (int i = 0; i < c->clip_n; i++) {
+    if (c->clip_len[i] < 2 || c->clip_len[i] > 4096)
+      return sp_errf(err, "vunet: CLIP cache text %d ('%s') has %d tokens, want 2..4096 (sot..eot)", i,
+                     c->clip_text[i], c->clip_len[i]);
+    if (!c->clip_text[i][0] || !memchr(c->clip_text[i], 0, SP_VUNET_CLIP_TEXT))
+      return sp_errf(err, "vunet: CLIP cache text %d is empty or unterminated", i);
+    for (int k = 0; k < i; k++)
+      if (!strcmp(c->clip_text[k], c->clip_text[i]))
+        return sp_errf(err, "vunet: CLIP cache text '%s' appears twice", c->clip_text[i]);
+  }
   return 0;
+}
+
+char *sp_vunet_cfg_to_json(const sp_vunet_cfg *c) {
+  char *js = sp_cf_to_json(sp_vunet_fields, c);
+  if (c->text_enc != SP_VUNET_TEXT_CLIP) return js;
+  cJSON *o = cJSON_Parse(js), *cl = cJSON_CreateObject();
+  free(js);
+  SP_ASSERT(o && cl);
+  cJSON_AddNumberToObject(cl, "dim", c->clip_dim);
+  cJSON *tx = cJSON_AddArrayToObject(cl, "texts"), *ln = cJSON_AddArrayToObject(cl, "len");
+  for (int i = 0; i < c->clip_n; i++) {
+    cJSON_AddItemToArray(tx, cJSON_CreateString(c->clip_text[i]));
+    cJSON_AddItemToArray(ln, cJSON_CreateNumber(c->clip_len[i]));
+  }
+  cJSON_AddItemToObject(o, "clip", cl);
+  js = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return js;
+}
+
+/* "clip": {"dim", "texts", "len"} -> c's cache description */
+static int clip_from_json(sp_vunet_cfg *c, const cJSON *cl, char *err) {
+  const cJSON *d = cJSON_GetObjectItemCaseSensitive(cl, "dim"), *tx = cJSON_GetObjectItemCaseSensitive(cl, "texts");
+  const cJSON *ln = cJSON_GetObjectItemCaseSensitive(cl, "len");
+  if (!cJSON_IsObject(cl) || !cJSON_IsNumber(d) || !cJSON_IsArray(tx) || !cJSON_IsArray(ln) ||
+      cJSON_GetArraySize(tx) != cJSON_GetArraySize(ln))
+    return sp_errf(err, "config: clip must be {\"dim\": width, \"texts\": [...], \"len\": [...]} of equal lengths");
+  int n = cJSON_GetArraySize(tx);
+  if (n > SP_VUNET_CLIP_MAX) return sp_errf(err, "config: clip holds %d texts, at most %d", n, SP_VUNET_CLIP_MAX);
+  c->clip_dim = (int)d->valuedouble;
+  c->clip_n = n;
+  for (int i = 0; i < n; i++) {
+    const cJSON *t = cJSON_GetArrayItem(tx, i), *l = cJSON_GetArrayItem(ln, i);
+    if (!cJSON_IsString(t) || strlen(t->valuestring) >= SP_VUNET_CLIP_TEXT || !cJSON_IsNumber(l))
+      return sp_errf(err, "config: clip text %d must be a string under %d bytes with a number in len", i,
+                     SP_VUNET_CLIP_TEXT);
+    snprintf(c->clip_text[i], SP_VUNET_CLIP_TEXT, "%s", t->valuestring);
+    c->clip_len[i] = (int)l->valuedouble;
+  }
+  return 0;
+}
+
+int sp_vunet_cfg_from_json(sp_vunet_cfg *c, const char *json, char *err) {
+  cJSON *o = cJSON_Parse(json ? json : "");
+  if (!o || !cJSON_IsObject(o)) {
+    cJSON_Delete(o);
+    return sp_errf(err, "config is not a JSON object");
+  }
+  cJSON *cl = cJSON_DetachItemFromObjectCaseSensitive(o, "clip");
+  char *rest = cJSON_PrintUnformatted(o);
+  int rc = sp_cf_from_json(sp_vunet_fields, c, rest, err);
+  if (!rc && cl) rc = clip_from_json(c, cl, err);
+  free(rest);
+  cJSON_Delete(cl);
+  cJSON_Delete(o);
+  return rc;
+}
+
+int sp_vunet_cfg_diff(const sp_vunet_cfg *a, const sp_vunet_cfg *b, const char *what, char *err) {
+  if (sp_cf_diff(sp_vunet_fields, a, b, what, err)) return -1;
+  if (a->text_enc != SP_VUNET_TEXT_CLIP) return 0;
+  if (a->clip_n != b->clip_n || a->clip_dim != b->clip_dim)
+    return sp_errf(err, "%s: the CLIP cache holds %d texts of width %d, want %d of width %d", what, a->clip_n,
+                   a->clip_dim, b->clip_n, b->clip_dim);
+  for (int i = 0; i < a->clip_n; i++)
+    if (strcmp(a->clip_text[i], b->clip_text[i]) || a->clip_len[i] != b->clip_len[i])
+      return sp_errf(err, "%s: CLIP cache text %d is '%s' (%d tokens), want '%s' (%d tokens)", what, i,
+                     a->clip_text[i], a->clip_len[i], b->clip_text[i], b->clip_len[i]);
+  return 0;
+}
+
+int sp_vunet_clip_find(const sp_vunet_cfg *c, const char *text) {
+  if (c->text_enc != SP_VUNET_TEXT_CLIP) return -1;
+  char t[SP_VUNET_CLIP_TEXT];
+  if (sp_text_normalize(text, t, sizeof t) < 0) return -1;
+  for (int i = 0; i < c->clip_n; i++)
+    if (!strcmp(c->clip_text[i], t)) return i;
+  return -1;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -201,7 +318,7 @@ static void cond_init(sp_vunet *m, nn_params *ps) {
   if (c->cond == SP_VCOND_PLAN) m->typew = nn_params_add4(ps, "plan.type.weight", 2, D, 0, 0);
   m->lnw = nn_params_add4(ps, "plan.norm.weight", D, 0, 0, 0);
   m->lnb = nn_params_add4(ps, "plan.norm.bias", D, 0, 0, 0);
-  m->ntok = c->cond == SP_VCOND_PLAN ? SP_TEXT_WORDS + SP_PLAN_MAX : SP_PLAN_MAX;
+  m->ntok = c->cond == SP_VCOND_PLAN ? m->ntxt + SP_PLAN_MAX : SP_PLAN_MAX;
   if (c->cond != SP_VCOND_PLAN_LOCAL) return;
   m->xnw = nn_params_add4(ps, "mid.xattn.norm.weight", C, 0, 0, 0);
   m->xnb = nn_params_add4(ps, "mid.xattn.norm.bias", C, 0, 0, 0);
@@ -220,7 +337,15 @@ int sp_vunet_init(sp_vunet *m, const sp_vunet_cfg *c, unsigned seed, char *err) 
   memset(m, 0, sizeof *m);
   nn_params_init(&m->ps);
   if (sp_vunet_cfg_check(c, err)) return -1;
+  int clip = c->text_enc == SP_VUNET_TEXT_CLIP;
+  if (clip && !c->clip_n)
+    return sp_errf(err, "vunet: text_enc clip without a CLIP feature cache (sp train video --clip FILE makes it)");
   m->cfg = *c;
+  m->cpw = m->cpb = m->cache = NN_NONE;
+  m->ntxt = SP_TEXT_WORDS;
+  for (int i = 0; clip && i < c->clip_n; i++)
+    if (c->clip_len[i] > m->clip_tok) m->clip_tok = c->clip_len[i];
+  if (clip) m->ntxt = m->clip_tok;
   int fact = c->layout == SP_VUNET_FACTORISED;
   m->T = fact ? c->frames : 1;
   m->cin = fact ? 6 : 3 * c->frames + 3;
@@ -231,7 +356,13 @@ int sp_vunet_init(sp_vunet *m, const sp_vunet_cfg *c, unsigned seed, char *err) 
   m->t0b = nn_params_add4(ps, "temb.0.bias", c->tdim, 0, 0, 0);
   m->t2w = nn_params_add4(ps, "temb.2.weight", c->tdim, c->tdim, 0, 0);
   m->t2b = nn_params_add4(ps, "temb.2.bias", c->tdim, 0, 0, 0);
-  m->tew = nn_params_add4(ps, "text.embed.weight", SP_TEXT_VOCAB, c->text_dim, 0, 0);
+  if (clip) {
+    m->tew = NN_NONE;
+    m->cpw = nn_params_add4(ps, "text.clip.weight", c->text_dim, c->clip_dim, 0, 0);
+    m->cpb = nn_params_add4(ps, "text.clip.bias", c->text_dim, 0, 0, 0);
+  } else {
+    m->tew = nn_params_add4(ps, "text.embed.weight", SP_TEXT_VOCAB, c->text_dim, 0, 0);
+  }
   m->tpw = nn_params_add4(ps, "text.proj.weight", c->tdim, c->text_dim, 0, 0);
   m->tpb = nn_params_add4(ps, "text.proj.bias", c->tdim, 0, 0, 0);
   int C0 = c->ch * c->mult[0];
@@ -317,6 +448,7 @@ int sp_vunet_init(sp_vunet *m, const sp_vunet_cfg *c, unsigned seed, char *err) 
   /* the conditions beyond the text, registered last: the text variant's table, and every
    * earlier parameter's initial value, stay what they were */
   cond_init(m, ps);
+  if (clip) m->cache = nn_params_add4(ps, "text.clip_cache", c->clip_n, m->clip_tok, c->clip_dim, 0);
   if (nn_params_alloc(ps, err)) {
     nn_params_free(ps);
     return -1;
@@ -333,6 +465,7 @@ int sp_vunet_init(sp_vunet *m, const sp_vunet_cfg *c, unsigned seed, char *err) 
     for (int64_t o = 0; o < co && o < ci; o++) wt[(o * ci + o) * 3 + 1] = 1.f;
   }
   if (m->xal != NN_NONE) ps->data[m->xal] = 0.f;  // GLIGEN: the gate starts closed
+  if (m->cache != NN_NONE) memset(ps->data + m->cache, 0, sizeof(float) * (size_t)c->clip_n * m->clip_tok * c->clip_dim);
   nn_conv2d_set_winograd(c->winograd);
   return 0;
 }
@@ -344,8 +477,19 @@ void sp_vunet_free(sp_vunet *m) {
 
 size_t sp_vunet_nparams(const sp_vunet *m) {
   size_t n = 0;
-  for (int i = 0; i < m->ps.n; i++) n += m->ps.p[i].numel;
+  for (int i = 0; i < m->ps.n; i++)
+    if (m->ps.p[i].offset != m->cache) n += m->ps.p[i].numel;
   return n;
+}
+
+void sp_vunet_clip_fill(sp_vunet *m, int row, const float *tokens) {
+  const sp_vunet_cfg *c = &m->cfg;
+  SP_ASSERT(m->cache != NN_NONE && row >= 0 && row < c->clip_n);
+  size_t per = (size_t)m->clip_tok * c->clip_dim, n = (size_t)c->clip_len[row] * c->clip_dim;
+  float *dst = m->ps.data + m->cache + (size_t)row * per;
+  nn_weights_thaw(dst, per);
+  memcpy(dst, tokens, n * sizeof(float));
+  memset(dst + n, 0, (per - n) * sizeof(float));
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -462,6 +606,10 @@ static void attn_carve(carver *k, const nn_attnblock *b, sp_vunet_attn_act *aa, 
 static void cond_carve(const sp_vunet *m, sp_vunet_ws *w, carver *k) {
   const sp_vunet_cfg *c = &m->cfg;
   int B = k->B, P = c->plan_dim, D = c->text_dim, N = B * SP_PLAN_MAX;
+  if (m->cache != NN_NONE) {
+    w->crow = (int32_t *)ca(k, (size_t)B);
+    if (c->cond != SP_VCOND_PLAN) w->cfm = ca(k, (size_t)B * c->clip_dim);
+  }
   if (c->cond == SP_VCOND_TEXT) return;  // the text variant's workspace as it always was
   w->keep = ca(k, (size_t)B);
   if (c->cond == SP_VCOND_DISTANCE) {
@@ -869,6 +1017,66 @@ static void attn_backward(const sp_vunet *m, const nn_attnblock *b, const sp_vun
 /* ---------------------------------------------------------------------------------------------
  * time and text embedding */
 
+/* text slot j of sample b holds a token: a word with an id (words), a token of the sample's
+ * cached text (clip) */
+static int text_on(const sp_vunet *m, const sp_vunet_ws *w, int b, int j) {
+  if (m->cache == NN_NONE) return w->ids[b * SP_TEXT_WORDS + j] >= 0;
+  int r = w->crow[b];
+  return r >= 0 && j < m->cfg.clip_len[r];
+}
+
+/* clip: cached token j of row r (clip_dim) */
+static const float *cached(const sp_vunet *m, int r, int j) {
+  return m->ps.data + m->cache + ((size_t)r * m->clip_tok + j) * m->cfg.clip_dim;
+}
+
+/* clip: x (text_dim) = text.clip(f), f (clip_dim) */
+static void clip_proj(const sp_vunet *m, float *x, const float *f) {
+  const nn_params *ps = &m->ps;
+  const int D = m->cfg.text_dim, K = m->cfg.clip_dim;
+  const float *W = P(m->cpw), *bias = P(m->cpb);
+  for (int d = 0; d < D; d++) {
+    const float *wr = W + (size_t)d * K;
+    float s = 0.f;
+    for (int k = 0; k < K; k++) s += wr[k] * f[k];
+    x[d] = s + bias[d];
+  }
+}
+
+/* clip: text.clip's gradients from g (text_dim), the gradient of clip_proj(f) */
+static void clip_proj_backward(const sp_vunet *m, const float *g, const float *f) {
+  nn_params *ps = (nn_params *)&m->ps;  // backward writes ps->grad only
+  const int D = m->cfg.text_dim, K = m->cfg.clip_dim;
+  float *gW = G(m->cpw), *gb = G(m->cpb);
+  for (int d = 0; d < D; d++) {
+    float *gr = gW + (size_t)d * K;
+    gb[d] += g[d];
+    for (int k = 0; k < K; k++) gr[k] += g[d] * f[k];
+  }
+}
+
+/* clip, text global: tv (B, D) = text.clip(mean of the sample's cached tokens) (text.clip is
+ * affine: the mean of the projected tokens); no text: zeros */
+static void clip_mean(const sp_vunet *m, sp_vunet_ws *w, int B) {
+  const int D = m->cfg.text_dim, K = m->cfg.clip_dim;
+  for (int b = 0; b < B; b++) {
+    float *v = w->tv + (size_t)b * D, *f = w->cfm + (size_t)b * K;
+    int r = w->crow[b];
+    memset(f, 0, (size_t)K * sizeof(float));
+    if (r < 0) {
+      memset(v, 0, (size_t)D * sizeof(float));
+      continue;
+    }
+    int L = m->cfg.clip_len[r];
+    for (int j = 0; j < L; j++) {
+      const float *t = cached(m, r, j);
+      for (int k = 0; k < K; k++) f[k] += t[k];
+    }
+    for (int k = 0; k < K; k++) f[k] /= (float)L;
+    clip_proj(m, v, f);
+  }
+}
+
 /* mean of the word embeddings of each sample (no words: zeros) -> tv (B, D) */
 static void words_mean(const sp_vunet *m, sp_vunet_ws *w, int B) {
   const nn_params *ps = &m->ps;
@@ -897,7 +1105,7 @@ static void words_mean(const sp_vunet *m, sp_vunet_ws *w, int B) {
  * sample that is not null; none: zeros). plan-local: tokens (B, L, D) the plan tokens. */
 static void plan_tokens_forward(const sp_vunet *m, sp_vunet_ws *w, const sp_vcond *vc, int B) {
   const nn_params *ps = &m->ps;
-  const int D = m->cfg.text_dim, L = SP_PLAN_MAX, W = SP_TEXT_WORDS, NT = m->ntok;
+  const int D = m->cfg.text_dim, L = SP_PLAN_MAX, W = m->ntxt, NT = m->ntok;
   sp_planenc_act *a = &w->pa;
   for (int b = 0; b < B; b++)
     for (int l = 0; l < L; l++) {
@@ -911,13 +1119,17 @@ static void plan_tokens_forward(const sp_vunet *m, sp_vunet_ws *w, const sp_vcon
   if (m->cfg.cond == SP_VCOND_PLAN_LOCAL) {
     memcpy(w->tok, w->ptok, (size_t)B * L * D * sizeof(float));
   } else {
-    const float *tab = P(m->tew), *ty = P(m->typew);
+    const float *tab = m->tew != NN_NONE ? P(m->tew) : NULL, *ty = P(m->typew);
     for (int b = 0; b < B; b++)
       for (int j = 0; j < NT; j++) {
         float *x = w->tok + ((size_t)b * NT + j) * D;
-        if (j < W) {
+        if (j < W && tab) {
           int id = w->ids[b * W + j];
           for (int d = 0; d < D; d++) x[d] = (id >= 0 ? tab[(size_t)id * D + d] : 0.f) + ty[d];
+        } else if (j < W) {  // clip: the projected cached token, or (past the text) type 0 alone
+          if (text_on(m, w, b, j)) clip_proj(m, x, cached(m, w->crow[b], j));
+          else memset(x, 0, (size_t)D * sizeof(float));
+          for (int d = 0; d < D; d++) x[d] += ty[d];
         } else {
           const float *pt = w->ptok + ((size_t)b * L + j - W) * D;
           for (int d = 0; d < D; d++) x[d] = pt[d] + ty[D + d];
@@ -931,7 +1143,7 @@ static void plan_tokens_forward(const sp_vunet *m, sp_vunet_ws *w, const sp_vcon
     int cnt = 0;
     memset(v, 0, (size_t)D * sizeof(float));
     for (int j = 0; j < NT; j++) {
-      if (j < W ? w->ids[b * W + j] < 0 : w->keep[b] == 0) continue;
+      if (j < W ? !text_on(m, w, b, j) : w->keep[b] == 0) continue;
       cnt++;
       const float *y = w->tln + ((size_t)b * NT + j) * D;
       for (int d = 0; d < D; d++) v[d] += y[d];
@@ -944,21 +1156,24 @@ static void plan_tokens_forward(const sp_vunet *m, sp_vunet_ws *w, const sp_vcon
 /* dtln (B, ntok, D) -> LayerNorm, the word table and type embedding (plan), the plan encoder */
 static void plan_tokens_backward(const sp_vunet *m, sp_vunet_ws *w, int B) {
   nn_params *ps = (nn_params *)&m->ps;  // backward writes ps->grad only
-  const int D = m->cfg.text_dim, L = SP_PLAN_MAX, W = SP_TEXT_WORDS, NT = m->ntok;
+  const int D = m->cfg.text_dim, L = SP_PLAN_MAX, W = m->ntxt, NT = m->ntok;
   nn_zero(w->dtok, (size_t)B * NT * D);
   nn_layernorm_backward(w->dtok, G(m->lnw), G(m->lnb), w->dtln, w->tok, w->lnm, w->lnr, P(m->lnw), B * NT, D);
   if (m->cfg.cond == SP_VCOND_PLAN_LOCAL) {
     memcpy(w->dptok, w->dtok, (size_t)B * L * D * sizeof(float));
   } else {
-    float *gtab = G(m->tew), *gty = G(m->typew);
+    float *gtab = m->tew != NN_NONE ? G(m->tew) : NULL, *gty = G(m->typew);
     for (int b = 0; b < B; b++)
       for (int j = 0; j < NT; j++) {
         const float *g = w->dtok + ((size_t)b * NT + j) * D;
-        if (j < W) {
+        if (j < W && gtab) {
           int id = w->ids[b * W + j];
           for (int d = 0; d < D; d++) gty[d] += g[d];
           if (id >= 0)
             for (int d = 0; d < D; d++) gtab[(size_t)id * D + d] += g[d];
+        } else if (j < W) {
+          for (int d = 0; d < D; d++) gty[d] += g[d];
+          if (text_on(m, w, b, j)) clip_proj_backward(m, g, cached(m, w->crow[b], j));
         } else {
           memcpy(w->dptok + ((size_t)b * L + j - W) * D, g, (size_t)D * sizeof(float));
           for (int d = 0; d < D; d++) gty[D + d] += g[d];
@@ -976,18 +1191,31 @@ static void embed_forward(const sp_vunet *m, sp_vunet_ws *w, const float *t, con
   nn_linear_forward(w->z1, w->e0, P(m->t0w), P(m->t0b), B, c->ch, E);
   nn_act_forward(w->s1, w->z1, (size_t)B * E, NN_ACT_SILU);
   nn_linear_forward(w->te, w->s1, P(m->t2w), P(m->t2b), B, E, E);
-  /* the text ids (a null sample: no words) */
-  SP_ASSERT(vc->text);
-  memcpy(w->ids, vc->text, (size_t)B * SP_TEXT_WORDS * sizeof(int32_t));
+  /* the text ids (a null sample: no words), or (clip) cache rows (a null sample: none) */
+  if (m->cache == NN_NONE) {
+    SP_ASSERT(vc->text);
+    memcpy(w->ids, vc->text, (size_t)B * SP_TEXT_WORDS * sizeof(int32_t));
+  } else {
+    for (int i = 0; i < B * SP_TEXT_WORDS; i++) w->ids[i] = -1;
+  }
   for (int b = 0; b < B; b++) {
     int null = vc->null && vc->null[b];
     if (w->keep) w->keep[b] = null ? 0.f : 1.f;
     if (null)
       for (int j = 0; j < SP_TEXT_WORDS; j++) w->ids[b * SP_TEXT_WORDS + j] = -1;
+    if (m->cache != NN_NONE) {
+      SP_ASSERT(null || vc->clip);
+      w->crow[b] = null ? -1 : vc->clip[b];
+      SP_ASSERT(w->crow[b] >= -1 && w->crow[b] < c->clip_n);
+    }
   }
-  /* the text vector: the mean of the word embeddings, or (plan) of the word and plan tokens */
+  /* the text vector: the mean of the word embeddings (or of the cached CLIP tokens, projected),
+   * or (plan) of the text and plan tokens */
   if (m->ntok) plan_tokens_forward(m, w, vc, B);
-  if (c->cond != SP_VCOND_PLAN) words_mean(m, w, B);
+  if (c->cond != SP_VCOND_PLAN) {
+    if (m->cache == NN_NONE) words_mean(m, w, B);
+    else clip_mean(m, w, B);
+  }
   nn_linear_forward(w->tp, w->tv, P(m->tpw), P(m->tpb), B, D, E);
   nn_add_forward(w->emb, w->te, w->tp, (size_t)B * E);
   if (c->cond == SP_VCOND_DISTANCE) {
@@ -1040,16 +1268,19 @@ static void embed_backward(const sp_vunet *m, sp_vunet_ws *w, int B) {
   }
   if (c->cond == SP_VCOND_PLAN) {
     /* dtv -> the LayerNormed tokens present (dtln is zero elsewhere: the gradient region) */
-    const int NT = m->ntok, W = SP_TEXT_WORDS;
+    const int NT = m->ntok, W = m->ntxt;
     for (int b = 0; b < B; b++) {
       int cnt = 0;
-      for (int j = 0; j < NT; j++) cnt += j < W ? w->ids[b * W + j] >= 0 : w->keep[b] > 0;
+      for (int j = 0; j < NT; j++) cnt += j < W ? text_on(m, w, b, j) : w->keep[b] > 0;
       for (int j = 0; j < NT; j++) {
-        if (j < W ? w->ids[b * W + j] < 0 : w->keep[b] == 0) continue;
+        if (j < W ? !text_on(m, w, b, j) : w->keep[b] == 0) continue;
         float *g = w->dtln + ((size_t)b * NT + j) * D;
         for (int d = 0; d < D; d++) g[d] += w->dtv[(size_t)b * D + d] / (float)cnt;
       }
     }
+  } else if (m->cache != NN_NONE) {
+    for (int b = 0; b < B; b++)  // a sample without text has no projection (its vector is 0)
+      if (w->crow[b] >= 0) clip_proj_backward(m, w->dtv + (size_t)b * D, w->cfm + (size_t)b * c->clip_dim);
   } else {
     float *gtab = G(m->tew);
     for (int b = 0; b < B; b++) {
@@ -1177,7 +1408,7 @@ void sp_vunet_forward(const sp_vunet *m, sp_vunet_ws *w, float *out, const float
                       const float *t, const int32_t *text, int B) {
   sp_vcond vc = {.text = text};
   uint8_t null[B];
-  if (m->cfg.cond != SP_VCOND_TEXT) {
+  if (m->cfg.cond != SP_VCOND_TEXT || m->cache != NN_NONE) {
     for (int b = 0; b < B; b++) {
       null[b] = 1;
       for (int j = 0; j < SP_TEXT_WORDS; j++) null[b] &= text[b * SP_TEXT_WORDS + j] < 0;
@@ -1399,6 +1630,8 @@ double sp_vunet_flops(const sp_vunet *m, int B) {
   }
   f += res_flops(&m->mid1, B, T, m->Hm) + attn_flops(&m->mida, B, T, m->Hm) + res_flops(&m->mid2, B, T, m->Hm);
   if (m->ntok) f += sp_planenc_flops(&m->pe, B * SP_PLAN_MAX);
+  if (m->cache != NN_NONE)  // text.clip: once per sample (text global) or per text slot (plan)
+    f += 2.0 * B * (c->cond == SP_VCOND_PLAN ? m->ntxt : 1) * c->clip_dim * c->text_dim;
   if (c->cond == SP_VCOND_DISTANCE) f += 2.0 * B * 4 * c->plan_dim * (SP_VCOND_DVEC + (double)c->tdim);
   if (m->xal != NN_NONE) {
     double TS = (double)T * m->Hm * m->Hm, C = m->Cm, L = SP_PLAN_MAX;

@@ -46,6 +46,10 @@
  * condition), or -1 when there are more than SP_TEXT_WORDS words (the first ones are kept). */
 int sp_text_ids(const char *text, int32_t ids[SP_TEXT_WORDS]);
 const char *sp_text_word(int id);  // the vocabulary word of an id ("<unk>" for 0, NULL if out)
+/* the same split, lowercase words joined by one space ("Door-open_" -> "door open"): the text a
+ * CLIP cache holds and is looked up by (AVDC's spaces, not SP's hyphens). Returns its length, or
+ * -1 when it does not fit in cap bytes (out cut, NUL-terminated). */
+int sp_text_normalize(const char *text, char *out, size_t cap);
 
 /* ---------------------------------------------------------------------------------------------
  * config */
@@ -71,6 +75,19 @@ typedef enum { SP_VCOND_TEXT = 0, SP_VCOND_DISTANCE, SP_VCOND_PLAN, SP_VCOND_PLA
 
 #define SP_VUNET_MAXLEV 6
 
+/* the text encoder (config `text_enc`):
+ *   WORDS  the offline 14-word embedding above, `text.embed` (text_dim per word);
+ *   CLIP   CLIP ViT-B/32's per-token features (ln_final, tokens sot..eot inclusive) of each task
+ *          text, computed once by the video job from the user's CLIP file (models/clip.h) and
+ *          kept in the model as a constant tensor `text.clip_cache` (clip_n, clip_tok, clip_dim),
+ *          rows past a text's length zero; a trained Linear(clip_dim, text_dim) `text.clip` makes
+ *          them text tokens, which then go where the word embeddings go in every variant (mean,
+ *          or type embedding + LayerNorm + mean with the plan tokens). The cache has zero gradient
+ *          and is never written by forward or backward. */
+typedef enum { SP_VUNET_TEXT_WORDS = 0, SP_VUNET_TEXT_CLIP } sp_vunet_text;
+#define SP_VUNET_CLIP_MAX 32   // texts one cache holds
+#define SP_VUNET_CLIP_TEXT 64  // bytes of a cached (normalised) text, NUL included
+
 typedef struct {
   int layout;                // sp_vunet_layout
   int res;                   // image side R
@@ -88,6 +105,14 @@ typedef struct {
   int cond;                  // sp_vcond_kind
   int plan_dim;              // plan encoder width P (SP: 64); its MLP hidden width 4P
   int scale_shift;           // sp_vunet_ss: how the global condition enters the ResBlocks
+  int text_enc;              // sp_vunet_text
+  /* text_enc CLIP: what the cache holds, set by the video job from the CLIP file (or read back
+   * from a checkpoint's config JSON under "clip"); not options. clip_n 0: not made yet (the
+   * config checks, sp_vunet_init refuses it). */
+  int clip_n;                                         // texts cached
+  int clip_dim;                                       // CLIP width (512)
+  int clip_len[SP_VUNET_CLIP_MAX];                    // tokens of each text, sot..eot inclusive
+  char clip_text[SP_VUNET_CLIP_MAX][SP_VUNET_CLIP_TEXT];  // the texts (sp_text_normalize'd)
 } sp_vunet_cfg;
 
 /* how each ResBlock takes the global condition e (SiLU of the time + text [+ plan / distance]
@@ -102,9 +127,21 @@ int sp_vunet_cfg_scale_shift(const sp_vunet_cfg *c);  // the effective choice: 1
 extern const sp_cf sp_vunet_fields[];
 void sp_vunet_cfg_preset(sp_vunet_cfg *c, sp_preset p);
 /* the field bounds (sp_cf_check) and the structural rules: res divisible by 2^(nmult-1), every
- * level's channels divisible by groups (and by head_ch where attention runs), ch even; -1 with
+ * level's channels divisible by groups (and by head_ch where attention runs), ch even; a CLIP
+ * cache description (when clip_n > 0) with lengths 2..4096, non-empty distinct texts; -1 with
  * err naming the field */
 int sp_vunet_cfg_check(const sp_vunet_cfg *c, char *err);
+/* the config JSON: sp_cf_to_json of the table, plus for text_enc clip the cache's description
+ * "clip": {"dim": D, "texts": [...], "len": [...]} (malloc'd) */
+char *sp_vunet_cfg_to_json(const sp_vunet_cfg *c);
+/* the fields present in json set in c (others keep their values), "clip" included; unknown keys,
+ * wrong types, a "clip" of more than SP_VUNET_CLIP_MAX texts or a text too long: -1 with err */
+int sp_vunet_cfg_from_json(sp_vunet_cfg *c, const char *json, char *err);
+/* sp_cf_diff, then the CLIP cache description: 0 when equal, -1 with err naming the difference */
+int sp_vunet_cfg_diff(const sp_vunet_cfg *a, const sp_vunet_cfg *b, const char *what, char *err);
+/* the cache row of a task text (compared after sp_text_normalize), -1 when it is not cached
+ * (or text_enc is words) */
+int sp_vunet_clip_find(const sp_vunet_cfg *c, const char *text);
 
 /* ---------------------------------------------------------------------------------------------
  * model: config, parameter table, block structs (offsets into the table) */
@@ -147,7 +184,11 @@ typedef struct {
   int T;           // frames along the temporal axis of activations: F (factorised) or 1
   int cin, cout;   // network input channels (3F+3 or 6) and output channels (3F or 3)
   size_t t0w, t0b, t2w, t2b;  // time MLP
-  size_t tew, tpw, tpb;       // text: embedding (V, text_dim), projection (tdim, text_dim)
+  size_t tew, tpw, tpb;       // text: embedding (V, text_dim) (words; NN_NONE for clip), projection (tdim, text_dim)
+  size_t cpw, cpb, cache;     // clip: "text.clip" (text_dim, clip_dim), (text_dim); "text.clip_cache"
+                              // (clip_n, clip_tok, clip_dim) constant; NN_NONE for words
+  int clip_tok;               // clip: rows per cached text (the longest text's tokens)
+  int ntxt;                   // text token slots: SP_TEXT_WORDS (words) or clip_tok (clip)
   sp_vunet_conv inc, outc;
   size_t onw, onb;            // out GroupNorm
   sp_vunet_blk enc[SP_VUNET_MAXBLK], dec[SP_VUNET_MAXBLK];
@@ -161,15 +202,19 @@ typedef struct {
   size_t lnw, lnb;            // plan, plan-local: token LayerNorm (text_dim)
   size_t dv0w, dv0b, dv2w, dv2b;  // distance: Linear(9, 4P), Linear(4P, tdim)
   size_t xnw, xnb, xqw, xqb, xkw, xkb, xvw, xvb, xow, xob, xal;  // plan-local: mid.xattn
-  int ntok;        // plan: tokens pooled (SP_TEXT_WORDS + SP_PLAN_MAX); plan-local: SP_PLAN_MAX
+  int ntok;        // plan: tokens pooled (ntxt + SP_PLAN_MAX); plan-local: SP_PLAN_MAX
 } sp_vunet;
 
 /* register the parameters, allocate the weights only (no gradients or moments) and fill them
- * (PyTorch default bounds from seed; temporal convs identity, zero bias); applies cfg.winograd.
- * -1 with err on a bad config or out of memory. */
+ * (PyTorch default bounds from seed; temporal convs identity, zero bias; the CLIP cache zero,
+ * for sp_vunet_clip_fill or a checkpoint to fill); applies cfg.winograd. -1 with err on a bad
+ * config, text_enc clip without a cache description (clip_n 0), or out of memory. */
 int sp_vunet_init(sp_vunet *m, const sp_vunet_cfg *c, unsigned seed, char *err);
 void sp_vunet_free(sp_vunet *m);
+/* trained parameters (the CLIP cache, a constant, not counted; the PyTorch twin's parameters()) */
 size_t sp_vunet_nparams(const sp_vunet *m);
+/* write cache row `row` < clip_n: tokens (clip_len[row], clip_dim), the rest of the row zeroed */
+void sp_vunet_clip_fill(sp_vunet *m, int row, const float *tokens);
 
 /* ---------------------------------------------------------------------------------------------
  * workspace: one per thread */
@@ -225,6 +270,8 @@ typedef struct {
   size_t gn;
   /* conditions beyond the text */
   float *keep;             // (B) 0 for a null sample, else 1
+  int32_t *crow;           // clip: (B) the cache row of each sample (-1: no text)
+  float *cfm;              // clip, text global: (B, clip_dim) the mean of each sample's cached tokens
   float *dv, *dz, *dg, *dp;  // distance: (B, 9) input, (B, 4P) pre-GELU and GELU, (B, tdim) out
   float *ddg, *ddz;        // their gradients (train)
   sp_planenc_act pa;       // plan encoder on B * SP_PLAN_MAX rows
@@ -245,7 +292,9 @@ void sp_vunet_ws_free(sp_vunet_ws *w);
 
 /* the conditions of a batch: what the model's variant reads (the others may be NULL) */
 typedef struct {
-  const int32_t *text;       // (B, SP_TEXT_WORDS) word ids, -1 padding (all -1: no words)
+  const int32_t *text;       // (B, SP_TEXT_WORDS) word ids, -1 padding (all -1: no words); words
+  const int32_t *clip;       // (B) text_enc clip: the cache row of each sample's text
+                             // (sp_vunet_clip_find; -1: no text); NULL only when all are null
   const sp_plan_enc *plan;   // (B) plan, plan-local: sp_plan_encode of each sample's plan
   const float *dvec;         // (B, SP_VCOND_DVEC) distance
   const uint8_t *null;       // (B) 1: the null condition for that sample (CFG); NULL: none
@@ -256,8 +305,9 @@ typedef struct {
  * B <= maxB. A sample's plan and distance vector are read only when it is not null. */
 void sp_vunet_forward_c(const sp_vunet *m, sp_vunet_ws *w, float *out, const float *x,
                         const float *cond, const float *t, const sp_vcond *vc, int B);
-/* the text variant's call: vc = {.text = text} (all -1: the null condition). Other variants:
- * every sample whose text is all -1 is null, the others need sp_vunet_forward_c. */
+/* the text variant's call (words): vc = {.text = text} (all -1: the null condition). Other
+ * variants and text_enc clip: every sample whose text is all -1 is null, the others need
+ * sp_vunet_forward_c. */
 void sp_vunet_forward(const sp_vunet *m, sp_vunet_ws *w, float *out, const float *x,
                       const float *cond, const float *t, const int32_t *text, int B);
 /* after sp_vunet_forward on a train workspace (same B): accumulates the parameter gradients
