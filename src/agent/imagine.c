@@ -46,7 +46,11 @@ void sp_imagine(sp_imaginer *im, const sp_video_model *v, int task, const sp_pla
     dvec[3 + k] = (float)obs[SP_OBS_OBJ + k];
     dvec[6 + k] = (float)obs[SP_OBS_GOAL + k];
   }
-  sp_vcond vc = {.text = text, .plan = &penc, .dvec = dvec};
+  /* text_enc clip: the cache row of the task's text (sp_video_model_load refused a cache lacking
+   * one of the tasks) */
+  int32_t row = sp_vunet_clip_find(&v->m.cfg, sp_task_name(task));
+  SP_ASSERT(v->m.cfg.text_enc != SP_VUNET_TEXT_CLIP || row >= 0);
+  sp_vcond vc = {.text = text, .clip = &row, .plan = &penc, .dvec = dvec};
   for (size_t i = 0; i < px; i++)
     for (int ch = 0; ch < 3; ch++) im->cond[ch * px + i] = frames[i * 3 + ch] / 127.5f - 1.f;
   sp_video_sample(&v->m, &im->ws, &v->sched, v->dc.pred, steps, guidance, im->out, im->cond, &vc, 1, seed, im->work);

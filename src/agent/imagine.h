@@ -1,7 +1,8 @@
 /* imagine.h: the video model as an agent uses it: one imagined video from the current frame and
- * the conditions of the checkpoint's variant (the task text; the spatial plan table; the
- * tcp/object/goal vector), built the way the video job builds them for a clip's first frame
- * (models/video_train.h), by DDIM with classifier-free guidance from seeded noise. */
+ * the conditions of the checkpoint's variant (the task text, as word ids or as the row of the
+ * model's cached CLIP features; the spatial plan table; the tcp/object/goal vector), built the
+ * way the video job builds them for a clip's first frame (models/video_train.h), by DDIM with
+ * classifier-free guidance from seeded noise. */
 #ifndef SP_AGENT_IMAGINE_H
 #define SP_AGENT_IMAGINE_H
 

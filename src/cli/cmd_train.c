@@ -61,7 +61,7 @@ typedef struct {
  * values) and the fixed options. 0 ok, 1 when --help was printed, -1 on a bad command line
  * (message printed). */
 static int parse_options(int argc, char **argv, const char *usage, cf_group *groups, int ngroups, const char *base,
-                         int resuming, const char *data_help, train_opts *o) {
+                         int resuming, const char *data_help, const char **clip, train_opts *o) {
   char err[SP_ERRLEN];
   sp_arg rows[MAX_ROWS + 8];
   const char *vals[MAX_ROWS] = {0};
@@ -74,6 +74,10 @@ static int parse_options(int argc, char **argv, const char *usage, cf_group *gro
   rows[nr++] = (sp_arg){"preset", SP_ARG_STR, &o->preset_opt, "model preset: tiny, cpu or paper (default cpu)"};
   rows[nr++] = (sp_arg){"resume", SP_ARG_FLAG, &o->resume, "continue the run in --out (its settings are the defaults)"};
   rows[nr++] = (sp_arg){"oversubscribe", SP_ARG_FLAG, &o->oversub, "allow --threads above the machine's cores"};
+  if (clip)
+    rows[nr++] = (sp_arg){"clip-file", SP_ARG_STR, clip,
+                          "CLIP ViT-B/32 text tower, one safetensors file (docs/clip.md): with --text-enc clip, every "
+                          "task text is encoded once at the start and cached in the model (--clip is the gradient clip)"};
   for (int g = 0; g < ngroups; g++)
     for (const sp_cf *f = groups[g].table; f->key; f++, nf++) {
       SP_ASSERT(nf < MAX_ROWS);
@@ -185,22 +189,38 @@ static int train_video(int argc, char **argv) {
   cf_group groups[NGROUP] = {{sp_train_fields, &tc, "train"}, {sp_vdiff_fields, &dc, "diffusion"},
                              {sp_vunet_fields, &mc, "model"}};
   train_opts o = {.data = data_buf[0] ? data_buf : NULL};
+  const char *clip = NULL;
   int rc = parse_options(argc, argv, usage, groups, NGROUP, preset, resuming,
-                         "dataset from sp collect (FILE.h5), frames at the model's res", &o);
+                         "dataset from sp collect (FILE.h5), frames at the model's res", &clip, &o);
   if (rc) return rc < 0 ? 2 : 0;
   if (sp_vunet_cfg_check(&mc, err) || sp_cf_check(sp_vdiff_fields, &dc, "diffusion", err) ||
       sp_cf_check(sp_train_fields, &tc, "train", err)) {
     sp_log(SP_LOG_ERROR, "train: %s", err);
     return 2;
   }
+  int use_clip = mc.text_enc == SP_VUNET_TEXT_CLIP;
+  if (clip && !use_clip) {
+    sp_log(SP_LOG_ERROR, "train: --clip-file %s is for --text-enc clip (the %s model's text encoder is words)", clip,
+           resuming ? "resumed" : "new");
+    return 2;
+  }
+  if (use_clip && resuming && clip) {
+    sp_log(SP_LOG_WARN, "train: --clip-file %s ignored: the resumed run keeps the CLIP cache of its checkpoint", clip);
+    clip = NULL;
+  }
+  if (use_clip && !resuming && !clip) {
+    sp_log(SP_LOG_ERROR, "train: --text-enc clip needs --clip-file FILE, CLIP ViT-B/32's text tower as one safetensors "
+                         "file (tools/clip_to_safetensors.py, docs/clip.md)");
+    return 2;
+  }
   if (thread_budget(&tc, o.oversub)) return 2;
-  sp_video_job *job = sp_video_job_open(o.data, &mc, preset, &dc, &tc, err);
+  sp_video_job *job = sp_video_job_open_clip(o.data, &mc, preset, &dc, &tc, clip, err);
   if (!job) {
     sp_log(SP_LOG_ERROR, "train: %s", err);
     return 1;
   }
-  fprintf(stderr, "train: video model, preset %s, %.2f M parameters, data %s\n", preset,
-          sp_vunet_nparams(sp_video_job_model(job)) / 1e6, o.data);
+  fprintf(stderr, "train: video model, preset %s, %.2f M parameters, text encoder %s, data %s\n", preset,
+          sp_vunet_nparams(sp_video_job_model(job)) / 1e6, use_clip ? "clip (cached)" : "words", o.data);
   rc = run_trainer(&tc, sp_video_job_trainable(job), &o);
   sp_video_job_close(job);
   return rc;
@@ -230,7 +250,7 @@ static int train_policy(int argc, char **argv) {
                              {sp_policy_fields, &mc, "model"}};
   train_opts o = {.data = data_buf[0] ? data_buf : NULL};
   int rc = parse_options(argc, argv, usage, groups, NGROUP, preset, resuming,
-                         "dataset from sp collect (FILE.h5), frames of the policy's --frame side", &o);
+                         "dataset from sp collect (FILE.h5), frames of the policy's --frame side", NULL, &o);
   if (rc) return rc < 0 ? 2 : 0;
   if (sp_policy_cfg_check(&mc, err) || sp_cf_check(sp_ptrain_fields, &jc, "job", err) ||
       sp_cf_check(sp_train_fields, &tc, "train", err)) {

@@ -10,9 +10,11 @@
 
 #include "core/image.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "core/rng.h"
 #include "data/sampler.h"
 #include "match/match.h"
+#include "models/clip.h"
 #include "plan/plan.h"
 #include "sim/env.h"
 
@@ -53,7 +55,7 @@ void sp_video_sample(const sp_vunet *m, sp_vunet_ws *w, const nn_sched *s, int p
   uint8_t all_null[64];
   SP_ASSERT(B <= 64);
   memset(all_null, 1, sizeof all_null);
-  sp_vcond uc = {.text = vc->text, .null = all_null};
+  sp_vcond uc = {.text = vc->text, .clip = vc->clip, .null = all_null};
   sp_mt19937 r;
   sp_mt_seed(&r, seed);
   for (size_t i = 0; i < n; i++) x[i] = (float)sp_mt_normal(&r);
@@ -89,6 +91,9 @@ struct sp_video_job {
   float *clip;                      // (3, F+1, R, R)
   float *x0, *cond, *xt, *noise, *target, *out, *dout, *wt, *tf;  // batch buffers
   int32_t *ids;                     // (B, SP_TEXT_WORDS)
+  int32_t *crow;                    // (B) text_enc clip: the CLIP cache row of each clip's task text
+  float *data0;                     // the weights' buffer (the trainer swaps the EMA's in to validate)
+  int cache_ok;                     // clip: the cache was found filled
   sp_plan_enc *plans;               // (B) the rule planner's plan of each clip's first frame
   float *dvec;                      // (B, SP_VCOND_DVEC) gripper, object, goal at the first frame
   uint8_t *null;                    // (B) 1: the null condition (dropped)
@@ -112,6 +117,104 @@ static void task_ids(const sp_dataset *ds, int episode, int32_t *ids) {
   sp_text_ids(sp_task_name(sp_dataset_episode(ds, episode)->task), ids);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * the CLIP cache (text_enc clip) */
+
+static size_t cache_floats(const sp_vunet *m) {
+  return m->cache == NN_NONE ? 0 : (size_t)m->cfg.clip_n * m->clip_tok * m->cfg.clip_dim;
+}
+
+/* every task text through the text tower of `path`: mc's cache description, and *feat (malloc'd,
+ * (clip_n, max length, width), rows past a text's length zero) */
+static int clip_encode(const char *path, sp_vunet_cfg *mc, float **feat, char *err) {
+  sp_clip_model cm;
+  sp_clip_ws cw;
+  char e2[SP_ERRLEN];
+  double t0 = sp_time_now();
+  if (sp_clip_load(&cm, path, err)) return -1;
+  if (sp_clip_ws_init(&cw, &cm.cfg, err)) {
+    sp_clip_free(&cm);
+    return -1;
+  }
+  const int K = cm.cfg.width, ctx = cm.cfg.context, eot = SP_CLIP_EOT(cm.cfg.vocab);
+  float *tok = malloc(sizeof(float) * (size_t)ctx * K), *emb = malloc(sizeof(float) * (size_t)cm.cfg.embed_dim);
+  float *all = malloc(sizeof(float) * (size_t)SP_NTASK * ctx * K);
+  int32_t *ids = malloc(sizeof(int32_t) * (size_t)ctx);
+  int rc = 0, maxlen = 0;
+  if (!tok || !emb || !all || !ids) rc = sp_errf(err, "out of memory for the CLIP text cache");
+  SP_ASSERT(SP_NTASK <= SP_VUNET_CLIP_MAX);
+  for (int t = 0; t < SP_NTASK && !rc; t++) {
+    char *text = mc->clip_text[t];
+    if (sp_text_normalize(sp_task_name(t), text, SP_VUNET_CLIP_TEXT) < 1) {
+      rc = sp_errf(err, "task name '%s' gives no text for CLIP", sp_task_name(t));
+      break;
+    }
+    int pos = sp_clip_encode_text(&cm, &cw, text, ids, emb, tok, 0, e2);
+    if (pos < 0 || ids[pos] != eot) {
+      rc = sp_errf(err, "%s: encoding '%s': %s", path, text, pos < 0 ? e2 : "no end-of-text token");
+      break;
+    }
+    mc->clip_len[t] = pos + 1;  // sot .. eot inclusive
+    if (pos + 1 > maxlen) maxlen = pos + 1;
+    memcpy(all + (size_t)t * ctx * K, tok, sizeof(float) * (size_t)(pos + 1) * K);
+  }
+  if (!rc) {
+    mc->clip_n = SP_NTASK;
+    mc->clip_dim = K;
+    *feat = calloc((size_t)SP_NTASK * maxlen * K, sizeof(float));
+    if (!*feat) rc = sp_errf(err, "out of memory for the CLIP text cache");
+    for (int t = 0; t < SP_NTASK && !rc; t++)
+      memcpy(*feat + (size_t)t * maxlen * K, all + (size_t)t * ctx * K, sizeof(float) * (size_t)mc->clip_len[t] * K);
+  }
+  if (!rc)
+    sp_log(SP_LOG_INFO, "train: CLIP text cache from %s: %d task texts of up to %d tokens, width %d, in %.2f s", path,
+           SP_NTASK, maxlen, K, sp_time_now() - t0);
+  free(tok);
+  free(emb);
+  free(all);
+  free(ids);
+  sp_clip_ws_free(&cw);
+  sp_clip_free(&cm);
+  return rc;
+}
+
+/* the cache is filled (a checkpoint was loaded, or it was encoded): each text's first token, the
+ * start-of-text token's features after ln_final, is never all zero */
+static int cache_check(sp_video_job *j, char *err) {
+  const sp_vunet *m = &j->model;
+  if (m->cache == NN_NONE || j->cache_ok) return 0;
+  const size_t per = (size_t)m->clip_tok * m->cfg.clip_dim;
+  for (int r = 0; r < m->cfg.clip_n; r++) {
+    const float *f = j->data0 + m->cache + r * per;
+    int any = 0;
+    for (int k = 0; k < m->cfg.clip_dim; k++) any |= f[k] != 0.f;
+    if (!any)
+      return sp_errf(err, "the model's CLIP cache holds nothing for '%s' (start the run with --clip-file FILE, or load "
+                     "a checkpoint)", m->cfg.clip_text[r]);
+  }
+  j->cache_ok = 1;
+  return 0;
+}
+
+/* the cache is a constant among the parameters: the EMA's copy (rounding in d e + (1 - d) x can
+ * move it by an ulp) and, while the trainer validates with the EMA swapped in, the weights in
+ * use are set back to the weights' own copy, which AdamW leaves bit for bit (zero gradient, no
+ * weight decay) */
+static void cache_sync(sp_video_job *j) {
+  sp_vunet *m = &j->model;
+  size_t n = cache_floats(m);
+  if (!n) return;
+  const float *src = j->data0 + m->cache;
+  if (m->ps.ema) {
+    nn_weights_thaw(m->ps.ema + m->cache, n);
+    memcpy(m->ps.ema + m->cache, src, n * sizeof(float));
+  }
+  if (m->ps.data != j->data0) {
+    nn_weights_thaw(m->ps.data + m->cache, n);
+    memcpy(m->ps.data + m->cache, src, n * sizeof(float));
+  }
+}
+
 /* the conditions of batch slot b for a clip of `episode` that starts at frame `start`: the task
  * text, and (variants beyond text) the rule planner's plan of the start state from the dataset's
  * positions and the 9-d vector (tcp, object, goal); not null */
@@ -119,6 +222,11 @@ static int clip_cond(sp_video_job *j, const sp_sampler *smp, int episode, int st
   const sp_dataset *ds = sp_sampler_dataset(smp);
   task_ids(ds, episode, j->ids + b * SP_TEXT_WORDS);
   j->null[b] = 0;
+  if (j->crow) {
+    const char *name = sp_task_name(sp_dataset_episode(ds, episode)->task);
+    if ((j->crow[b] = sp_vunet_clip_find(&j->model.cfg, name)) < 0)
+      return sp_errf(err, "task text '%s' is not in the model's CLIP cache", name);
+  }
   if (j->mc.cond == SP_VCOND_TEXT) return 0;
   double ee[3], obj[3], goal[3];
   if (sp_sampler_positions(smp, episode, start, ee, obj, goal))
@@ -143,6 +251,8 @@ static int job_step(void *self, long step, float *loss, char *err) {
   sp_mt19937 r;
   sp_mt_seed(&r, sp_train_seed(j->tc.seed, step, 1));
   int ts[256], idx[SP_CLIP_MAX];
+  if (cache_check(j, err)) return -1;
+  cache_sync(j);
   for (int b = 0; b < B; b++) {
     int ep;
     if (sp_sampler_clip(j->train, j->clip, &ep, idx, err)) return -1;
@@ -151,6 +261,7 @@ static int job_step(void *self, long step, float *loss, char *err) {
     if (sp_mt_double(&r) < j->dc.cond_drop) {  // the null condition, as the sampler's guidance uses
       j->null[b] = 1;
       for (int k = 0; k < SP_TEXT_WORDS; k++) j->ids[b * SP_TEXT_WORDS + k] = -1;
+      if (j->crow) j->crow[b] = -1;
     }
     ts[b] = (int)(sp_mt_u32(&r) % (uint32_t)j->dc.T);
     j->tf[b] = (float)ts[b];
@@ -196,6 +307,8 @@ static int job_validate(void *self, long step, char *json, size_t cap, double *m
   const size_t per = j->per, px = (size_t)R * R;
   double p_sum = 0, s_sum = 0, pc_sum = 0, sc_sum = 0;
   int idx[SP_CLIP_MAX];
+  if (cache_check(j, err)) return -1;
+  cache_sync(j);
   for (int k0 = 0; k0 < K; k0 += B) {
     int nb = K - k0 < B ? K - k0 : B;
     for (int b = 0; b < nb; b++) {
@@ -237,15 +350,19 @@ static int job_validate(void *self, long step, char *json, size_t cap, double *m
 
 /* the model config JSON of checkpoints and logs; the text variant's leaves out the fields of the
  * spatial variants (cond, plan_dim, and scale_shift unless it is on), so it reads exactly as before they existed and runs started
- * then resume (the trainer compares the two JSON texts field by field; an absent cond is text) */
+ * then resume (the trainer compares the two JSON texts field by field; an absent cond is text).
+ * Likewise text_enc appears only when it is clip (with the cache's description, "clip"). */
 static char *model_json(const sp_vunet_cfg *mc) {
-  char *js = sp_cf_to_json(sp_vunet_fields, mc);
-  if (mc->cond != SP_VCOND_TEXT) return js;
+  char *js = sp_vunet_cfg_to_json(mc);
+  if (mc->cond != SP_VCOND_TEXT && mc->text_enc == SP_VUNET_TEXT_CLIP) return js;
   cJSON *o = cJSON_Parse(js);
   free(js);
-  cJSON_DeleteItemFromObjectCaseSensitive(o, "cond");
-  cJSON_DeleteItemFromObjectCaseSensitive(o, "plan_dim");
-  if (!sp_vunet_cfg_scale_shift(mc)) cJSON_DeleteItemFromObjectCaseSensitive(o, "scale_shift");
+  if (mc->text_enc != SP_VUNET_TEXT_CLIP) cJSON_DeleteItemFromObjectCaseSensitive(o, "text_enc");
+  if (mc->cond == SP_VCOND_TEXT) {
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "cond");
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "plan_dim");
+    if (!sp_vunet_cfg_scale_shift(mc)) cJSON_DeleteItemFromObjectCaseSensitive(o, "scale_shift");
+  }
   js = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   return js;
@@ -255,8 +372,30 @@ static float *falloc(size_t n) { return aligned_alloc(64, (n * sizeof(float) + 6
 
 sp_video_job *sp_video_job_open(const char *data, const sp_vunet_cfg *mc, const char *preset,
                                 const sp_vdiff_cfg *dc, const sp_train_cfg *tc, char *err) {
+  return sp_video_job_open_clip(data, mc, preset, dc, tc, NULL, err);
+}
+
+sp_video_job *sp_video_job_open_clip(const char *data, const sp_vunet_cfg *mc, const char *preset,
+                                     const sp_vdiff_cfg *dc, const sp_train_cfg *tc, const char *clip,
+                                     char *err) {
   if (sp_vunet_cfg_check(mc, err) || sp_cf_check(sp_vdiff_fields, dc, "diffusion", err)) return NULL;
+  int use_clip = mc->text_enc == SP_VUNET_TEXT_CLIP;
+  if (clip && !use_clip) {
+    sp_errf(err, "a CLIP file (%s) for a model whose text encoder is words (--text-enc clip to use it)", clip);
+    return NULL;
+  }
+  if (use_clip && !clip && !mc->clip_n) {
+    sp_errf(err, "--text-enc clip needs --clip-file FILE, CLIP ViT-B/32's text tower as one safetensors file "
+                 "(tools/clip_to_safetensors.py, docs/clip.md)");
+    return NULL;
+  }
+  if (use_clip && tc->weight_decay > 0) {
+    sp_errf(err, "--text-enc clip keeps the CLIP features among the parameters as a constant, which weight decay "
+                 "would shrink: train with --weight-decay 0");
+    return NULL;
+  }
   sp_video_job *j = calloc(1, sizeof *j);
+  float *feat = NULL;
   j->mc = *mc;
   j->dc = *dc;
   j->tc = *tc;
@@ -288,7 +427,13 @@ sp_video_job *sp_video_job_open(const char *data, const sp_vunet_cfg *mc, const 
   }
   if (mc->cond != SP_VCOND_TEXT && (sp_sampler_load_targets(j->train, err) || sp_sampler_load_targets(j->val, err)))
     goto fail;
-  if (sp_vunet_init(&j->model, mc, (unsigned)tc->seed, err)) goto fail;
+  if (clip && clip_encode(clip, &j->mc, &feat, err)) goto fail;
+  if (sp_vunet_init(&j->model, &j->mc, (unsigned)tc->seed, err)) goto fail;
+  for (int r = 0; feat && r < j->mc.clip_n; r++)
+    sp_vunet_clip_fill(&j->model, r, feat + (size_t)r * j->model.clip_tok * j->mc.clip_dim);
+  free(feat);
+  feat = NULL;
+  j->data0 = j->model.ps.data;
   if (sp_vunet_ws_init(&j->ws, &j->model, j->B, 1, err)) goto fail;
   const size_t Bp = (size_t)j->B * j->per;
   j->clip = falloc((size_t)3 * (j->F + 1) * j->R * j->R);
@@ -305,7 +450,11 @@ sp_video_job *sp_video_job_open(const char *data, const sp_vunet_cfg *mc, const 
   j->plans = calloc((size_t)j->B, sizeof *j->plans);
   j->dvec = falloc((size_t)j->B * SP_VCOND_DVEC);
   j->null = calloc((size_t)j->B, 1);
-  j->vc = (sp_vcond){.text = j->ids, .plan = j->plans, .dvec = j->dvec, .null = j->null};
+  if (use_clip && !(j->crow = calloc((size_t)j->B, sizeof *j->crow))) {
+    sp_errf(err, "out of memory");
+    goto fail;
+  }
+  j->vc = (sp_vcond){.text = j->ids, .clip = j->crow, .plan = j->plans, .dvec = j->dvec, .null = j->null};
   j->work = falloc(5 * Bp);
   j->ga = malloc((size_t)j->R * j->R);
   j->gb = malloc((size_t)j->R * j->R);
@@ -319,7 +468,7 @@ sp_video_job *sp_video_job_open(const char *data, const sp_vunet_cfg *mc, const 
   sp_trainable *t = &j->tr;
   t->model = "vunet";
   t->preset = preset ? preset : "";
-  t->config = model_json(mc);
+  t->config = model_json(&j->mc);
   t->job_config = sp_cf_to_json(sp_vdiff_fields, dc);
   const char *dcfg = sp_dataset_config_json(sp_sampler_dataset(j->train));
   cJSON *o = cJSON_CreateObject(), *cc = cJSON_Parse(dcfg ? dcfg : "");
@@ -336,6 +485,7 @@ sp_video_job *sp_video_job_open(const char *data, const sp_vunet_cfg *mc, const 
   t->metric_name = "PSNR (dB)";
   return j;
 fail:
+  free(feat);
   sp_video_job_close(j);
   return NULL;
 }
@@ -358,6 +508,8 @@ int sp_video_job_strip(sp_video_job *j, const char *png, int nclips, char *err) 
   const int w = (F + 1) * (R + gap) - gap, h = nclips * (2 * R + 3 * gap) - 2 * gap;
   const int K = j->dc.val_clips;
   int idx[SP_CLIP_MAX];
+  if (cache_check(j, err)) return -1;
+  cache_sync(j);
   for (int b = 0; b < nclips; b++) {
     int ep, k = (int)((long)b * nep / K);  // validation's first clips
     if (sp_sampler_clip_at(j->val, k % nep, 0, j->clip, &ep, idx, err)) return -1;
@@ -388,10 +540,13 @@ int sp_video_job_load(sp_video_job *j, const char *ckpt, char *err) {
   sp_ckpt_info info;
   if (sp_ckpt_info_read(ckpt, &info, err)) return -1;
   sp_vunet_cfg have = j->mc;
-  int rc = sp_cf_from_json(sp_vunet_fields, &have, info.config, err);
-  if (!rc) rc = sp_cf_diff(sp_vunet_fields, &have, &j->mc, ckpt, err);
+  have.text_enc = SP_VUNET_TEXT_WORDS;  // absent from a words model's JSON
+  have.clip_n = 0;
+  int rc = sp_vunet_cfg_from_json(&have, info.config, err);
+  if (!rc) rc = sp_vunet_cfg_diff(&have, &j->mc, ckpt, err);
   sp_ckpt_info_free(&info);
   if (rc) return -1;
+  j->cache_ok = 0;
   return sp_model_load(ckpt, &j->model.ps, "vunet", NULL, err);
 }
 
@@ -416,6 +571,7 @@ void sp_video_job_close(sp_video_job *j) {
   free(j->wt);
   free(j->tf);
   free(j->ids);
+  free(j->crow);
   free(j->plans);
   free(j->dvec);
   free(j->null);
@@ -435,7 +591,7 @@ int sp_video_run_settings(const char *ckpt, sp_vunet_cfg *mc, sp_vdiff_cfg *dc, 
   int rc = 0;
   if (strcmp(info.model, "vunet")) rc = sp_errf(err, "%s holds a '%s' model, not a video model", ckpt, info.model);
   sp_vunet_cfg_preset(mc, SP_PRESET_TINY);  // fields a checkpoint predates keep a preset's value (cond: text)
-  if (!rc && sp_cf_from_json(sp_vunet_fields, mc, info.config, err)) rc = -1;
+  if (!rc && sp_vunet_cfg_from_json(mc, info.config, err)) rc = -1;
   cJSON *tr = cJSON_Parse(info.trainer ? info.trainer : ""), *dj = cJSON_Parse(info.data);
   char *t = NULL, *j = NULL;
   if (!rc && (!tr || !cJSON_GetObjectItemCaseSensitive(tr, "train") || !cJSON_GetObjectItemCaseSensitive(tr, "job")))
@@ -465,7 +621,13 @@ int sp_video_model_load(sp_video_model *v, const char *ckpt, char *err) {
   sp_vdiff_cfg_default(&v->dc);
   int rc = 0;
   if (strcmp(info.model, "vunet")) rc = sp_errf(err, "%s holds a '%s' model, not a video model", ckpt, info.model);
-  if (!rc && sp_cf_from_json(sp_vunet_fields, &mc, info.config, err)) rc = -1;
+  if (!rc && sp_vunet_cfg_from_json(&mc, info.config, err)) rc = -1;
+  if (!rc && mc.text_enc == SP_VUNET_TEXT_CLIP && !mc.clip_n)
+    rc = sp_errf(err, "%s: a text_enc clip model without its CLIP cache's description (\"clip\" in the config)", ckpt);
+  for (int t = 0; !rc && mc.text_enc == SP_VUNET_TEXT_CLIP && t < SP_NTASK; t++)
+    if (sp_vunet_clip_find(&mc, sp_task_name(t)) < 0)
+      rc = sp_errf(err, "%s: the model's CLIP cache (%d texts) lacks the task text '%s' (train with sp train video "
+                   "--clip-file FILE, which caches every task's)", ckpt, mc.clip_n, sp_task_name(t));
   cJSON *tr = cJSON_Parse(info.trainer ? info.trainer : "");
   const cJSON *job = cJSON_GetObjectItemCaseSensitive(tr, "job");
   if (!rc && !cJSON_IsObject(job)) rc = sp_errf(err, "%s: no diffusion settings (\"job\") in the metadata", ckpt);

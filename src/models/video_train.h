@@ -54,7 +54,9 @@ typedef struct {
   sp_vdiff_cfg dc;
   nn_sched sched;
 } sp_video_model;
-/* 0, or -1 with err (missing or foreign file, another model kind, a config the code refuses) */
+/* 0, or -1 with err (missing or foreign file, another model kind, a config the code refuses, a
+ * text_enc clip model whose cache lacks a task's text). A clip model needs no CLIP file: its
+ * cache is in the checkpoint; the conditions' rows come from sp_vunet_clip_find(&v->m.cfg, text). */
 int sp_video_model_load(sp_video_model *v, const char *ckpt, char *err);
 void sp_video_model_free(sp_video_model *v);
 
@@ -64,6 +66,16 @@ typedef struct sp_video_job sp_video_job;
  * tc->seed) and the workspace for tc->batch; NULL with err */
 sp_video_job *sp_video_job_open(const char *data, const sp_vunet_cfg *mc, const char *preset,
                                 const sp_vdiff_cfg *dc, const sp_train_cfg *tc, char *err);
+/* the same, for a text_enc clip model: clip (a CLIP text-tower file, models/clip.h) encodes every
+ * task text (sp_task_name, sp_text_normalize'd: "door open") once, here, into the model's cache
+ * (its description replacing mc's); clip NULL keeps mc's description and leaves the cache to a
+ * checkpoint loaded afterwards (the trainer's --resume, sp_video_job_load), and is refused
+ * when mc has none. The cache is a constant among the parameters: the job refuses weight decay
+ * (AdamW would shrink it; its gradient is 0, so AdamW leaves it bit for bit without) and resets
+ * the EMA's copy (which rounding can move by an ulp) before every use. */
+sp_video_job *sp_video_job_open_clip(const char *data, const sp_vunet_cfg *mc, const char *preset,
+                                     const sp_vdiff_cfg *dc, const sp_train_cfg *tc, const char *clip,
+                                     char *err);
 sp_trainable *sp_video_job_trainable(sp_video_job *j);
 const sp_vunet *sp_video_job_model(const sp_video_job *j);
 void sp_video_job_close(sp_video_job *j);

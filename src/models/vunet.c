@@ -119,7 +119,7 @@ const sp_cf sp_vunet_fields[] = {
      "conv: AVDC, SP's released code), auto (on for distance/plan/plan-local, off for text)"},
     {"text_enc", SP_CF_ENUM, OFF(text_enc), 0, 1, g_text_encs, 0, 0,
      "text encoder: words (the offline 14-word embedding) or clip (CLIP ViT-B/32's per-token features "
-     "of each task text, cached in the model from --clip FILE at the start of training)"},
+     "of each task text, cached in the model from --clip-file FILE at the start of training)"},
     {NULL, 0, 0, 0, 0, NULL, 0, 0, NULL},
 };
 #undef OFF
@@ -339,7 +339,7 @@ int sp_vunet_init(sp_vunet *m, const sp_vunet_cfg *c, unsigned seed, char *err) 
   if (sp_vunet_cfg_check(c, err)) return -1;
   int clip = c->text_enc == SP_VUNET_TEXT_CLIP;
   if (clip && !c->clip_n)
-    return sp_errf(err, "vunet: text_enc clip without a CLIP feature cache (sp train video --clip FILE makes it)");
+    return sp_errf(err, "vunet: text_enc clip without a CLIP feature cache (sp train video --clip-file FILE makes it)");
   m->cfg = *c;
   m->cpw = m->cpb = m->cache = NN_NONE;
   m->ntxt = SP_TEXT_WORDS;
