@@ -1,6 +1,9 @@
 /* tests of the shared trainer and `sp train video` end to end on a tiny dataset (16x16 frames,
  * built-in scenes): the held-out split, bit-identical resume after kill -9, refusals (an
- * occupied run directory, a mismatching config on --resume, NaN), the config field tables. */
+ * occupied run directory, a mismatching config on --resume, NaN), the config field tables, the
+ * conditioning variants and the CLIP text encoder (a small random-weight text tower written
+ * here). */
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
 #include <signal.h>
@@ -15,7 +18,9 @@
 #include "core/log.h"
 #include "data/collect.h"
 #include "data/sampler.h"
+#include "models/clip.h"
 #include "models/trainer.h"
+#include "models/video_train.h"
 #include "nn/nn_train.h"
 #include "train_helpers.h"
 
@@ -243,4 +248,211 @@ Test(models_train, sampler_positions_are_the_stored_ones) {
   cr_expect_eq(sp_sampler_positions(s, ep, d.n, ee, obj, goal), -1, "a frame past the end");
   sp_demo_free(&d);
   sp_sampler_close(s);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * text_enc clip end to end: a random-weight CLIP text tower of a small config written here (CI
+ * has no Python), `sp train video --text-enc clip --clip-file F`, `sp generate` with the result,
+ * the cache round trip, kill -9 and --resume without the CLIP file, and the refusals */
+
+/* a CLIP text-tower file sp_clip_load reads: width 32, 2 layers, 2 heads, context 32, the BPE
+ * alphabet and one merge (every task text stays under 32 tokens), weights from a hash */
+static void write_small_clip(const char *path) {
+  sp_clip_config c = {.width = 32, .layers = 2, .heads = 2, .context = 32, .vocab = 515, .embed_dim = 16,
+                      .quick_gelu = 1};
+  const char merges[] = "\"bpe_simple_vocab_16e6.txt#version: 0.2\no p\n";
+  const size_t mlen = sizeof merges - 1;
+  cJSON *h = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(h, "__metadata__");
+  char *cj = sp_cf_to_json(sp_clip_config_table, &c);
+  cJSON_AddStringToObject(meta, "format", SP_CLIP_FORMAT);
+  cJSON_AddStringToObject(meta, "version", SP_CLIP_VERSION);
+  cJSON_AddStringToObject(meta, "config", cj);
+  free(cj);
+  int nt = sp_clip_tensor_count(&c);
+  size_t off = 0;
+  for (int i = 0; i < nt; i++) {
+    char name[NN_NAME_MAX];
+    int64_t r, cc;
+    sp_clip_tensor_info(&c, i, name, sizeof name, &r, &cc);
+    cJSON *e = cJSON_AddObjectToObject(h, name), *sh = cJSON_AddArrayToObject(e, "shape");
+    cJSON_AddStringToObject(e, "dtype", "F32");
+    cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)r));
+    if (cc) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)cc));
+    cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
+    cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
+    off += 4 * (size_t)(r * (cc ? cc : 1));
+    cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
+  }
+  cJSON *e = cJSON_AddObjectToObject(h, SP_CLIP_MERGES_TENSOR), *sh = cJSON_AddArrayToObject(e, "shape");
+  cJSON_AddStringToObject(e, "dtype", "U8");
+  cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)mlen));
+  cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
+  cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
+  cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + mlen)));
+  char *js = cJSON_PrintUnformatted(h);
+  cJSON_Delete(h);
+  size_t hl = strlen(js), pad = (8 - hl % 8) % 8;
+  uint64_t n8 = hl + pad;
+  unsigned char le[8];
+  for (int k = 0; k < 8; k++) le[k] = (unsigned char)(n8 >> (8 * k));
+  FILE *f = fopen(path, "wb");
+  cr_assert(f, "cannot write %s", path);
+  fwrite(le, 1, 8, f);
+  fwrite(js, 1, hl, f);
+  fwrite("        ", 1, pad, f);
+  free(js);
+  uint32_t s = 12345;
+  for (int i = 0; i < nt; i++) {
+    char name[NN_NAME_MAX];
+    int64_t r, cc;
+    sp_clip_tensor_info(&c, i, name, sizeof name, &r, &cc);
+    size_t len = strlen(name);
+    /* layer-norm gains near 1, biases and matrices near 0 */
+    int gain = len > 7 && !strcmp(name + len - 7, ".weight") && strstr(name, "ln_");
+    int vec = !cc && !gain;
+    for (int64_t k = 0; k < r * (cc ? cc : 1); k++) {
+      s = s * 1664525u + 1013904223u;
+      float u = (float)(s >> 8) / 16777216.f * 2.f - 1.f;
+      float v = gain ? 1.f + 0.1f * u : vec ? 0.1f * u : 0.3f * u;
+      fwrite(&v, 4, 1, f);
+    }
+  }
+  fwrite(merges, 1, mlen, f);
+  cr_assert_eq(fclose(f), 0);
+}
+
+/* a copy of the checkpoint src with its config JSON edited by edit(), written to dst */
+static void rewrite_config(const char *src, const char *dst, void (*edit)(cJSON *cfg)) {
+  char err[SP_ERRLEN];
+  sp_video_model v;
+  cr_assert_eq(sp_video_model_load(&v, src, err), 0, "%s", err);
+  sp_ckpt_info info;
+  cr_assert_eq(sp_ckpt_info_read(src, &info, err), 0, "%s", err);
+  cJSON *cfg = cJSON_Parse(info.config);
+  edit(cfg);
+  char *js = cJSON_PrintUnformatted(cfg);
+  sp_ckpt_meta meta = {info.model, info.preset, js, info.data, info.step};
+  cr_assert_eq(sp_model_save(dst, &v.m.ps, &meta, 0, info.trainer, err), 0, "%s", err);
+  free(js);
+  cJSON_Delete(cfg);
+  sp_ckpt_info_free(&info);
+  sp_video_model_free(&v);
+}
+
+static void drop_hammer(cJSON *cfg) {  // the cache no longer covers "hammer"
+  cJSON *t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "clip"), "texts");
+  for (int i = 0; i < cJSON_GetArraySize(t); i++)
+    if (!strcmp(cJSON_GetArrayItem(t, i)->valuestring, "hammer"))
+      cJSON_ReplaceItemInArray(t, i, cJSON_CreateString("hammer time"));
+}
+
+static void drop_clip(cJSON *cfg) { cJSON_DeleteItemFromObjectCaseSensitive(cfg, "clip"); }
+
+#define CLIP_ARGS \
+  "--preset tiny --cond plan --text-enc clip --steps 20 --batch 2 --warmup 2 --lr 1e-3 --ckpt-steps 2 " \
+  "--ckpt-minutes 0 --val-every 10 --val-clips 2 --val-steps 2 --guidance 1 --log-every 1 --threads 1"
+
+Test(models_train, clip_text_trains_generates_and_resumes, .timeout = 300) {
+  const char *ds = sp_test_tiny_dataset("train");
+  if (!sp_file_exists(sp_test_bin())) cr_skip_test("%s not built", sp_test_bin());
+  char dir[256], f[300], a[300], b[300], cmd[3072], pa[400], pb[400], err[SP_ERRLEN];
+  snprintf(dir, sizeof dir, "/tmp/sp_test_clipenc_%d", (int)getpid());
+  sp_test_rm_rf(dir);
+  snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+  cr_assert_eq(sp_test_run(cmd), 0);
+  snprintf(f, sizeof f, "%s/clip.safetensors", dir);
+  snprintf(a, sizeof a, "%s/a", dir);
+  snprintf(b, sizeof b, "%s/b", dir);
+  write_small_clip(f);
+  /* train; the same run killed at a checkpoint and resumed without the CLIP file */
+  snprintf(cmd, sizeof cmd, "%s train video --data %s --out %s --clip-file %s " CLIP_ARGS " > %s.log 2>&1",
+           sp_test_bin(), ds, a, f, a);
+  cr_assert_eq(sp_test_run(cmd), 0, "training failed: %s.log", a);
+  snprintf(cmd, sizeof cmd, "exec %s train video --data %s --out %s --clip-file %s " CLIP_ARGS " > /dev/null 2>&1",
+           sp_test_bin(), ds, b, f);
+  double waited;
+  int status = sp_test_kill_at_checkpoint(cmd, b, &waited);
+  snprintf(pb, sizeof pb, "%s/model.safetensors", b);
+  cr_assert(WIFSIGNALED(status) && !sp_file_exists(pb), "the kill did not land mid-run");
+  snprintf(cmd, sizeof cmd, "%s train video --out %s --resume > %s.log 2>&1", sp_test_bin(), b, b);
+  cr_assert_eq(sp_test_run(cmd), 0, "resume failed: %s.log", b);
+  snprintf(pa, sizeof pa, "%s/last.safetensors", a);
+  snprintf(pb, sizeof pb, "%s/last.safetensors", b);
+  sp_test_same_tensors(pa, pb);  // weights, AdamW moments, EMA, and the cache
+  /* the cache: every task text, sot..eot, bit for bit what the text tower gives, in the weights
+   * and in the EMA weights (model.safetensors); the config names the texts and lengths */
+  snprintf(pa, sizeof pa, "%s/model.safetensors", a);
+  sp_clip_model cm;
+  sp_clip_ws cw;
+  cr_assert_eq(sp_clip_load(&cm, f, err), 0, "%s", err);
+  cr_assert_eq(sp_clip_ws_init(&cw, &cm.cfg, err), 0, "%s", err);
+  sp_video_model v;
+  cr_assert_eq(sp_video_model_load(&v, pa, err), 0, "%s", err);
+  cr_expect_eq(v.m.cfg.text_enc, SP_VUNET_TEXT_CLIP);
+  cr_expect_eq(v.m.cfg.cond, SP_VCOND_PLAN);
+  cr_assert_eq(v.m.cfg.clip_n, SP_NTASK);
+  cr_expect_eq(v.m.cfg.clip_dim, 32);
+  nn_safetensors st[2];
+  cr_assert_eq(nn_st_open(&st[0], pa, err), 0, "%s", err);
+  snprintf(pb, sizeof pb, "%s/last.safetensors", a);
+  cr_assert_eq(nn_st_open(&st[1], pb, err), 0, "%s", err);
+  size_t nc[2];
+  const float *cache[2] = {nn_st_f32(&st[0], "text.clip_cache", &nc[0]), nn_st_f32(&st[1], "text.clip_cache", &nc[1])};
+  const float *ema = nn_st_f32(&st[1], "ema.text.clip_cache", NULL);
+  cr_assert(cache[0] && cache[1] && ema && nc[0] == nc[1]);
+  cr_expect_eq(nc[0], (size_t)SP_NTASK * v.m.clip_tok * 32);
+  float tok[32 * 32], emb[16];
+  int32_t ids[32];
+  for (int t = 0; t < SP_NTASK; t++) {
+    char text[SP_VUNET_CLIP_TEXT];
+    sp_text_normalize(sp_task_name(t), text, sizeof text);
+    int r = sp_vunet_clip_find(&v.m.cfg, sp_task_name(t));
+    cr_assert(r >= 0, "%s not cached", sp_task_name(t));
+    cr_expect_str_eq(v.m.cfg.clip_text[r], text);
+    int pos = sp_clip_encode_text(&cm, &cw, text, ids, emb, tok, 0, err);
+    cr_assert(pos > 0, "%s", err);
+    cr_expect_eq(v.m.cfg.clip_len[r], pos + 1, "%s: %d tokens cached, %d sot..eot", text, v.m.cfg.clip_len[r], pos + 1);
+    size_t o = (size_t)r * v.m.clip_tok * 32, n = (size_t)(pos + 1) * 32;
+    cr_expect(!memcmp(cache[0] + o, tok, n * 4), "%s: the EMA weights' cache differs from the text tower", text);
+    cr_expect(!memcmp(cache[1] + o, tok, n * 4), "%s: the weights' cache differs from the text tower", text);
+    cr_expect(!memcmp(ema + o, tok, n * 4), "%s: the EMA's cache moved", text);
+    for (size_t k = o + n; k < o + (size_t)v.m.clip_tok * 32; k++) cr_expect_eq(cache[0][k], 0.f);
+  }
+  nn_st_close(&st[0]);
+  nn_st_close(&st[1]);
+  sp_video_model_free(&v);
+  sp_clip_ws_free(&cw);
+  sp_clip_free(&cm);
+  /* sp generate needs no CLIP file */
+  snprintf(cmd, sizeof cmd, "%s generate --task door-open --camera corner --seed 3 --steps 2 --guidance 1 --ckpt %s "
+           "--out %s/gen > %s/gen.log 2>&1 && test -s %s/gen/frame_7.png", sp_test_bin(), pa, dir, dir, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "sp generate with the clip model failed (%s/gen.log)", dir);
+  /* refusals: a cache lacking a task's text, a config without the cache's description, the
+   * encoder without its file, the file without the encoder, weight decay */
+  snprintf(pb, sizeof pb, "%s/nohammer.safetensors", dir);
+  rewrite_config(pa, pb, drop_hammer);
+  cr_expect_eq(sp_video_model_load(&v, pb, err), -1, "a cache without 'hammer' was accepted");
+  cr_expect(strstr(err, "lacks the task text 'hammer'"), "%s", err);
+  snprintf(cmd, sizeof cmd, "%s generate --task hammer --camera corner --steps 2 --ckpt %s --out %s/x 2>&1 | "
+           "grep -q \"lacks the task text 'hammer'\"", sp_test_bin(), pb, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "sp generate did not refuse a cache without the task's text");
+  snprintf(pb, sizeof pb, "%s/noclip.safetensors", dir);
+  rewrite_config(pa, pb, drop_clip);
+  cr_expect_eq(sp_video_model_load(&v, pb, err), -1, "a clip model without its cache's description was accepted");
+  cr_expect(strstr(err, "CLIP cache"), "%s", err);
+  snprintf(cmd, sizeof cmd, "%s train video --data %s --out %s/c " CLIP_ARGS " 2>&1 | grep -q -- '--clip-file FILE'",
+           sp_test_bin(), ds, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "--text-enc clip without --clip-file was not refused by name");
+  snprintf(cmd, sizeof cmd, "%s train video --data %s --out %s/c " CLIP_ARGS " > /dev/null 2>&1", sp_test_bin(), ds, dir);
+  cr_expect_eq(sp_test_run(cmd), 2, "--text-enc clip without --clip-file: not a command-line error");
+  snprintf(cmd, sizeof cmd, "%s train video --data %s --out %s/c --preset tiny --clip-file %s 2>&1 | grep -q 'text-enc clip'",
+           sp_test_bin(), ds, dir, f);
+  cr_expect_eq(sp_test_run(cmd), 0, "--clip-file with the words encoder was not refused");
+  snprintf(cmd, sizeof cmd, "%s train video --data %s --out %s/c --clip-file %s " CLIP_ARGS " --weight-decay 0.01 2>&1 "
+           "| grep -q 'weight-decay 0'", sp_test_bin(), ds, dir, f);
+  cr_expect_eq(sp_test_run(cmd), 0, "weight decay with the CLIP cache was not refused");
+  snprintf(pb, sizeof pb, "%s/c", dir);
+  cr_expect(!sp_file_exists(pb), "a refused run left %s", pb);
+  sp_test_rm_rf(dir);
+  unlink(ds);
 }
