@@ -451,6 +451,9 @@ Test(models_train, clip_text_trains_generates_and_resumes, .timeout = 300) {
   snprintf(cmd, sizeof cmd, "%s train video --data %s --out %s/c --clip-file %s " CLIP_ARGS " --weight-decay 0.01 2>&1 "
            "| grep -q 'weight-decay 0'", sp_test_bin(), ds, dir, f);
   cr_expect_eq(sp_test_run(cmd), 0, "weight decay with the CLIP cache was not refused");
+  snprintf(cmd, sizeof cmd, "%s train video --out %s --resume --text-enc words 2>&1 | grep -q 'started with the clip'",
+           sp_test_bin(), a);
+  cr_expect_eq(sp_test_run(cmd), 0, "--resume with the words encoder was not refused");
   snprintf(pb, sizeof pb, "%s/c", dir);
   cr_expect(!sp_file_exists(pb), "a refused run left %s", pb);
   sp_test_rm_rf(dir);

@@ -199,6 +199,10 @@ static int train_video(int argc, char **argv) {
     return 2;
   }
   int use_clip = mc.text_enc == SP_VUNET_TEXT_CLIP;
+  if (resuming && !use_clip && mc.clip_n) {  // the description came from the checkpoint
+    sp_log(SP_LOG_ERROR, "train: --text-enc words, but the run in %s was started with the clip text encoder", o.out);
+    return 2;
+  }
   if (clip && !use_clip) {
     sp_log(SP_LOG_ERROR, "train: --clip-file %s is for --text-enc clip (the %s model's text encoder is words)", clip,
            resuming ? "resumed" : "new");
