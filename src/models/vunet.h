@@ -13,8 +13,8 @@
  *                        convs have no temporal part; GroupNorm spans (C/G, F, H, W); attention
  *                        is spatial, per frame (its GroupNorm too).
  * Network (both layouts): time t -> sinusoid (width ch, cos first, AVDC) -> Linear(ch, tdim) ->
- * SiLU -> Linear(tdim, tdim), plus the text vector (mean of the word embeddings, then
- * Linear(text_dim, tdim)); SiLU of that sum feeds every ResBlock's Linear(tdim, C) (AVDC's
+ * SiLU -> Linear(tdim, tdim), plus the text vector (mean of the word embeddings, or of the
+ * cached CLIP tokens through text.clip (text_enc below), then Linear(text_dim, tdim)); SiLU of that sum feeds every ResBlock's Linear(tdim, C) (AVDC's
  * emb_layers = SiLU, Linear). in conv 3x3 -> ch*mult[0]; per level nres ResBlocks (+ attention
  * where the downsample factor >= attn_min_ds), then a stride-2 3x3 conv; middle ResBlock,
  * attention, ResBlock; decoder nres+1 ResBlocks per level on [h, skip] (+ attention), nearest
