@@ -1,11 +1,11 @@
 #!/usr/bin/python3
-"""twin_clip.py: PyTorch twin of src/models/clip.c (CLIP ViT-B/32's text tower and its BPE
+"""twin_clip.py: PyTorch twin of src/models/clip.c and clip_bpe.c (CLIP ViT-B/32's text tower and its BPE
 tokenizer), built from open_clip's own classes; it writes the fixtures of tests/test_models_clip.c.
 
 Needs torch, regex, ftfy and open_clip_torch (docs/clip.md says how to install them).
 
     python3 tools/twin_clip.py [outdir]      write the fixtures (default tests/fixtures/clip)
-    python3 tools/twin_clip.py --tables      print clip.c's Unicode tables (generated from the
+    python3 tools/twin_clip.py --tables      print clip_bpe.c's Unicode tables (generated from the
                                              regex module and Python's str.lower, and ftfy's maps)
     python3 tools/twin_clip.py --corpus DIR  write DIR/merges.txt (the full merges text) and
                                              DIR/corpus.safetensors (6000 strings and their open_clip
