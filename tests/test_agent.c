@@ -1,6 +1,7 @@
 /* test_agent.c: the agent layer: the table, oracle-policy and the SP agents end to end through
  * `sp eval`, and `sp generate` (tiny models trained for a few steps on datasets collected here). */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,24 @@ Test(agent_oracle, rgb_only_rollout_equals_the_dataset_frames, .timeout = 120) {
   for (size_t i = 0; i < px * 3; i++) lit += a.rgb[i] != 0;
   cr_expect(lit > 0, "the frames are black");
   cr_expect(sp_collect_config_check(&c, err) != 0 && strstr(err, "rgb_only"), "a dataset run refuses rgb_only");
+  /* the view's camera (what the SP agent's validator projects with) puts the tcp where the
+   * dataset records it, on the benchmark's cameras (fixed ones: a camera on the arm moves, and the
+   * env is left at the episode's end) */
+  const char *cams[3] = {"corner", "corner2", "corner3"};
+  for (int ci = 0; ci < 3; ci++) {
+    int cam = sp_camera_find(cams[ci]);
+    c.rgb_only = 0;
+    cr_assert_eq(sp_collect_episode(&c, e, r, NULL, 0, cam, 1000, -1, &a, &tr, err), 0, "%s", err);
+    sp_camera_matrix cm;
+    sp_collect_view_camera(e, cam, &c, &cm);
+    for (int k = 0; k < a.n; k += 5) {
+      double u, v;
+      cr_assert(sp_camera_project(&cm, a.ee_pos + 3 * k, &u, &v) > 0);
+      cr_expect(fabs(u - a.gripper_px[6 * k]) < 1e-3 && fabs(v - a.gripper_px[6 * k + 1]) < 1e-3,
+                "camera %d frame %d: (%.3f, %.3f) vs the dataset's (%.3f, %.3f)", cam, k, u, v, a.gripper_px[6 * k],
+                a.gripper_px[6 * k + 1]);
+    }
+  }
   sp_demo_free(&a);
   sp_demo_free(&b);
   sp_renderer_free(r);

@@ -1031,12 +1031,23 @@ int sp_collect_view_from_json(const char *data_json, int frame, const char *what
   return rc;
 }
 
+/* the field of view that renders the crop window of view v directly */
+static double view_fovy(const sp_env *e, int cam, const sp_collect_config *v) {
+  sp_crop c = sp_crop_lookup(e->em->task, cam, v->render_w, v->render_h, NULL, 0);
+  return sp_crop_fovy(e->em, cam, &c, v->render_h);
+}
+
+void sp_collect_view_camera(const sp_env *e, int cam, const sp_collect_config *v, sp_camera_matrix *cm) {
+  sp_camera_get(e, cam, v->size, v->size, cm);
+  double f = 0.5 * v->size / tan(0.5 * view_fovy(e, cam, v) * M_PI / 180.0);
+  cm->K[0] = cm->K[4] = f;
+}
+
 int sp_collect_render_view(struct sp_renderer *r, const sp_env *e, int cam, const sp_collect_config *v, uint8_t *rgb,
                            char *err) {
-  int task = e->em->task, cid = e->em->cam_id[cam];
-  sp_crop c = sp_crop_lookup(task, cam, v->render_w, v->render_h, NULL, 0);
+  int cid = e->em->cam_id[cam];
   double fovy = e->m->cam_fovy[cid];
-  e->m->cam_fovy[cid] = sp_crop_fovy(e->em, cam, &c, v->render_h);
+  e->m->cam_fovy[cid] = view_fovy(e, cam, v);
   int rc = sp_render(r, e, cam, v->size, v->size, rgb, NULL, NULL, err);
   e->m->cam_fovy[cid] = fovy;
   return rc;

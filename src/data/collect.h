@@ -20,6 +20,7 @@
 #include "data/dataset.h"
 #include "data/fine.h"
 #include "sim/env.h"
+#include "sim/render.h"
 
 #define SP_COLLECT_MAX_CROPS 64
 #define SP_EVAL_SEED_LAST 24   // evaluation seeds are 0..24 (AVDC); demonstrations never use them
@@ -122,6 +123,9 @@ int sp_collect_view_from_json(const char *data_json, int frame, const char *what
 struct sp_renderer;
 int sp_collect_render_view(struct sp_renderer *r, const sp_env *e, int cam, const sp_collect_config *v, uint8_t *rgb,
                            char *err);
+
+/* the pinhole camera of that view (the crop window rendered directly at v->size): pixel = K (R p + t) */
+void sp_collect_view_camera(const sp_env *e, int cam, const sp_collect_config *v, sp_camera_matrix *cm);
 
 /* roll out one episode into d (allocated for SP_MAX_PATH + 1 frames by the caller); exposed for
  * tests. rend may be NULL to skip images (they are left zero). attempt < 0: expert demonstration;
