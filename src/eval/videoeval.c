@@ -397,6 +397,28 @@ static int write_summary(const sp_videoeval_config *c, const char **labels, cons
   return rc;
 }
 
+/* ---- the ground truth ---- */
+
+/* the expert's rollout from the reset state of seed, physics only (demo gets everything but the
+ * images), then a replay of its actions that renders only the frames at the clip indices idx
+ * (F + 1 of them) into truth: the frames a rollout rendering every frame records */
+static int true_video(const sp_collect_config *view, sp_env *e, sp_renderer *rend, int cam, long seed, int F,
+                      sp_demo *demo, int *idx, uint8_t *truth, char *err) {
+  if (sp_collect_episode(view, e, NULL, NULL, 0, cam, seed, -1, demo, NULL, err)) return -1;
+  sp_clip_indices(NULL, demo->n, 0, F + 1, idx);
+  const size_t fb = (size_t)view->size * view->size * 3;
+  double obs[SP_OBS_DIM];
+  sp_env_reset(e, seed, obs);
+  int f = 0;
+  for (int k = 0; k < demo->n && f <= F; k++) {
+    for (; f <= F && idx[f] == k; f++)
+      if (sp_collect_render_view(rend, e, cam, view, truth + fb * f, err)) return -1;
+    if (f <= F) sp_env_step(e, demo->actions + (size_t)k * SP_ACT_DIM, obs);
+  }
+  return f == F + 1 ? 0 : sp_errf(err, "%s seed %ld: the replay ended before frame %d", sp_task_name(e->em->task), seed,
+                                  idx[f < F + 1 ? f : F]);
+}
+
 /* ---- the run ---- */
 
 static const char *base_name(const char *p) {
@@ -543,13 +565,10 @@ int sp_videoeval_run(const sp_videoeval_config *c, char *err) {
         if (ep->done) continue;
         const int cam = c->cams[ci];
         const long seed = c->seeds[k];
-        double t_render = 0;
-        if ((erc = sp_collect_episode(&view, e, rend, NULL, 0, cam, seed, -1, &demo, &t_render, err))) break;
         int idx[VE_MAX_F];
         float tpx[2 * VE_MAX_F];
-        sp_clip_indices(NULL, demo.n, 0, F + 1, idx);
+        if ((erc = true_video(&view, e, rend, cam, seed, F, &demo, idx, truth, err))) break;
         for (int f = 0; f <= F; f++) {
-          memcpy(truth + fb * f, demo.rgb + fb * idx[f], fb);
           tpx[2 * f] = demo.gripper_px[(size_t)SP_DATA_NGRIP * 2 * idx[f]];
           tpx[2 * f + 1] = demo.gripper_px[(size_t)SP_DATA_NGRIP * 2 * idx[f] + 1];
         }
