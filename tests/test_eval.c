@@ -287,3 +287,24 @@ Test(eval_trust, shards_merge_to_the_single_run, .timeout = 300) {
   cr_expect(strstr(err, "refusing") != NULL, "%s", err);
   free(a); free(b); free(ra); free(rb); free(ma); free(mb);
 }
+
+/* one run per output directory: a second sp eval on a directory another one is writing is refused
+ * (two runs would append every episode twice) */
+Test(eval_trust, a_second_run_on_a_busy_directory_is_refused, .timeout = 120) {
+  const char *spbin = getenv("SP_BIN") ? getenv("SP_BIN") : "build/sp";
+  if (!sp_file_exists(spbin)) cr_skip_test("%s not built", spbin);
+  char dir[256], cmd[2048];
+  snprintf(dir, sizeof dir, "/tmp/sp_test_evallock_%d", (int)getpid());
+  fresh_dir(dir);
+  snprintf(cmd, sizeof cmd,
+           "%s eval --agent expert --tasks all --cameras corner,corner2,corner3 --seeds 0-24 --jobs 1 --scenes builtin "
+           "--out %s > /dev/null 2>&1 & pid=$!; sleep 1; "
+           "%s eval --agent expert --tasks all --cameras corner,corner2,corner3 --seeds 0-24 --scenes builtin --resume "
+           "--out %s > %s.err 2>&1; rc=$?; kill $pid; wait $pid; test $rc = 1 && grep -q 'another sp eval is running' %s.err",
+           spbin, dir, spbin, dir, dir, dir);
+  int rc = system(cmd);
+  cr_expect(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "the second run was not refused (%s.err)", dir);
+  char e[300];
+  snprintf(e, sizeof e, "%s.err", dir);
+  unlink(e);
+}

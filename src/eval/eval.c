@@ -2,11 +2,13 @@
 #include "eval/eval.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "core/fileio.h"
@@ -496,6 +498,22 @@ static int check_records(const run_lists *rl, const sp_episode *eps, int n, cons
   return rc;
 }
 
+/* one run per output directory: an exclusive lock on DIR/.lock, held until the process exits or
+ * the run ends (two runs appending to one episodes.jsonl would write each episode twice) */
+static int lock_dir(const char *dir, char *err) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/.lock", dir);
+  int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return sp_errf(err, "cannot open %s: %s", p, strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB)) {
+    int e = errno;
+    close(fd);
+    return e == EWOULDBLOCK ? sp_errf(err, "another sp eval is running in %s (wait for it, or use another --out)", dir)
+                            : sp_errf(err, "cannot lock %s: %s", p, strerror(e));
+  }
+  return fd;
+}
+
 int sp_eval_run(const sp_eval_config *cfg, char *err) {
   if (sp_eval_config_check(cfg, err)) return -1;
   const sp_agent_api *ag = sp_agent_find(cfg->agent);
@@ -505,6 +523,8 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
     snprintf(g, sizeof g, "%s/gifs", cfg->out_dir);
     if (sp_mkdir_p(g, err)) return -1;
   }
+  int lock = lock_dir(cfg->out_dir, err);
+  if (lock < 0) return -1;
   run_state *rs = calloc(1, sizeof *rs);
   rs->cfg = cfg;
   rs->agent = ag;
@@ -639,6 +659,7 @@ out:
   free(rs->render_job);
   pthread_mutex_destroy(&rs->io_lock);
   free(rs);
+  close(lock);
   return rc;
 }
 
