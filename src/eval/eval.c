@@ -619,10 +619,10 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
   sp_agent_opts ao = {rs->ckpt, rs->pckpt, cfg->vlm};
   if (!(rs->agent_model = ag->load(&ao, err))) goto out;
   int nw = cfg->jobs < rs->njobs ? cfg->jobs : (rs->njobs ? rs->njobs : 1);
-  /* the workers share the cores: each network runs on cores / workers threads (two workers
-   * with two threads each would oversubscribe this machine and stall at every barrier) */
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  nn_init(ncpu > nw ? (int)(ncpu / nw) : 1);
+  /* networks run on one thread each inside a run, whatever --jobs: their float sums depend on
+   * the thread count (an imagined frame differed by one grey level between 1 and 2 threads), so
+   * records stay identical across --jobs, and parallelism comes from the workers */
+  nn_init(1);
   rs->render_started = calloc((size_t)cfg->jobs, sizeof(double));
   rs->render_job = calloc((size_t)cfg->jobs, sizeof(job));
   sp_progress_start(&rs->progress, "eval", rs->njobs);
