@@ -51,9 +51,9 @@ static char *records_of(const char *dir, const char *sub) {
 }
 
 /* DIR/ds.h5 (button-press, corner, 2 seeds of 24 steps at 32 px: the frame matcher's smallest
- * frame), DIR/pol (a tiny policy, 4 steps) and with video DIR/vid (a tiny plan-conditioned video
- * model, 3 steps); the log in DIR.log */
-static void tiny_models(const char *dir, int video) {
+ * frame), DIR/pol (a tiny policy, 4 steps) and with a video condition DIR/vid (a tiny video model
+ * of that variant, 3 steps; NULL: none); the log in DIR.log */
+static void tiny_models(const char *dir, const char *video) {
   char cmd[3072];
   sp_test_rm_rf(dir);
   int n = snprintf(cmd, sizeof cmd,
@@ -64,16 +64,16 @@ static void tiny_models(const char *dir, int video) {
                    dir, sp_test_bin(), dir, dir, sp_test_bin(), dir, dir, dir);
   if (video)
     snprintf(cmd + n, sizeof cmd - (size_t)n,
-             " && %s train video --data %s/ds.h5 --preset tiny --res 32 --cond plan --steps 3 --batch 2 "
+             " && %s train video --data %s/ds.h5 --preset tiny --res 32 --cond %s --steps 3 --batch 2 "
              "--val-every 0 --threads 1 --out %s/vid >> %s.log 2>&1",
-             sp_test_bin(), dir, dir, dir);
+             sp_test_bin(), dir, video, dir, dir);
   cr_assert_eq(sp_test_run(cmd), 0, "building the tiny models failed (%s.log)", dir);
 }
 
 Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 600) {
   char dir[256], cmd[2048];
   snprintf(dir, sizeof dir, "/tmp/sp_test_agent_%d", (int)getpid());
-  tiny_models(dir, 0);
+  tiny_models(dir, NULL);
   for (int j = 1; j <= 2; j++) {
     snprintf(cmd, sizeof cmd,
              "%s eval --agent oracle-policy --checkpoint %s/pol/model.safetensors --tasks button-press "
@@ -238,7 +238,7 @@ Test(agent_generate, seeded_outputs_and_clean_errors, .timeout = 300) {
 Test(agent_sp, variants_run_count_and_are_identical_across_jobs, .timeout = 900) {
   char dir[256], cmd[3072];
   snprintf(dir, sizeof dir, "/tmp/sp_test_agentsp_%d", (int)getpid());
-  tiny_models(dir, 1);
+  tiny_models(dir, "plan");
   const char *agents[3] = {"sp-nr", "sp", "sp-r"};
   for (int a = 0; a < 3; a++) {
     for (int j = a == 2 ? 1 : 2; j <= 2; j++) {  // sp-r with --jobs 1 and 2, the others with 2
@@ -285,7 +285,7 @@ Test(agent_sp, variants_run_count_and_are_identical_across_jobs, .timeout = 900)
 Test(agent_videoeval, scores_rows_resumes_and_refuses_eval_seeds, .timeout = 600) {
   char dir[256], cmd[8192];
   snprintf(dir, sizeof dir, "/tmp/sp_test_videoeval_%d", (int)getpid());
-  tiny_models(dir, 1);
+  tiny_models(dir, "plan");
   snprintf(cmd, sizeof cmd,
            "%s videoeval --ckpt %s/vid/model.safetensors,%s/vid/model.safetensors --labels a,b --data %s/ds.h5 "
            "--tasks button-press --cameras corner --seeds 0,1 --steps 4 --out %s/ve >> %s.log 2>&1",
@@ -333,7 +333,7 @@ Test(agent_videoeval, scores_rows_resumes_and_refuses_eval_seeds, .timeout = 600
 Test(agent_sp, a_dead_vlm_falls_back_and_is_counted, .timeout = 600) {
   char dir[256], cmd[4096];
   snprintf(dir, sizeof dir, "/tmp/sp_test_agentvlm_%d", (int)getpid());
-  tiny_models(dir, 1);
+  tiny_models(dir, "plan");
   snprintf(cmd, sizeof cmd,
            "%s eval --agent sp-r --checkpoint %s/vid/model.safetensors --policy-checkpoint %s/pol/model.safetensors "
            "--tasks button-press --cameras corner --seeds 0 --vlm --vlm-url http://127.0.0.1:9/v1 --vlm-model m "
@@ -375,5 +375,58 @@ Test(agent_sp, a_dead_vlm_falls_back_and_is_counted, .timeout = 600) {
            "--vlm --out %s/y > /dev/null 2>&1",
            sp_test_bin(), dir);
   cr_expect_eq(sp_test_run(cmd), 2, "--vlm without an endpoint is a command-line error");
+  sp_test_rm_rf(dir);
+}
+
+/* avdc and avdc-r on a tiny text-only video model: they run, count one video per plan and one
+ * plan per replan within the budget, and avdc-r's records do not depend on --jobs */
+Test(agent_avdc, variants_run_count_and_are_identical_across_jobs, .timeout = 900) {
+  char dir[256], cmd[3072];
+  snprintf(dir, sizeof dir, "/tmp/sp_test_agentavdc_%d", (int)getpid());
+  tiny_models(dir, "text");
+  const char *agents[2] = {"avdc", "avdc-r"};
+  for (int a = 0; a < 2; a++) {
+    for (int j = a == 1 ? 1 : 2; j <= 2; j++) {
+      snprintf(cmd, sizeof cmd,
+               "%s eval --agent %s --checkpoint %s/vid/model.safetensors --tasks button-press --cameras corner "
+               "--seeds 0,1 --jobs %d --out %s/%s_j%d >> %s.log 2>&1",
+               sp_test_bin(), agents[a], dir, j, dir, agents[a], j, dir);
+      cr_assert_eq(sp_test_run(cmd), 0, "sp eval --agent %s --jobs %d failed (%s.log)", agents[a], j, dir);
+    }
+    char *r1 = records_of(dir, a == 1 ? "avdc-r_j1" : "avdc_j2"), *r2 = records_of(dir, a == 1 ? "avdc-r_j2" : "avdc_j2");
+    cr_expect_str_eq(r1, r2, "%s: records differ between --jobs 1 and --jobs 2", agents[a]);
+    int n = 0;
+    for (const char *p = strstr(r1, "\"events\":"); p; p = strstr(p + 1, "\"events\":")) {
+      int ch, gm, gf, pl, vi, rj, rp;
+      cr_assert_eq(sscanf(p, "\"events\":{\"chunks\":%d,\"goals_matched\":%d,\"goals_forced\":%d,\"plans\":%d,"
+                             "\"videos\":%d,\"rejected\":%d,\"replans\":%d", &ch, &gm, &gf, &pl, &vi, &rj, &rp), 7,
+                   "%.160s", p);
+      cr_expect(pl == 1 + rp && vi == pl, "%s: plans %d videos %d replans %d", agents[a], pl, vi, rp);
+      cr_expect(a == 1 ? rp <= 5 : rp == 0, "%s: %d replans", agents[a], rp);
+      n++;
+    }
+    cr_expect_eq(n, 2, "%s: 2 records with events, saw %d", agents[a], n);
+    free(r1);
+    free(r2);
+  }
+  sp_test_rm_rf(dir);
+}
+
+/* the flow -> action pipeline alone: on the expert's own frames it presses the handle (both seeds
+ * succeed here; docs/baselines.md has every task) */
+Test(agent_avdc, oracle_frames_press_the_handle, .timeout = 300) {
+  char dir[256], cmd[1024];
+  snprintf(dir, sizeof dir, "/tmp/sp_test_agentavo_%d", (int)getpid());
+  sp_test_rm_rf(dir);
+  snprintf(cmd, sizeof cmd,
+           "%s eval --agent avdc-oracle --tasks handle-press --cameras corner --seeds 0,1 --jobs 2 --out %s > %s.log 2>&1",
+           sp_test_bin(), dir, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "sp eval --agent avdc-oracle failed (%s.log)", dir);
+  char *r = records(dir);
+  cr_assert(r);
+  int ok = 0;
+  for (const char *p = strstr(r, "\"success\":true"); p; p = strstr(p + 1, "\"success\":true")) ok++;
+  cr_expect_eq(ok, 2, "avdc-oracle pressed the handle in %d of 2 episodes", ok);
+  free(r);
   sp_test_rm_rf(dir);
 }

@@ -5,7 +5,8 @@
 #include "agent/agent.h"
 
 #define SP_CKPT_POLICY "policy-cpu.safetensors"  // the committed policy (docs/training.md)
-#define SP_CKPT_VIDEO "video-plan-cpu.safetensors"  // the committed video model (not trained yet)
+#define SP_CKPT_VIDEO "video-plan-cpu.safetensors"  // the committed video model (docs/training.md)
+#define SP_CKPT_VIDEO_TEXT "video-text-cpu.safetensors"  // the text-only one: AVDC's conditioning
 
 /* oracle-policy (oracle_policy.c) */
 void *sp_oracle_load(const sp_agent_opts *o, char *err);
@@ -30,5 +31,18 @@ int sp_sp_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *err)
 int sp_sp_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w, int h,
               double action[SP_ACT_DIM], sp_agent_timing *tm, char *err);
 void sp_sp_end(void *state, sp_agent_events *ev);
+
+/* avdc, avdc-r, avdc-oracle (avdc.c) */
+void *sp_avdc_load(const sp_agent_opts *o, char *err);
+void *sp_avdc_oracle_load(const sp_agent_opts *o, char *err);
+void sp_avdc_unload(void *model);
+void *sp_avdc_create(const void *model, char *err);
+void *sp_avdcr_create(const void *model, char *err);
+void sp_avdc_destroy(void *state);
+int sp_avdc_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *err);
+int sp_avdc_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w, int h,
+                double action[SP_ACT_DIM], sp_agent_timing *tm, char *err);
+void sp_avdc_end(void *state, sp_agent_events *ev);
+const uint8_t *sp_avdc_goal(void *state, int *side, const char **plan_text);
 
 #endif

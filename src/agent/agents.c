@@ -45,6 +45,14 @@ static const sp_agent_api g_agents[] = {
     {"sp-r", "Spatial Policy with execution replanning on stagnation (SP-R; Table 5's GR&ER)", SP_CKPT_VIDEO,
      SP_CKPT_POLICY, 0, sp_sp_load, sp_sp_unload, sp_spr_create, sp_sp_destroy, sp_sp_begin, sp_sp_act,
      sp_sp_end, 5, 1, sp_sp_goal},
+    {"avdc", "AVDC: the text-only video model, optical flow -> object motion -> scripted controller", SP_CKPT_VIDEO_TEXT,
+     NULL, 0, sp_avdc_load, sp_avdc_unload, sp_avdc_create, sp_avdc_destroy, sp_avdc_begin, sp_avdc_act, sp_avdc_end,
+     0, 0, sp_avdc_goal},
+    {"avdc-r", "AVDC-Replan: avdc with replanning when the hand stalls", SP_CKPT_VIDEO_TEXT, NULL, 0, sp_avdc_load,
+     sp_avdc_unload, sp_avdcr_create, sp_avdc_destroy, sp_avdc_begin, sp_avdc_act, sp_avdc_end, 5, 0, sp_avdc_goal},
+    {"avdc-oracle", "AVDC's flow -> action pipeline on the expert's own frames (no video model)", NULL, NULL, 0,
+     sp_avdc_oracle_load, sp_avdc_unload, sp_avdc_create, sp_avdc_destroy, sp_avdc_begin, sp_avdc_act, sp_avdc_end, 0,
+     0, sp_avdc_goal},
 };
 #define NAGENT (int)(sizeof g_agents / sizeof g_agents[0])
 

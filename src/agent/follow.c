@@ -72,7 +72,7 @@ sp_renderer *sp_follower_renderer(sp_follower *f, const sp_env_model *em, char *
 
 int sp_follower_view(sp_follower *f, const sp_env *e, int cam, char *err) {
   sp_renderer *r = sp_follower_renderer(f, e->em, err);
-  return r ? sp_collect_render_view(r, e, cam, &f->m->view, f->cur, err) : -1;
+  return r ? sp_collect_render_view(r, e, cam, &f->m->view, f->cur, NULL, NULL, err) : -1;
 }
 
 const uint8_t *sp_follower_goal(const sp_follower *f) {

@@ -106,7 +106,7 @@ int sp_generate_run(const sp_generate_cfg *c, char *err) {
   sp_env_reset(e, c->seed, obs);
   sp_env_tcp(e, tcp);
   if (!(rend = sp_renderer_create_q(em, R, R, view.shadow_size, view.msaa, err))) goto out;
-  if (sp_collect_render_view(rend, e, c->cam, &view, frames, err)) goto out;
+  if (sp_collect_render_view(rend, e, c->cam, &view, frames, NULL, NULL, err)) goto out;
   mask_frame(frames, R, c->mask, sp_seed_derive(sp_task_name(c->task), sp_camera_name(c->cam), c->seed, "mask"));
   sp_plan plan;
   if (load_plan(c, obs, tcp, &plan, err)) goto out;

@@ -1044,11 +1044,11 @@ void sp_collect_view_camera(const sp_env *e, int cam, const sp_collect_config *v
 }
 
 int sp_collect_render_view(struct sp_renderer *r, const sp_env *e, int cam, const sp_collect_config *v, uint8_t *rgb,
-                           char *err) {
+                           float *depth, int32_t *seg, char *err) {
   int cid = e->em->cam_id[cam];
   double fovy = e->m->cam_fovy[cid];
   e->m->cam_fovy[cid] = view_fovy(e, cam, v);
-  int rc = sp_render(r, e, cam, v->size, v->size, rgb, NULL, NULL, err);
+  int rc = sp_render(r, e, cam, v->size, v->size, rgb, depth, seg, err);
   e->m->cam_fovy[cid] = fovy;
   return rc;
 }

@@ -119,10 +119,11 @@ int sp_collect_run(const sp_collect_config *cfg, sp_collect_stats *st, char *err
  * frame size differs. */
 int sp_collect_view_from_json(const char *data_json, int frame, const char *what, sp_collect_config *v, char *err);
 /* render e's camera as a dataset of config v records it: the crop window at v->size (the
- * camera's field narrowed for the call and restored; RGB only) */
+ * camera's field narrowed for the call and restored); any of rgb, depth, seg may be NULL (as
+ * sp_render) */
 struct sp_renderer;
 int sp_collect_render_view(struct sp_renderer *r, const sp_env *e, int cam, const sp_collect_config *v, uint8_t *rgb,
-                           char *err);
+                           float *depth, int32_t *seg, char *err);
 
 /* the pinhole camera of that view (the crop window rendered directly at v->size): pixel = K (R p + t) */
 void sp_collect_view_camera(const sp_env *e, int cam, const sp_collect_config *v, sp_camera_matrix *cm);

@@ -412,7 +412,7 @@ static int true_video(const sp_collect_config *view, sp_env *e, sp_renderer *ren
   int f = 0;
   for (int k = 0; k < demo->n && f <= F; k++) {
     for (; f <= F && idx[f] == k; f++)
-      if (sp_collect_render_view(rend, e, cam, view, truth + fb * f, err)) return -1;
+      if (sp_collect_render_view(rend, e, cam, view, truth + fb * f, NULL, NULL, err)) return -1;
     if (f <= F) sp_env_step(e, demo->actions + (size_t)k * SP_ACT_DIM, obs);
   }
   return f == F + 1 ? 0 : sp_errf(err, "%s seed %ld: the replay ended before frame %d", sp_task_name(e->em->task), seed,
