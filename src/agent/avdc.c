@@ -20,13 +20,17 @@
  * The flow is the project's Farneback (AVDC: GMFlow, whose weights cannot be had here) between the
  * video's frames upsampled (bilinear) from the model's side to AVDC_PLAN_SIDE, the 128-pixel crop
  * of AVDC's 320 x 240 render at its own resolution, where the mask and depth are rendered too.
- * Sampling: DDIM (AVDC_DDIM_STEPS) without guidance (AVDC: 100 DDPM steps, no guidance).
+ * Sampling: DDIM (AVDC_DDIM_STEPS) without guidance (AVDC: 100 DDPM steps, no guidance). Any
+ * video checkpoint serves: a plan-conditioned one gets the rule plan of the current state, as the
+ * SP agents make it, so `--checkpoint` with SP's video model gives the paper's Table 3 row "SP's
+ * video, AVDC's flow controller".
  *
  * avdc-oracle (the pipeline alone): the "video" is the scripted expert's own rollout from the
  * episode's initial state, rendered as the video model's frames and sampled as AVDC samples its
  * training clips (8 frames evenly spaced over the episode, the last included); no replanning.
  * docs/baselines.md. */
 #include <math.h>
+#include <mujoco/mujoco.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +44,7 @@
 #include "data/dataset.h"
 #include "match/match.h"
 #include "models/model.h"
+#include "plan/plan.h"
 #include "sim/render.h"
 
 #define AVDC_PLAN_SIDE 128
@@ -225,6 +230,12 @@ static void upsample(const uint8_t *src, int R, uint8_t *dst, int P) {
   }
 }
 
+/* AVDC's masks (its name2maskid.json lists Meta-World geom ids): the datasets' mask bodies
+ * (sp_mask_geoms), except where AVDC masks one part of them: the door's handle for door-open
+ * (Meta-World's geom "handle"; the built-in scene's "handle_rose", "handle_stem", "handle_lever"
+ * and the hidden "handle" sphere), the hammer's handle */
+static const char *g_mask_geom[SP_NTASK] = {[SP_TASK_DOOR_OPEN] = "handle", [SP_TASK_HAMMER] = "HammerHandle"};
+
 /* the renderers and mask geoms of a scene, made on first use */
 static int scene(avdc *a, const sp_env_model *em, char *err) {
   const int t = em->task;
@@ -234,7 +245,16 @@ static int scene(avdc *a, const sp_env_model *em, char *err) {
   if (!a->prend[t] &&
       !(a->prend[t] = sp_renderer_create_q(em, AVDC_PLAN_SIDE, AVDC_PLAN_SIDE, v->shadow_size, v->msaa, err)))
     return -1;
-  if (!a->nmask[t] && (a->nmask[t] = sp_mask_geoms(em, a->mask_ids[t], AVDC_MAX_MASK, err)) < 0) {
+  if (a->nmask[t]) return 0;
+  if (g_mask_geom[t]) {  // the geom NAME, and NAME_* (the built-in scenes' parts of it)
+    const char *want = g_mask_geom[t];
+    const size_t len = strlen(want);
+    for (int g = 0; g < em->m0->ngeom && a->nmask[t] < AVDC_MAX_MASK; g++) {
+      const char *nm = mj_id2name(em->m0, mjOBJ_GEOM, g);
+      if (nm && !strncmp(nm, want, len) && (!nm[len] || nm[len] == '_')) a->mask_ids[t][a->nmask[t]++] = g;
+    }
+    if (!a->nmask[t]) return sp_errf(err, "%s: no geom '%s' in the scene (AVDC's mask)", sp_task_name(t), want);
+  } else if ((a->nmask[t] = sp_mask_geoms(em, a->mask_ids[t], AVDC_MAX_MASK, err)) < 0) {
     a->nmask[t] = 0;
     return -1;
   }
@@ -280,9 +300,12 @@ static int video(avdc *a, const sp_env *e, const double obs[SP_OBS_DIM], char *e
     double tcp[3];
     sp_env_tcp(e, tcp);
     uint32_t s = a->seed ^ (0x85EBCA6Bu * (uint32_t)(a->ev.videos + 1));
-    sp_plan none;  // AVDC's model reads the text alone
-    memset(&none, 0, sizeof none);
-    sp_imagine(&a->im, &a->m->vm, e->em->task, &none, tcp, obs, AVDC_DDIM_STEPS, 0.f, s, a->frames);
+    sp_plan plan;  // AVDC's model reads the text alone; a plan-conditioned one gets the rule plan
+    memset(&plan, 0, sizeof plan);
+    if (a->m->vm.m.cfg.cond != SP_VCOND_TEXT &&
+        sp_plan_rule(e->em->task, tcp, obs + SP_OBS_OBJ, obs + SP_OBS_GOAL, NULL, &plan, err))
+      return -1;
+    sp_imagine(&a->im, &a->m->vm, e->em->task, &plan, tcp, obs, AVDC_DDIM_STEPS, 0.f, s, a->frames);
   }
   a->ev.videos++;
   return 0;
