@@ -430,3 +430,77 @@ Test(agent_avdc, oracle_frames_press_the_handle, .timeout = 300) {
   free(r);
   sp_test_rm_rf(dir);
 }
+
+/* sp collect --agent: the expert as an agent records the very episodes the scripted expert's
+ * collection does (frames and actions), and an agent's rollout is the one sp eval runs for the
+ * same (task, camera, seed) */
+Test(agent_collect, an_agent_records_what_eval_runs, .timeout = 600) {
+  char dir[256], cmd[3072], err[512] = "";
+  snprintf(dir, sizeof dir, "/tmp/sp_test_agentcol_%d", (int)getpid());
+  sp_test_rm_rf(dir);
+  const char *common = "--tasks handle-press --cameras corner,corner2 --seeds 1000-1001 --demos 0 --size 32 "
+                       "--shadow-size 256 --checkpoint 0 --jobs 2";
+  snprintf(cmd, sizeof cmd,
+           "mkdir -p %s && %s collect %s --out %s/expert.h5 > %s.log 2>&1 && "
+           "%s collect %s --agent expert --out %s/agent.h5 >> %s.log 2>&1 && "
+           "%s collect %s --agent avdc-oracle --keep-failures --out %s/avdc.h5 >> %s.log 2>&1 && "
+           "%s eval --agent avdc-oracle --tasks handle-press --cameras corner,corner2 --seeds 1000-1001 --jobs 2 "
+           "--out %s/eval >> %s.log 2>&1",
+           dir, sp_test_bin(), common, dir, dir, sp_test_bin(), common, dir, dir, sp_test_bin(), common, dir, dir,
+           sp_test_bin(), dir, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "collect/eval failed (%s.log)", dir);
+  char pa[300], pb[300], pc[300];
+  snprintf(pa, sizeof pa, "%s/expert.h5", dir);
+  snprintf(pb, sizeof pb, "%s/agent.h5", dir);
+  snprintf(pc, sizeof pc, "%s/avdc.h5", dir);
+  sp_dataset *a = sp_dataset_open(pa, err), *b = sp_dataset_open(pb, err), *c = sp_dataset_open(pc, err);
+  cr_assert(a && b && c, "%s", err);
+  cr_assert_eq(sp_dataset_count(a), 4);
+  cr_assert_eq(sp_dataset_count(b), 4);
+  for (int i = 0; i < 4; i++) {
+    sp_demo x, y;
+    cr_assert_eq(sp_dataset_load(a, i, &x, err), 0, "%s", err);
+    const sp_dataset_ep *ex = sp_dataset_episode(a, i);
+    int j = sp_dataset_find(b, ex->task, ex->cam, strrchr(ex->path, '/') + 1);
+    cr_assert(j >= 0, "%s missing from the --agent expert dataset", ex->path);
+    cr_assert_eq(sp_dataset_load(b, j, &y, err), 0, "%s", err);
+    cr_expect_eq(x.n, y.n, "%s: %d against %d frames", ex->path, x.n, y.n);
+    size_t fb = (size_t)x.size * x.size * 3 * (size_t)x.n;
+    cr_expect(x.n == y.n && !memcmp(x.rgb, y.rgb, fb), "%s: frames differ", ex->path);
+    cr_expect(x.n == y.n && !memcmp(x.actions, y.actions, sizeof(double) * SP_ACT_DIM * (size_t)(x.n - 1)),
+              "%s: actions differ", ex->path);
+    cr_expect(x.n == y.n && !memcmp(x.expert, y.expert, (size_t)(x.n - 1)), "%s: the expert flags differ", ex->path);
+    sp_demo_free(&x);
+    sp_demo_free(&y);
+  }
+  /* avdc-oracle: every episode kept (--keep-failures), each as long as sp eval's and with its outcome */
+  cr_assert_eq(sp_dataset_count(c), 4);
+  char *r = records_of(dir, "eval");
+  cr_assert(r);
+  for (int i = 0; i < 4; i++) {
+    const sp_dataset_ep *ep = sp_dataset_episode(c, i);
+    char key[200];
+    snprintf(key, sizeof key, "\"task\":\"handle-press\",\"camera\":\"%s\",\"seed\":%ld,", sp_camera_name(ep->cam),
+             ep->seed);
+    const char *p = strstr(r, key);
+    cr_assert(p, "no eval record for %s", key);
+    int steps = -1, ok = strstr(p, "\"success\":true") == strstr(p, "\"success\":");
+    const char *q = strstr(p, "\"steps\":");
+    cr_assert(q && sscanf(q, "\"steps\":%d", &steps) == 1);
+    cr_expect_eq(ep->n - 1, steps, "%s: %d steps recorded, eval ran %d", ep->path, ep->n - 1, steps);
+    cr_expect_eq(ep->success, ok, "%s: success %d, eval %d", ep->path, ep->success, ok);
+    for (int k = 0; k < ep->n - 1; k++) cr_expect(!ep->expert[k], "%s: an agent's action flagged as the expert's", ep->path);
+  }
+  free(r);
+  sp_dataset_close(a);
+  sp_dataset_close(b);
+  sp_dataset_close(c);
+  /* bad combinations are refused before anything is written */
+  snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 --agent avdc-oracle "
+           "--out %s/x.h5 2>&1 | grep -q 'give --demos 0'", sp_test_bin(), dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "--agent without --demos 0 was not refused");
+  snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 --demos 0 --agent nope "
+           "--out %s/x.h5 2>&1 | grep -q \"unknown agent 'nope'\"", sp_test_bin(), dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "an unknown agent was not refused");
+  sp_test_rm_rf(dir);
+}

@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "data/collect.h"
 #include "plan/vlm.h"
 #include "sim/env.h"
 
@@ -66,6 +67,22 @@ typedef struct {
 
 const sp_agent_api *sp_agent_find(const char *name);  // NULL if unknown
 const char *sp_agent_names(void);                     // "expert, oracle-policy" for messages
+
+/* the checkpoints ag loads: ckpt and pckpt when given, else its committed defaults (their paths
+ * written to buf and pbuf, cap bytes each); a policy checkpoint for an agent that takes none is
+ * refused. *ckpt_out / *pckpt_out are NULL for an agent without one. 0 or -1 with err. */
+int sp_agent_checkpoints(const sp_agent_api *ag, const char *ckpt, const char *pckpt, char *buf, char *pbuf,
+                         size_t cap, const char **ckpt_out, const char **pckpt_out, char *err);
+
+/* the seed an agent's episode (task, camera, env seed) gets in `begin`: the same in sp eval and
+ * sp collect --agent, so both record the same rollout */
+uint32_t sp_agent_seed(int task, int cam, long seed);
+
+/* an agent as the policy `sp collect --agent` records (data/collect.h): loads its model (opts as
+ * for `load`); agents that read the harness's camera frame are refused. 0 or -1 with err;
+ * sp_agent_collect_policy_free releases it. */
+int sp_agent_collect_policy(const sp_agent_api *ag, const sp_agent_opts *o, sp_collect_policy *out, char *err);
+void sp_agent_collect_policy_free(sp_collect_policy *p);
 
 /* the file of a committed checkpoint: checkpoints/NAME under the working directory, else under
  * the directory above the sp binary's (build/sp -> checkpoints/). 0 with path set, or -1 with err

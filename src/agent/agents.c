@@ -1,11 +1,14 @@
 /* agents.c: the table of agents, the scripted expert, and where committed checkpoints live. */
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "agent/agent_internal.h"
 #include "core/log.h"
+#include "core/rng.h"
+#include "nn/nn.h"
 
 /* the scripted expert: reads the state observation only */
 static int g_expert;  // the expert has no state: a non-NULL handle
@@ -68,6 +71,97 @@ const char *sp_agent_names(void) {
     for (int i = 0; i < NAGENT; i++)
       snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", i ? ", " : "", g_agents[i].name);
   return buf;
+}
+
+int sp_agent_checkpoints(const sp_agent_api *ag, const char *ckpt, const char *pckpt, char *buf, char *pbuf,
+                         size_t cap, const char **ckpt_out, const char **pckpt_out, char *err) {
+  if (pckpt && !ag->default_policy_ckpt)
+    return sp_errf(err, "--policy-checkpoint: agent '%s' takes no policy checkpoint", ag->name);
+  if (!ckpt && ag->default_ckpt) {
+    if (sp_checkpoint_default(ag->default_ckpt, buf, cap, err)) return -1;
+    ckpt = buf;
+  }
+  if (!pckpt && ag->default_policy_ckpt) {
+    if (sp_checkpoint_default(ag->default_policy_ckpt, pbuf, cap, err)) return -1;
+    pckpt = pbuf;
+  }
+  *ckpt_out = ckpt;
+  *pckpt_out = pckpt;
+  return 0;
+}
+
+uint32_t sp_agent_seed(int task, int cam, long seed) {
+  return sp_seed_derive(sp_task_name(task), sp_camera_name(cam), seed, "agent");
+}
+
+/* ---- sp collect --agent ---- */
+
+typedef struct {
+  const sp_agent_api *ag;
+  void *model;
+} collect_ctx;
+
+typedef struct {
+  const sp_agent_api *ag;
+  void *state;
+} collect_state;
+
+static void *collect_create(void *ctx, char *err) {
+  const collect_ctx *c = ctx;
+  collect_state *s = calloc(1, sizeof *s);
+  if (!s) { sp_errf(err, "out of memory"); return NULL; }
+  s->ag = c->ag;
+  if (!(s->state = c->ag->create(c->model, err))) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+static void collect_destroy(void *state) {
+  collect_state *s = state;
+  if (!s) return;
+  s->ag->destroy(s->state);
+  free(s);
+}
+
+static int collect_begin(void *state, const sp_env *e, int cam, long seed, char *err) {
+  collect_state *s = state;
+  return s->ag->begin(s->state, e, cam, sp_agent_seed(e->em->task, cam, seed), err);
+}
+
+static int collect_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], double action[SP_ACT_DIM],
+                       char *err) {
+  collect_state *s = state;
+  sp_agent_timing tm = {0};
+  return s->ag->act(s->state, e, obs, NULL, 0, 0, action, &tm, err);
+}
+
+int sp_agent_collect_policy(const sp_agent_api *ag, const sp_agent_opts *o, sp_collect_policy *out, char *err) {
+  memset(out, 0, sizeof *out);
+  if (ag->needs_rgb) return sp_errf(err, "agent '%s' reads the camera frame, which sp collect does not render", ag->name);
+  collect_ctx *c = calloc(1, sizeof *c);
+  if (!c) return sp_errf(err, "out of memory");
+  c->ag = ag;
+  if (!(c->model = ag->load(o, err))) {
+    free(c);
+    return -1;
+  }
+  /* networks on one thread each, as in sp eval: records then do not depend on --jobs and equal
+   * sp eval's */
+  nn_init(1);
+  *out = (sp_collect_policy){ag->name, !strcmp(ag->name, "expert"), c, collect_create, collect_destroy,
+                             collect_begin, collect_act};
+  return 0;
+}
+
+void sp_agent_collect_policy_free(sp_collect_policy *p) {
+  collect_ctx *c = p->ctx;
+  if (c) {
+    c->ag->unload(c->model);
+    free(c);
+  }
+  memset(p, 0, sizeof *p);
 }
 
 int sp_checkpoint_default(const char *name, char *path, size_t cap, char *err) {

@@ -1,4 +1,5 @@
-/* cmd_collect.c: sp collect: expert demonstrations into an HDF5 dataset (docs/dataset.md). */
+/* cmd_collect.c: sp collect: expert demonstrations (or an agent's rollouts, --agent) into an HDF5
+ * dataset (docs/dataset.md). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/scene_args.h"
+#include "agent/agent.h"
 #include "core/log.h"
 #include "data/collect.h"
 #include "eval/eval.h"
@@ -28,6 +30,10 @@ int sp_cmd_collect(int argc, char **argv) {
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   cfg.jobs = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
   const char *scenes = NULL, *assets = NULL, *crops = NULL;
+  const char *agent = NULL, *agent_ckpt = NULL, *policy_ckpt = NULL;
+  char agent_help[320];
+  snprintf(agent_help, sizeof agent_help, "record this agent's rollouts instead of the scripted expert's: %s "
+           "(with --demos 0; successes kept unless --keep-failures)", sp_agent_names());
   sp_arg rows[] = {
       {"tasks", SP_ARG_STR, &tasks, "all or a comma list of task names"},
       {"cameras", SP_ARG_STR, &cameras, "comma list of cameras"},
@@ -53,6 +59,9 @@ int sp_cmd_collect(int argc, char **argv) {
       {"max-steps", SP_ARG_INT, &cfg.max_steps, "cap on env steps per episode (0: AVDC's 500-frame rule)"},
       {"keep-failures", SP_ARG_FLAG, &cfg.keep_failures, "keep expert episodes that failed (success 0)"},
       {"allow-eval-seeds", SP_ARG_FLAG, &cfg.allow_eval_seeds, "permit seeds 0-24 (contaminates evaluation)"},
+      {"agent", SP_ARG_STR, &agent, agent_help},
+      {"agent-checkpoint", SP_ARG_STR, &agent_ckpt, "--agent: its checkpoint (default: its committed one)"},
+      {"policy-checkpoint", SP_ARG_STR, &policy_ckpt, "--agent sp*: the policy's checkpoint (default: the committed one)"},
       {"fine-interval", SP_ARG_INT, &cfg.fine.interval, "fine sampling: coarse interval (frames)"},
       {"fine-rate", SP_ARG_INT, &cfg.fine.rate, "fine sampling: fine phases this many times denser"},
       {"distance-threshold", SP_ARG_DOUBLE, &cfg.fine.distance_threshold, "fine sampling: close when distance <= this (m)"},
@@ -83,10 +92,37 @@ int sp_cmd_collect(int argc, char **argv) {
   cfg.seeds = sv;
   if (sp_cli_scene_source("collect", scenes, &assets, &cfg.source)) { free(sv); return 2; }
   cfg.assets = assets;
+  const sp_agent_api *ag = NULL;
+  sp_collect_policy pol;
+  memset(&pol, 0, sizeof pol);
+  if (agent) {
+    if (!(ag = sp_agent_find(agent))) {
+      sp_log(SP_LOG_ERROR, "collect: unknown agent '%s' (known: %s)", agent, sp_agent_names());
+      free(sv);
+      return 2;
+    }
+    pol.name = ag->name;  // for the check below; the agent is loaded after it
+    cfg.policy = &pol;
+  } else if (agent_ckpt || policy_ckpt) {
+    sp_log(SP_LOG_ERROR, "collect: --agent-checkpoint and --policy-checkpoint go with --agent");
+    free(sv);
+    return 2;
+  }
   if (sp_collect_config_check(&cfg, err)) {
     sp_log(SP_LOG_ERROR, "collect: %s", err);
     free(sv);
     return 2;
+  }
+  if (ag) {
+    static char buf[4096], pbuf[4096];
+    const char *ck, *pck;
+    sp_agent_opts ao = {0};
+    if (sp_agent_checkpoints(ag, agent_ckpt, policy_ckpt, buf, pbuf, sizeof buf, &ck, &pck, err) ||
+        (ao.checkpoint = ck, ao.policy_checkpoint = pck, sp_agent_collect_policy(ag, &ao, &pol, err))) {
+      sp_log(SP_LOG_ERROR, "collect: --agent %s: %s", ag->name, err);
+      free(sv);
+      return 2;
+    }
   }
   cfg.stop = &g_stop;
   signal(SIGINT, on_signal);
@@ -96,6 +132,7 @@ int sp_cmd_collect(int argc, char **argv) {
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   free(sv);
+  if (ag) sp_agent_collect_policy_free(&pol);
   struct stat sb;
   double mb = stat(cfg.out, &sb) == 0 ? sb.st_size / 1048576.0 : 0;
   if (st.frames || st.skipped_resume || !rc)

@@ -160,6 +160,16 @@ static int record_frame(const sp_collect_config *cfg, sp_env *e, sp_renderer *re
 int sp_collect_episode(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *rend,
                        const int *mask_geoms, int nmask, int cam, long seed, int attempt,
                        sp_demo *d, double *t_render, char *err) {
+  sp_collect_config c = *cfg;
+  c.policy = NULL;
+  return sp_collect_episode_by(&c, e, rend, mask_geoms, nmask, cam, seed, attempt, NULL, d, t_render, err);
+}
+
+int sp_collect_episode_by(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *rend,
+                          const int *mask_geoms, int nmask, int cam, long seed, int attempt, void *pstate,
+                          sp_demo *d, double *t_render, char *err) {
+  const sp_collect_policy *pol = cfg->policy;
+  if (pol && attempt >= 0) return sp_errf(err, "recovery episodes are the expert's");
   const int task = e->em->task, sz = cfg->size;
   if (d->cap < MAX_FRAMES || d->size != sz) return sp_errf(err, "episode buffer too small");
   sp_crop crop = sp_crop_lookup(task, cam, cfg->render_w, cfg->render_h, cfg->crops, cfg->ncrop);
@@ -228,6 +238,7 @@ int sp_collect_episode(const sp_collect_config *cfg, sp_env *e, struct sp_render
     }
   }
 
+  if (pol && pol->begin(pstate, e, cam, seed, err)) return -1;
   double t_r = 0;
   if (record_frame(cfg, e, rend, mask_geoms, nmask, cam, &crop, obs, sp_env_evaluate(e, obs), d, 0,
                    &t_r, err))
@@ -246,6 +257,9 @@ int sp_collect_episode(const sp_collect_config *cfg, sp_env *e, struct sp_render
     if (attempt >= 0 && !displace && steps >= p_start && steps < p_start + p_len) {
       for (int j = 0; j < SP_ACT_DIM; j++) act[j] = sp_mt_uniform(&rng, -1, 1);
       expert = 0;
+    } else if (pol) {
+      if (pol->act(pstate, e, obs, act, err)) return -1;
+      expert = pol->expert;
     } else {
       sp_expert_act(task, obs, act);
     }
@@ -385,6 +399,7 @@ typedef struct {
   sp_renderer *rend;
   int rend_task;
   sp_demo d;
+  void *pstate;  // cfg->policy's state
 } worker;
 
 static int worker_env(run_state *rs, worker *w, int task, char *err) {
@@ -413,17 +428,18 @@ static int episode_two_pass(run_state *rs, worker *w, const job *jb, long seed, 
   sp_env *e = w->env[jb->task];
   double tr = 0, t0 = sp_time_now();
   int n0 = jb->frames, ok0 = 1;
-  if (!jb->known_ok) {
+  const int dry = !jb->known_ok && !cfg->policy;  // a policy's episode is rolled out once
+  if (dry) {
     if (sp_collect_episode(cfg, e, NULL, NULL, 0, jb->cam, seed, attempt, &w->d, NULL, err)) return -1;
     n0 = w->d.n;
     ok0 = w->d.ep_success;
   }
   *kept = ok0 || keep_failures;
   if (*kept) {
-    if (sp_collect_episode(cfg, e, w->rend, rs->mask[jb->task], rs->nmask[jb->task], jb->cam, seed,
-                           attempt, &w->d, &tr, err))
+    if (sp_collect_episode_by(cfg, e, w->rend, rs->mask[jb->task], rs->nmask[jb->task], jb->cam, seed,
+                              attempt, w->pstate, &w->d, &tr, err))
       return -1;
-    if (w->d.n != n0 || (w->d.ep_success != ok0 && !keep_failures))
+    if (dry && (w->d.n != n0 || (w->d.ep_success != ok0 && !keep_failures)))
       sp_log(SP_LOG_WARN, "collect: %s %s seed %ld: the rendered replay differs from the dry run "
              "(%d vs %d frames); keeping the rendered one", sp_task_name(jb->task),
              sp_camera_name(jb->cam), seed, w->d.n, n0);
@@ -449,8 +465,9 @@ static int run_demo(run_state *rs, worker *w, const job *jb, int *kept, char *er
   if (worker_env(rs, w, jb->task, err)) return -1;
   if (episode_two_pass(rs, w, jb, jb->seed, -1, cfg->keep_failures, kept, err)) return -1;
   if (!*kept) {
-    sp_log(SP_LOG_WARN, "collect: expert failed on %s %s seed %ld (%d frames); not kept",
-           sp_task_name(jb->task), sp_camera_name(jb->cam), jb->seed, w->d.n);
+    sp_log(SP_LOG_WARN, "collect: %s failed on %s %s seed %ld (%d frames); not kept",
+           cfg->policy ? cfg->policy->name : "expert", sp_task_name(jb->task), sp_camera_name(jb->cam), jb->seed,
+           w->d.n);
     write_failed_marker(rs, jb->task, jb->cam, nm);
     pthread_mutex_lock(&rs->lock);
     rs->st.episodes_failed++;
@@ -504,8 +521,10 @@ static void *worker_main(void *p) {
   worker w;
   memset(&w, 0, sizeof w);
   w.rend_task = -1;
-  if (sp_demo_alloc(&w.d, MAX_FRAMES, rs->cfg->size, err)) {
+  const sp_collect_policy *pol = rs->cfg->policy;
+  if (sp_demo_alloc(&w.d, MAX_FRAMES, rs->cfg->size, err) || (pol && !(w.pstate = pol->create(pol->ctx, err)))) {
     fail_run(rs, err);
+    sp_demo_free(&w.d);
     atomic_fetch_sub(&rs->workers_left, 1);
     return NULL;
   }
@@ -529,6 +548,7 @@ static void *worker_main(void *p) {
   sp_renderer_free(w.rend);
   for (int t = 0; t < SP_NTASK; t++) sp_env_free(w.env[t]);
   sp_demo_free(&w.d);
+  if (pol) pol->destroy(w.pstate);
   scratch_free();
   atomic_fetch_sub(&rs->workers_left, 1);
   return NULL;
@@ -574,6 +594,17 @@ static long plan_jobs(run_state *rs, char *err) {
       }
       if (nfail) continue;  // recorded by an earlier run
       int n = 0;
+      if (ndone < cfg->ncam && cfg->policy) {  // no dry run: the outcome depends on the camera
+        n = SP_MAX_PATH / 2;  // a guess for the progress bar and the order
+        sum += n;
+        nsum++;
+        for (int c = 0; c < cfg->ncam; c++) {
+          if (is_done(rs, t, cfg->cams[c], nm)) { rs->st.skipped_resume++; continue; }
+          rs->jobs[rs->njobs++] = (job){t, cfg->cams[c], seed, 0, n, 0, 0};
+          todo += n;
+        }
+        continue;
+      }
       if (ndone < cfg->ncam) {
         double t0 = sp_time_now();
         int rc = sp_collect_episode(&dcfg, e, NULL, NULL, 0, cfg->cams[0], seed, -1, &dry, NULL, err);
@@ -649,6 +680,7 @@ static char *config_json(const sp_collect_config *cfg, sp_env_model **models) {
     cJSON_AddItemToArray(cr, cJSON_CreateString(b));
   }
   cJSON *r = cJSON_AddObjectToObject(o, "run");  // informative
+  cJSON_AddStringToObject(r, "policy", cfg->policy ? cfg->policy->name : "expert");
   cJSON *t = cJSON_AddArrayToObject(r, "tasks");
   for (int i = 0; i < cfg->ntask; i++) cJSON_AddItemToArray(t, cJSON_CreateString(sp_task_name(cfg->tasks[i])));
   cJSON *cm = cJSON_AddArrayToObject(r, "cameras");
@@ -868,6 +900,9 @@ int sp_collect_config_check(const sp_collect_config *cfg, char *err) {
   if (cfg->jobs < 1 || cfg->jobs > 64) return sp_errf(err, "--jobs %d outside 1..64", cfg->jobs);
   if (cfg->deflate < 0 || cfg->deflate > 9) return sp_errf(err, "--deflate %d outside 0..9", cfg->deflate);
   if (cfg->demos < 0) return sp_errf(err, "--demos %d must be >= 0", cfg->demos);
+  if (cfg->policy && (cfg->demos || cfg->recovery))
+    return sp_errf(err, "--agent %s: every seed is rolled out once per camera; give --demos 0 and no --recovery",
+                   cfg->policy->name);
   if (cfg->recovery < 0 || cfg->recovery > 10000) return sp_errf(err, "--recovery %d outside 0..10000", cfg->recovery);
   if (cfg->recovery_tries < 1 || cfg->recovery_tries > 1000)
     return sp_errf(err, "--recovery-tries %d outside 1..1000", cfg->recovery_tries);

@@ -59,6 +59,20 @@ void sp_crop_intrinsics(const double K[9], const sp_crop *c, int sz, double out[
 /* the bodies whose geoms (their subtrees, groups 0-2) make up a task's mask, e.g. "door_link" */
 const char *sp_mask_bodies(int task);
 
+/* a policy other than the scripted expert, whose rollouts `sp collect --agent` records (the agent
+ * layer makes one from an agent: agent/agent.h). One state per worker, made by `create`; `begin`
+ * after each reset, `act` per step. Its actions are flagged as the expert's only when `expert` is
+ * set (policy training reads those alone). */
+typedef struct {
+  const char *name;
+  int expert;
+  void *ctx;
+  void *(*create)(void *ctx, char *err);
+  void (*destroy)(void *state);
+  int (*begin)(void *state, const sp_env *e, int cam, long seed, char *err);
+  int (*act)(void *state, const sp_env *e, const double obs[SP_OBS_DIM], double action[SP_ACT_DIM], char *err);
+} sp_collect_policy;
+
 typedef struct {
   int tasks[SP_NTASK], ntask;
   int cams[SP_NCAMERA], ncam;
@@ -89,6 +103,10 @@ typedef struct {
   int keep_failures;             // keep expert episodes that failed (flagged success 0)
   int allow_eval_seeds;          // permit seeds 0..24 (with a warning)
   sp_fine_cfg fine;
+  const sp_collect_policy *policy;  // NULL: the scripted expert. Else every (task, camera, seed) is
+                                    // rolled out once, rendered (no dry run: the outcome depends on
+                                    // the camera), and kept when it succeeds (or --keep-failures);
+                                    // --demos must be 0 and --recovery 0
   volatile sig_atomic_t *stop;   // when set (e.g. by SIGINT): finish running episodes, checkpoint, return
 } sp_collect_config;
 
@@ -135,6 +153,10 @@ struct sp_renderer;
 int sp_collect_episode(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *rend,
                        const int *mask_geoms, int nmask, int cam, long seed, int attempt,
                        sp_demo *d, double *t_render, char *err);
+/* the same acting by cfg->policy with its worker state pstate (cfg->policy NULL: the expert) */
+int sp_collect_episode_by(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *rend,
+                          const int *mask_geoms, int nmask, int cam, long seed, int attempt, void *pstate,
+                          sp_demo *d, double *t_render, char *err);
 
 /* the geom ids of the task's mask in this scene (returns count or -1 with err); ids[] holds
  * up to cap */

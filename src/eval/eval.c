@@ -223,7 +223,7 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
     gif = sp_gif_open(gif_path, side.comp ? w + h : w, h, 4, err);
     if (!gif) { free(side.comp); return -1; }
   }
-  uint32_t aseed = sp_seed_derive(sp_task_name(jb->task), sp_camera_name(jb->cam), jb->seed, "agent");
+  uint32_t aseed = sp_agent_seed(jb->task, jb->cam, jb->seed);
   char aerr[SP_ERRLEN] = "";
   if (ag->begin(agent_state, env, jb->cam, aseed, aerr))
     snprintf(ep->error, sizeof ep->error, "agent: %s", aerr);
@@ -540,20 +540,9 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
     if (!rs->models[t]) goto out;
   }
   snprintf(rs->ckpt_hash, sizeof rs->ckpt_hash, "none");
-  rs->ckpt = cfg->checkpoint;
-  if (!rs->ckpt && ag->default_ckpt) {
-    if (sp_checkpoint_default(ag->default_ckpt, rs->ckpt_path, sizeof rs->ckpt_path, err)) goto out;
-    rs->ckpt = rs->ckpt_path;
-  }
-  rs->pckpt = cfg->policy_checkpoint;
-  if (rs->pckpt && !ag->default_policy_ckpt) {
-    sp_errf(err, "--policy-checkpoint: agent '%s' takes no policy checkpoint", ag->name);
+  if (sp_agent_checkpoints(ag, cfg->checkpoint, cfg->policy_checkpoint, rs->ckpt_path, rs->pckpt_path,
+                          sizeof rs->ckpt_path, &rs->ckpt, &rs->pckpt, err))
     goto out;
-  }
-  if (!rs->pckpt && ag->default_policy_ckpt) {
-    if (sp_checkpoint_default(ag->default_policy_ckpt, rs->pckpt_path, sizeof rs->pckpt_path, err)) goto out;
-    rs->pckpt = rs->pckpt_path;
-  }
   if (cfg->vlm && !ag->uses_vlm) {
     sp_errf(err, "--vlm: agent '%s' does not use a VLM", ag->name);
     goto out;
