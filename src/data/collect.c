@@ -243,9 +243,10 @@ int sp_collect_episode_by(const sp_collect_config *cfg, sp_env *e, struct sp_ren
   if (record_frame(cfg, e, rend, mask_geoms, nmask, cam, &crop, obs, sp_env_evaluate(e, obs), d, 0,
                    &t_r, err))
     return -1;
-  int max_steps = cfg->max_steps > 0 && cfg->max_steps < SP_MAX_PATH ? cfg->max_steps : SP_MAX_PATH;
-  int frames = 1, steps = 0, dd = 10;
-  while (steps < max_steps && frames <= SP_MAX_PATH) {
+  sp_episode_rule rule;
+  sp_episode_rule_init(&rule);
+  int steps = 0;
+  while (sp_episode_rule_more(&rule, cfg->max_steps)) {
     if (cfg->stop && *cfg->stop) return sp_errf(err, "interrupted");
     int expert = 1;
     if (attempt >= 0 && steps == p_start && displace) {
@@ -264,18 +265,16 @@ int sp_collect_episode_by(const sp_collect_config *cfg, sp_env *e, struct sp_ren
       sp_expert_act(task, obs, act);
     }
     int done = sp_env_step(e, act, obs);
-    dd -= done;
-    if (dd != 10 && !done) break;  // AVDC: the first failure after success ends the episode
+    if (!sp_episode_rule_step(&rule, done)) break;
     memcpy(d->actions + (size_t)steps * SP_ACT_DIM, act, sizeof act);
     d->expert[steps] = (uint8_t)expert;
     steps++;
-    if (record_frame(cfg, e, rend, mask_geoms, nmask, cam, &crop, obs, done, d, frames, &t_r, err))
+    if (record_frame(cfg, e, rend, mask_geoms, nmask, cam, &crop, obs, done, d, rule.frames - 1, &t_r, err))
       return -1;
-    frames++;
-    if (dd == 0) break;
+    if (sp_episode_rule_over(&rule)) break;
   }
-  d->n = frames;
-  d->ep_success = frames <= SP_MAX_PATH && dd < 10;
+  d->n = rule.frames;
+  d->ep_success = sp_episode_rule_success(&rule);
   sp_fine_phases(&cfg->fine, d->fine_distance, d->n, d->fine_flag);
   d->nfine = sp_fine_sample(&cfg->fine, d->fine_flag, d->n, d->fine_idx);
   if (t_render) *t_render += t_r;

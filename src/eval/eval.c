@@ -244,12 +244,12 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
     }                                                                                       \
   } while (0)
 
-  int frames = 0;
+  int frames = 0;  // the frame being rendered (the GIF's index)
   RENDER_FRAME();
-  frames = 1;
-  int steps = 0, dd = 10;
-  while (!ep->error[0]) {
-    if (frames > SP_MAX_PATH) break;  /* already a failure: AVDC would run on to its step-502 error */
+  sp_episode_rule rule;
+  sp_episode_rule_init(&rule);
+  int steps = 0;
+  while (!ep->error[0] && sp_episode_rule_more(&rule, 0)) {
     sp_agent_timing tm = {0};
     t0 = sp_time_now();
     if (ag->act(agent_state, env, obs, need_frames ? rgb : NULL, w, h, act, &tm, aerr)) {
@@ -265,17 +265,16 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
     int done = sp_env_step(env, act, obs);
     ep->time.physics += sp_time_now() - t0;
     steps++;
-    dd -= done;
-    if (dd != 10 && !done) break;
+    if (!sp_episode_rule_step(&rule, done)) break;
+    frames = rule.frames - 1;
     RENDER_FRAME();
-    frames++;
-    if (dd == 0) break;
+    if (sp_episode_rule_over(&rule)) break;
   }
 #undef RENDER_FRAME
   if (ag->end) ag->end(agent_state, &ep->events);
   ep->steps = steps;
-  ep->frames = frames;
-  ep->success = !ep->error[0] && frames <= SP_MAX_PATH && dd < 10;
+  ep->frames = rule.frames;
+  ep->success = !ep->error[0] && sp_episode_rule_success(&rule);
   ep->nan_count = env->nan_count;
   ep->warn_count = env->warn_count;
   if (gif) {

@@ -395,6 +395,28 @@ int sp_env_evaluate(const sp_env *e, const double obs[SP_OBS_DIM]) {
   return evaluate_success(e, obs);
 }
 
+void sp_episode_rule_init(sp_episode_rule *r) {
+  r->frames = 1;
+  r->tail = SP_EPISODE_TAIL;
+}
+
+int sp_episode_rule_more(const sp_episode_rule *r, int max_steps) {
+  return r->frames <= SP_MAX_PATH && (max_steps <= 0 || r->frames - 1 < max_steps);
+}
+
+int sp_episode_rule_step(sp_episode_rule *r, int success) {
+  r->tail -= success != 0;
+  if (r->tail != SP_EPISODE_TAIL && !success) return 0;
+  r->frames++;
+  return 1;
+}
+
+int sp_episode_rule_over(const sp_episode_rule *r) { return r->tail == 0; }
+
+int sp_episode_rule_success(const sp_episode_rule *r) {
+  return r->frames <= SP_MAX_PATH && r->tail < SP_EPISODE_TAIL;
+}
+
 /* overwrite the target sites' world positions (affects rendering only), as Meta-World's step */
 static void set_target_sites(sp_env *e) {
   const sp_task_spec *ts = &sp_task_specs[e->em->task];

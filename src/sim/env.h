@@ -111,6 +111,27 @@ int sp_env_step(sp_env *e, const double action[SP_ACT_DIM], double obs[SP_OBS_DI
  * for hammer and assembly, its current state) */
 int sp_env_evaluate(const sp_env *e, const double obs[SP_OBS_DIM]);
 
+/* AVDC's episode rule, the one place it is written (sp eval and sp collect both run it): a frame
+ * at reset and one after every step; after the first successful step the episode goes on until
+ * SP_EPISODE_TAIL successful steps or the first later failure, whose frame is not kept; it
+ * succeeds iff it produced at most SP_MAX_PATH frames. */
+#define SP_EPISODE_TAIL 10
+typedef struct {
+  int frames;  // frames so far (1 after reset)
+  int tail;    // successful steps still to run (SP_EPISODE_TAIL until the first success)
+} sp_episode_rule;
+
+void sp_episode_rule_init(sp_episode_rule *r);
+/* may another step run? (a failure is certain past SP_MAX_PATH frames: AVDC would go on to its
+ * step-502 error); max_steps > 0 caps the steps */
+int sp_episode_rule_more(const sp_episode_rule *r, int max_steps);
+/* after a step with the task's success flag: 1 when its frame belongs to the episode (counted
+ * here: record it), 0 when the episode ended without it */
+int sp_episode_rule_step(sp_episode_rule *r, int success);
+/* the tail is run: stop after recording the frame */
+int sp_episode_rule_over(const sp_episode_rule *r);
+int sp_episode_rule_success(const sp_episode_rule *r);
+
 /* tcp_center: midpoint of the two finger pads */
 void sp_env_tcp(const sp_env *e, double tcp[3]);
 
