@@ -41,6 +41,8 @@ typedef struct {
   const char *checkpoint;
   const char *policy_checkpoint;  // agents with a video model and a policy: the policy
   const sp_vlm_config *vlm;
+  double guidance;                // agents with a video model: classifier-free guidance w of their
+                                  // videos (< 0: the agent's own default)
 } sp_agent_opts;
 
 typedef struct {

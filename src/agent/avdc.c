@@ -74,6 +74,7 @@ typedef struct {
   int has_vm;                 // 0: avdc-oracle
   sp_collect_config view;     // the video's frames (rgb_only)
   int R, nframes;
+  float guidance;             // of the video (AVDC: none)
 } avdc_model;
 
 typedef struct {
@@ -134,6 +135,7 @@ static void *load(const sp_agent_opts *o, int oracle, char *err) {
     }
   }
   m->view.rgb_only = 1;
+  m->guidance = o->guidance > 0 ? (float)o->guidance : 0.f;
   return m;
 }
 void *sp_avdc_load(const sp_agent_opts *o, char *err) { return load(o, 0, err); }
@@ -305,7 +307,7 @@ static int video(avdc *a, const sp_env *e, const double obs[SP_OBS_DIM], char *e
     if (a->m->vm.m.cfg.cond != SP_VCOND_TEXT &&
         sp_plan_rule(e->em->task, tcp, obs + SP_OBS_OBJ, obs + SP_OBS_GOAL, NULL, &plan, err))
       return -1;
-    sp_imagine(&a->im, &a->m->vm, e->em->task, &plan, tcp, obs, AVDC_DDIM_STEPS, 0.f, s, a->frames);
+    sp_imagine(&a->im, &a->m->vm, e->em->task, &plan, tcp, obs, AVDC_DDIM_STEPS, a->m->guidance, s, a->frames);
   }
   a->ev.videos++;
   return 0;

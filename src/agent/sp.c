@@ -57,6 +57,7 @@ typedef struct {
   int vm_ok;
   sp_vlm_config vlm;            // used when has_vlm
   int has_vlm;
+  float guidance;               // of the imagined videos
 } sp_model_pair;
 
 typedef struct {
@@ -96,6 +97,7 @@ void *sp_sp_load(const sp_agent_opts *o, char *err) {
   if (sp_follow_model_load(&m->fm, policy_checkpoint, err)) { free(m); return NULL; }
   if (sp_video_model_load(&m->vm, checkpoint, err)) goto fail;
   m->vm_ok = 1;
+  m->guidance = o->guidance >= 0 ? (float)o->guidance : m->vm.dc.guidance;
   if (m->vm.m.cfg.res != m->fm.pol.cfg.frame) {
     sp_errf(err, "%s makes %d px frames but the policy %s takes %d px", checkpoint, m->vm.m.cfg.res,
             policy_checkpoint, m->fm.pol.cfg.frame);
@@ -271,7 +273,7 @@ static int replan(sp_agent *a, const sp_env *e, const double obs[SP_OBS_DIM], sp
   int tries = a->mode == MODE_NR ? 1 : 1 + SP_REGEN_BUDGET;
   for (int k = 0; k < tries; k++) {
     uint32_t s = a->seed ^ (0x85EBCA6Bu * (uint32_t)(a->ev.videos + 1));
-    sp_imagine(&a->im, &a->m->vm, e->em->task, &plan, tcp, obs, SP_DDIM_STEPS, a->m->vm.dc.guidance, s, a->frames);
+    sp_imagine(&a->im, &a->m->vm, e->em->task, &plan, tcp, obs, SP_DDIM_STEPS, a->m->guidance, s, a->frames);
     a->ev.videos++;
     if (a->mode == MODE_NR || validate(a)) break;
     a->ev.rejected++;  // the last try is followed even when rejected

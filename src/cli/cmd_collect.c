@@ -116,7 +116,7 @@ int sp_cmd_collect(int argc, char **argv) {
   if (ag) {
     static char buf[4096], pbuf[4096];
     const char *ck, *pck;
-    sp_agent_opts ao = {0};
+    sp_agent_opts ao = {.guidance = -1};
     if (sp_agent_checkpoints(ag, agent_ckpt, policy_ckpt, buf, pbuf, sizeof buf, &ck, &pck, err) ||
         (ao.checkpoint = ck, ao.policy_checkpoint = pck, sp_agent_collect_policy(ag, &ao, &pol, err))) {
       sp_log(SP_LOG_ERROR, "collect: --agent %s: %s", ag->name, err);

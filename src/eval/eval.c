@@ -32,6 +32,7 @@ void sp_eval_config_default(sp_eval_config *c) {
   c->jobs = 1;
   c->shard_n = 1;
   c->render_timeout = 120;
+  c->guidance = -1;
 }
 
 int sp_eval_config_check(const sp_eval_config *c, char *err) {
@@ -48,6 +49,8 @@ int sp_eval_config_check(const sp_eval_config *c, char *err) {
                    c->width, c->height, SP_RENDER_MAX_W, SP_RENDER_MAX_H);
   if (!(c->render_timeout >= 1 && c->render_timeout <= 86400))
     return sp_errf(err, "--render-timeout %g outside 1..86400 seconds", c->render_timeout);
+  if (!(c->guidance <= 100) || (c->guidance < 0 && c->guidance != -1))
+    return sp_errf(err, "--guidance %g outside 0..100", c->guidance);
   if (!c->out_dir || !*c->out_dir) return sp_errf(err, "no output directory (--out DIR)");
   return 0;
 }
@@ -379,6 +382,7 @@ static cJSON *config_json(const sp_eval_config *cfg, const sp_agent_api *ag, sp_
     cJSON_AddStringToObject(v, "url", cfg->vlm->url ? cfg->vlm->url : "");
     cJSON_AddStringToObject(v, "model", cfg->vlm->model ? cfg->vlm->model : "");
   }
+  if (cfg->guidance >= 0) cJSON_AddNumberToObject(o, "guidance", cfg->guidance);
   cJSON_AddStringToObject(o, "checkpoint_hash", ckpt_hash);
   cJSON *t = cJSON_AddArrayToObject(o, "tasks");
   for (int i = 0; i < cfg->ntask; i++) cJSON_AddItemToArray(t, cJSON_CreateString(sp_task_name(cfg->tasks[i])));
@@ -604,7 +608,7 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
   free(done_eps);
   done_eps = NULL;
 
-  sp_agent_opts ao = {rs->ckpt, rs->pckpt, cfg->vlm};
+  sp_agent_opts ao = {rs->ckpt, rs->pckpt, cfg->vlm, cfg->guidance};
   if (!(rs->agent_model = ag->load(&ao, err))) goto out;
   int nw = cfg->jobs < rs->njobs ? cfg->jobs : (rs->njobs ? rs->njobs : 1);
   /* networks run on one thread each inside a run, whatever --jobs: their float sums depend on

@@ -23,6 +23,7 @@ typedef struct {
   const char *checkpoint;       // NULL: the agent's committed default (sp_agent_api.default_ckpt), if any
   const char *policy_checkpoint;  // agents with a video model and a policy: the policy (NULL: default)
   const sp_vlm_config *vlm;     // agents that use one: the VLM (NULL: offline)
+  double guidance;              // agents with a video model: its classifier-free guidance (< 0: theirs)
   int tasks[SP_NTASK], ntask;
   int cams[SP_NCAMERA], ncam;
   long *seeds;                  // (nseed)
