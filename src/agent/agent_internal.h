@@ -8,6 +8,15 @@
 #define SP_CKPT_VIDEO "video-plan-cpu.safetensors"  // the committed video model (docs/training.md)
 #define SP_CKPT_VIDEO_TEXT "video-text-cpu.safetensors"  // the text-only one: AVDC's conditioning
 
+/* the time an agent's begin spent (the first plan and video), added to the first act's: records
+ * report time per step, and begin has none of its own */
+static inline void sp_agent_timing_take(sp_agent_timing *tm, sp_agent_timing *pending) {
+  tm->render += pending->render;
+  tm->planning += pending->planning;
+  tm->video += pending->video;
+  *pending = (sp_agent_timing){0};
+}
+
 /* oracle-policy (oracle_policy.c) */
 void *sp_oracle_load(const sp_agent_opts *o, char *err);
 const uint8_t *sp_oracle_goal(void *state, int *side, const char **plan_text);

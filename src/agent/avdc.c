@@ -386,6 +386,10 @@ int sp_avdc_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *er
   return plan(a, e, e->obs, &a->begin_tm, err);
 }
 
+static double dist3(const double a[3], const double b[3]) {
+  return sqrt((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1]) + (a[2] - b[2]) * (a[2] - b[2]));
+}
+
 /* AVDC's _desired_pos; may replan (and set grasped) */
 static int target(avdc *a, const sp_env *e, const double obs[SP_OBS_DIM], double tgt[3], sp_agent_timing *tm,
                   char *err) {
@@ -407,9 +411,7 @@ static int target(avdc *a, const sp_env *e, const double obs[SP_OBS_DIM], double
     return 0;
   }
   const double *s = a->sub[a->cur];
-  double d = sqrt((hand[0] - s[0]) * (hand[0] - s[0]) + (hand[1] - s[1]) * (hand[1] - s[1]) +
-                  (hand[2] - s[2]) * (hand[2] - s[2]));
-  if (d <= (a->push ? AVDC_TOL_PUSH : AVDC_TOL_GRASP) && a->cur + 1 < a->nsub) a->cur++;
+  if (dist3(hand, s) <= (a->push ? AVDC_TOL_PUSH : AVDC_TOL_GRASP) && a->cur + 1 < a->nsub) a->cur++;
   memcpy(tgt, a->sub[a->cur], sizeof(double) * 3);
   return 0;
 }
@@ -418,14 +420,9 @@ int sp_avdc_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], cons
                 double action[SP_ACT_DIM], sp_agent_timing *tm, char *err) {
   (void)rgb; (void)w; (void)h;
   avdc *a = state;
-  tm->render += a->begin_tm.render;
-  tm->planning += a->begin_tm.planning;
-  tm->video += a->begin_tm.video;
-  memset(&a->begin_tm, 0, sizeof a->begin_tm);
+  sp_agent_timing_take(tm, &a->begin_tm);
   const double *hand = obs + SP_OBS_HAND;
-  double mv = sqrt((hand[0] - a->last[0]) * (hand[0] - a->last[0]) + (hand[1] - a->last[1]) * (hand[1] - a->last[1]) +
-                   (hand[2] - a->last[2]) * (hand[2] - a->last[2]));
-  if (mv < AVDC_STALL_M) a->countdown--;
+  if (dist3(hand, a->last) < AVDC_STALL_M) a->countdown--;
   memcpy(a->last, hand, sizeof a->last);
   double tgt[3];
   if (target(a, e, obs, tgt, tm, err)) return -1;

@@ -315,10 +315,7 @@ int sp_sp_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const 
               double action[SP_ACT_DIM], sp_agent_timing *tm, char *err) {
   (void)rgb; (void)w; (void)h;
   sp_agent *a = state;
-  tm->render += a->begin_tm.render;
-  tm->planning += a->begin_tm.planning;
-  tm->video += a->begin_tm.video;
-  memset(&a->begin_tm, 0, sizeof a->begin_tm);
+  sp_agent_timing_take(tm, &a->begin_tm);
   if (a->mode == MODE_GR_ER && a->ev.replans < SP_REPLAN_BUDGET &&
       (stalled(a, obs + SP_OBS_HAND) || sp_follower_done(&a->f))) {
     a->ev.replans++;
