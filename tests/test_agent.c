@@ -98,6 +98,27 @@ Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 60
     n++;
   }
   cr_expect_eq(n, 2, "2 episodes with events, saw %d", n);
+  /* the policy predicts again after --action-steps of its H = 4 actions: 2 by default, 4 here */
+  snprintf(cmd, sizeof cmd,
+           "%s eval --agent oracle-policy --checkpoint %s/pol/model.safetensors --tasks button-press "
+           "--cameras corner --seeds 1000,3 --action-steps 4 --out %s/a4 > %s.log 2>&1",
+           sp_test_bin(), dir, dir, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "sp eval --action-steps 4 failed (%s.log)", dir);
+  char *r4 = records_of(dir, "a4");
+  const int every[2] = {2, 4};
+  const char *recs[2] = {ra, r4};
+  for (int k = 0; k < 2; k++)
+    for (const char *p = strstr(recs[k], "\"steps\":"); p; p = strstr(p + 1, "\"steps\":")) {
+      int steps = atoi(p + 8), chunks = atoi(strstr(p, "\"chunks\":") + 9);
+      cr_expect_eq(chunks, (steps + every[k] - 1) / every[k], "%d steps in %d chunks with %d actions executed of each",
+                   steps, chunks, every[k]);
+    }
+  snprintf(cmd, sizeof cmd,
+           "%s eval --agent oracle-policy --checkpoint %s/pol/model.safetensors --tasks button-press "
+           "--cameras corner --seeds 3 --action-steps 5 --out %s/a5 2>&1 | grep -q 'outside 1..4'",
+           sp_test_bin(), dir, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "--action-steps above the horizon was not refused");
+  free(r4);
   free(ra);
   free(rb);
   sp_test_rm_rf(dir);

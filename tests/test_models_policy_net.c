@@ -595,3 +595,60 @@ Test(models_policy, heldout_action_beats_the_middle) {
   sp_test_rm_rf(a);
   unlink(ds);
 }
+
+/* fine-tuning: `--init` starts from a checkpoint's weights, limits and model config. With lr 0
+ * and no EMA the run leaves the weights as they came, so its model equals the init's tensor for
+ * tensor; the provenance names the init, a resume keeps it, and a contradicting --preset or a
+ * missing file is a one-line command-line error. */
+Test(models_policy, fine_tune_starts_from_the_init) {
+  const char *ds = sp_test_tiny_dataset("policy");
+  if (!sp_file_exists(sp_test_bin())) cr_skip_test("%s not built", sp_test_bin());
+  char a[256], b[256], cmd[2048], pa[512], pb[512], err[SP_ERRLEN];
+  snprintf(a, sizeof a, "/tmp/sp_test_policy_%d_init", (int)getpid());
+  snprintf(b, sizeof b, "/tmp/sp_test_policy_%d_tune", (int)getpid());
+  sp_test_rm_rf(a);
+  sp_test_rm_rf(b);
+  snprintf(cmd, sizeof cmd,
+           "%s train policy --data %s --out %s --preset tiny --steps 6 --batch 4 --warmup 0 --lr 1e-3 --target x0 "
+           "--val-every 0 --val-samples 4 --ckpt-minutes 0 --threads 1 > /dev/null 2>&1",
+           sp_test_bin(), ds, a);
+  cr_assert_eq(sp_test_run(cmd), 0, "run failed: %s", cmd);
+  snprintf(pa, sizeof pa, "%s/model.safetensors", a);
+  snprintf(cmd, sizeof cmd,
+           "%s train policy --data %s --out %s --init %s --steps 2 --batch 4 --warmup 0 --lr 0 --weight-decay 0 --ema none "
+           "--val-every 0 --val-samples 4 --ckpt-minutes 0 --threads 1 > /dev/null 2>&1",
+           sp_test_bin(), ds, b, pa);
+  cr_assert_eq(sp_test_run(cmd), 0, "fine-tuning failed: %s", cmd);
+  snprintf(pb, sizeof pb, "%s/model.safetensors", b);
+  sp_test_same_tensors(pa, pb);
+  sp_policy ma, mb;
+  cr_assert_eq(sp_policy_load(&ma, pa, err), 0, "%s", err);
+  cr_assert_eq(sp_policy_load(&mb, pb, err), 0, "%s", err);
+  cr_expect_eq(mb.cfg.target, SP_POLICY_TARGET_X0, "the model config did not come from the init");
+  cr_expect(!memcmp(&ma.lim, &mb.lim, sizeof ma.lim), "the limits did not come from the init");
+  sp_policy_free(&ma);
+  sp_policy_free(&mb);
+  sp_ckpt_info info;
+  cr_assert_eq(sp_ckpt_info_read(pb, &info, err), 0, "%s", err);
+  cr_expect(strstr(info.data, "\"init\"") && strstr(info.data, a), "the provenance does not name the init: %s", info.data);
+  sp_ckpt_info_free(&info);
+  /* a resume keeps the run's init and limits */
+  snprintf(cmd, sizeof cmd, "%s train policy --out %s --resume --steps 4 > /dev/null 2>&1", sp_test_bin(), b);
+  cr_assert_eq(sp_test_run(cmd), 0, "resume failed: %s", cmd);
+  sp_test_same_tensors(pa, pb);
+  cr_assert_eq(sp_ckpt_info_read(pb, &info, err), 0, "%s", err);
+  cr_expect(strstr(info.data, "\"init\"") && info.step == 4, "resumed: step %ld, provenance %s", info.step, info.data);
+  sp_ckpt_info_free(&info);
+  /* refusals */
+  snprintf(cmd, sizeof cmd, "%s train policy --data %s --out %s_x --init %s --preset tiny 2>&1 | grep -q 'drop --preset'",
+           sp_test_bin(), ds, b, pa);
+  cr_expect_eq(sp_test_run(cmd), 0, "--init with --preset was not refused");
+  snprintf(cmd, sizeof cmd, "%s train policy --data %s --out %s_x --init %s/nope.safetensors > /dev/null 2>&1",
+           sp_test_bin(), ds, b, a);
+  cr_expect_eq(sp_test_run(cmd), 2, "a missing --init was not a command-line error");
+  snprintf(pb, sizeof pb, "%s_x", b);
+  cr_expect(!sp_file_exists(pb), "a refused run left %s", pb);
+  sp_test_rm_rf(a);
+  sp_test_rm_rf(b);
+  unlink(ds);
+}

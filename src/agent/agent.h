@@ -43,6 +43,8 @@ typedef struct {
   const sp_vlm_config *vlm;
   double guidance;                // agents with a video model: classifier-free guidance w of their
                                   // videos (< 0: the agent's own default)
+  int action_steps;               // agents with a policy: actions executed of each predicted chunk
+                                  // (0: half the horizon, Diffusion Policy's n_action_steps)
 } sp_agent_opts;
 
 typedef struct {

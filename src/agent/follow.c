@@ -8,14 +8,17 @@
 #include "core/progress.h"
 #include "models/model.h"
 
-int sp_follow_model_load(sp_follow_model *m, const char *ckpt, char *err) {
+int sp_follow_model_load(sp_follow_model *m, const char *ckpt, int action_steps, char *err) {
   memset(m, 0, sizeof *m);
   if (sp_policy_load(&m->pol, ckpt, err)) return -1;
-  if (m->pol.cfg.unet.horizon > SP_HORIZON_MAX) {
-    sp_errf(err, "%s: horizon %d above %d", ckpt, m->pol.cfg.unet.horizon, SP_HORIZON_MAX);
+  int H = m->pol.cfg.unet.horizon;
+  if (H > SP_HORIZON_MAX || action_steps < 0 || action_steps > H) {
+    if (H > SP_HORIZON_MAX) sp_errf(err, "%s: horizon %d above %d", ckpt, H, SP_HORIZON_MAX);
+    else sp_errf(err, "--action-steps %d outside 1..%d, the horizon of %s", action_steps, H, ckpt);
     sp_policy_free(&m->pol);
     return -1;
   }
+  m->action_steps = action_steps ? action_steps : (H + 1) / 2;
   sp_ckpt_info info;
   int rc = sp_ckpt_info_read(ckpt, &info, err);
   if (!rc) {
@@ -119,7 +122,7 @@ int sp_follower_step(sp_follower *f, const sp_env *e, double action[SP_ACT_DIM],
     sp_env_tcp(e, ee);
     uint32_t s = f->seed ^ (0x9E3779B9u * (uint32_t)(ev->chunks + 1));
     sp_policy_act(&f->m->pol, &f->ws, f->cur, sp_follower_goal(f), ee, s, f->chunk);
-    f->chunk_len = f->m->pol.cfg.unet.horizon;
+    f->chunk_len = f->m->action_steps;
     f->chunk_pos = 0;
     ev->chunks++;
     tm->policy += sp_time_now() - t2;

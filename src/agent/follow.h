@@ -7,8 +7,8 @@
  * of the dataset's view at the policy's frame size), scores it against the current goal with the
  * composite frame score, steps the matcher (matched -> next goal; max_steps on one goal -> next
  * goal anyway; past the last goal the policy keeps acting towards it), and, when the previous
- * chunk is spent, predicts H actions from the current frame, the current goal and the end
- * effector. */
+ * chunk is spent (action_steps of its H actions executed), predicts H actions from the current
+ * frame, the current goal and the end effector. */
 #ifndef SP_AGENT_FOLLOW_H
 #define SP_AGENT_FOLLOW_H
 
@@ -25,11 +25,14 @@
 typedef struct {
   sp_policy pol;
   sp_collect_config view;  // from the checkpoint's dataset provenance (rgb_only set)
+  int action_steps;        // actions executed of each chunk of H before predicting again
 } sp_follow_model;
 
 /* the policy of a `sp train policy` checkpoint and its dataset's render settings; a policy trained
- * on --full-render or --crop data, or on frames of another size, is refused. 0 or -1 with err. */
-int sp_follow_model_load(sp_follow_model *m, const char *ckpt, char *err);
+ * on --full-render or --crop data, or on frames of another size, is refused. action_steps: 1..H
+ * actions executed per chunk, 0 for H / 2 (Diffusion Policy executes 8 of its 16: docs/agents.md
+ * measures 1, 2 and 4 of 4). 0 or -1 with err. */
+int sp_follow_model_load(sp_follow_model *m, const char *ckpt, int action_steps, char *err);
 void sp_follow_model_free(sp_follow_model *m);
 
 /* one worker's state */

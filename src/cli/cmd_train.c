@@ -53,8 +53,9 @@ static int has_flag(int argc, char **argv, const char *flag) {
 
 /* the options of one job: fixed rows, then one row per field of each group's table */
 typedef struct {
-  const char *data, *out, *preset_opt;
+  const char *data, *out, *preset_opt, *init;
   int resume, oversub;
+  int can_init;  // the job offers --init (fine-tuning)
 } train_opts;
 
 /* parse argv into the groups' configs (the base already holds the preset's or the resumed run's
@@ -74,6 +75,10 @@ static int parse_options(int argc, char **argv, const char *usage, cf_group *gro
   rows[nr++] = (sp_arg){"preset", SP_ARG_STR, &o->preset_opt, "model preset: tiny, cpu or paper (default cpu)"};
   rows[nr++] = (sp_arg){"resume", SP_ARG_FLAG, &o->resume, "continue the run in --out (its settings are the defaults)"};
   rows[nr++] = (sp_arg){"oversubscribe", SP_ARG_FLAG, &o->oversub, "allow --threads above the machine's cores"};
+  if (o->can_init)
+    rows[nr++] = (sp_arg){"init", SP_ARG_STR, &o->init,
+                          "fine-tune: start from this policy checkpoint's weights, limits and model config "
+                          "(model.safetensors of a run or a committed one)"};
   if (clip)
     rows[nr++] = (sp_arg){"clip-file", SP_ARG_STR, clip,
                           "CLIP ViT-B/32 text tower, one safetensors file (docs/clip.md): with --text-enc clip, every "
@@ -230,29 +235,69 @@ static int train_video(int argc, char **argv) {
   return rc;
 }
 
+/* the model config, limits and preset of a policy checkpoint named by --init (fine-tuning) */
+static int init_settings(const char *init, sp_policy_cfg *mc, sp_policy_limits *lim, char *preset, size_t pcap) {
+  char err[SP_ERRLEN];
+  sp_ckpt_info info;
+  if (sp_ckpt_info_read(init, &info, err)) {
+    sp_log(SP_LOG_ERROR, "train: --init: %s", err);
+    return -1;
+  }
+  int rc = 0;
+  if (strcmp(info.model, "policy")) {
+    sp_log(SP_LOG_ERROR, "train: --init: %s holds a '%s' model, not a policy", init, info.model);
+    rc = -1;
+  }
+  sp_policy_cfg_preset(mc, SP_PRESET_CPU);
+  if (!rc && sp_policy_config_parse(info.config, mc, lim, err)) {
+    sp_log(SP_LOG_ERROR, "train: --init: %s: %s", init, err);
+    rc = -1;
+  }
+  if (!rc) snprintf(preset, pcap, "%s", info.preset);
+  sp_ckpt_info_free(&info);
+  return rc;
+}
+
 static int train_policy(int argc, char **argv) {
   const char *usage = "policy --data FILE.h5 --preset tiny|cpu|paper --steps N --out DIR [--resume] [options]";
   sp_policy_cfg mc;
   sp_ptrain_cfg jc;
   sp_train_cfg tc;
-  char err[SP_ERRLEN], preset[32] = "cpu", data_buf[1024] = "", ckpt[1100];
+  sp_policy_limits lim;
+  char err[SP_ERRLEN], preset[32] = "cpu", data_buf[1024] = "", ckpt[1100], init_buf[1024] = "";
   sp_ptrain_cfg_default(&jc);
   sp_policy_train_defaults(&tc);
   int resuming = resuming_run(argc, argv, ckpt, sizeof ckpt);
+  const char *init = find_opt(argc, argv, "init");
+  sp_policy_start st = {0};
   if (resuming) {
     sp_policy_cfg_preset(&mc, SP_PRESET_CPU);
-    if (sp_policy_run_settings(ckpt, &mc, &jc, &tc, preset, sizeof preset, data_buf, sizeof data_buf, err)) {
+    if (sp_policy_run_settings(ckpt, &mc, &jc, &tc, &lim, preset, sizeof preset, data_buf, sizeof data_buf, init_buf,
+                               sizeof init_buf, err)) {
       sp_log(SP_LOG_ERROR, "train: %s", err);
       return 2;
     }
+    if (init && strcmp(init, init_buf)) {
+      sp_log(SP_LOG_ERROR, "train: --init %s, but the run in %s was started from %s", init,
+             find_opt(argc, argv, "out"), init_buf[0] ? init_buf : "fresh weights");
+      return 2;
+    }
+    st = (sp_policy_start){.init = init_buf[0] ? init_buf : NULL, .load = 0, .lim = &lim};
+  } else if (init) {  // fine-tuning: the checkpoint's model, limits and preset are the base
+    if (init_settings(init, &mc, &lim, preset, sizeof preset)) return 2;
+    st = (sp_policy_start){.init = init, .load = 1, .lim = &lim};
   } else {
     sp_preset p;
     if (base_preset(argc, argv, &p, preset, sizeof preset)) return 2;
     sp_policy_cfg_preset(&mc, p);
   }
+  if (init && !resuming && find_opt(argc, argv, "preset")) {
+    sp_log(SP_LOG_ERROR, "train: --init takes the model and its preset from %s; drop --preset", init);
+    return 2;
+  }
   cf_group groups[NGROUP] = {{sp_train_fields, &tc, "train"}, {sp_ptrain_fields, &jc, "job"},
                              {sp_policy_fields, &mc, "model"}};
-  train_opts o = {.data = data_buf[0] ? data_buf : NULL};
+  train_opts o = {.data = data_buf[0] ? data_buf : NULL, .can_init = 1};
   int rc = parse_options(argc, argv, usage, groups, NGROUP, preset, resuming,
                          "dataset from sp collect (FILE.h5), frames of the policy's --frame side", NULL, &o);
   if (rc) return rc < 0 ? 2 : 0;
@@ -266,14 +311,14 @@ static int train_policy(int argc, char **argv) {
     return 2;
   }
   if (thread_budget(&tc, o.oversub)) return 2;
-  sp_policy_job *job = sp_policy_job_open(o.data, &mc, preset, &jc, &tc, err);
+  sp_policy_job *job = sp_policy_job_open(o.data, &mc, preset, &jc, &tc, st.lim ? &st : NULL, err);
   if (!job) {
     sp_log(SP_LOG_ERROR, "train: %s", err);
     return 1;
   }
-  fprintf(stderr, "train: policy, preset %s, %.2f M parameters, head %s, data %s\n", preset,
+  fprintf(stderr, "train: policy, preset %s, %.2f M parameters, head %s, data %s%s%s\n", preset,
           sp_policy_nparams(sp_policy_job_model(job)) / 1e6, mc.head == SP_POLICY_HEAD_MLP ? "mlp" : "diffusion",
-          o.data);
+          o.data, st.init ? ", fine-tuning " : "", st.init ? st.init : "");
   rc = run_trainer(&tc, sp_policy_job_trainable(job), &o);
   sp_policy_job_close(job);
   return rc;

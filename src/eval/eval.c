@@ -51,6 +51,8 @@ int sp_eval_config_check(const sp_eval_config *c, char *err) {
     return sp_errf(err, "--render-timeout %g outside 1..86400 seconds", c->render_timeout);
   if (!(c->guidance <= 100) || (c->guidance < 0 && c->guidance != -1))
     return sp_errf(err, "--guidance %g outside 0..100", c->guidance);
+  if (c->action_steps < 0)  // the upper bound, the policy's horizon, is checked when it loads
+    return sp_errf(err, "--action-steps %d is negative", c->action_steps);
   if (!c->out_dir || !*c->out_dir) return sp_errf(err, "no output directory (--out DIR)");
   return 0;
 }
@@ -383,6 +385,7 @@ static cJSON *config_json(const sp_eval_config *cfg, const sp_agent_api *ag, sp_
     cJSON_AddStringToObject(v, "model", cfg->vlm->model ? cfg->vlm->model : "");
   }
   if (cfg->guidance >= 0) cJSON_AddNumberToObject(o, "guidance", cfg->guidance);
+  if (cfg->action_steps) cJSON_AddNumberToObject(o, "action_steps", cfg->action_steps);
   cJSON_AddStringToObject(o, "checkpoint_hash", ckpt_hash);
   cJSON *t = cJSON_AddArrayToObject(o, "tasks");
   for (int i = 0; i < cfg->ntask; i++) cJSON_AddItemToArray(t, cJSON_CreateString(sp_task_name(cfg->tasks[i])));
@@ -608,7 +611,7 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
   free(done_eps);
   done_eps = NULL;
 
-  sp_agent_opts ao = {rs->ckpt, rs->pckpt, cfg->vlm, cfg->guidance};
+  sp_agent_opts ao = {rs->ckpt, rs->pckpt, cfg->vlm, cfg->guidance, cfg->action_steps};
   if (!(rs->agent_model = ag->load(&ao, err))) goto out;
   int nw = cfg->jobs < rs->njobs ? cfg->jobs : (rs->njobs ? rs->njobs : 1);
   /* networks run on one thread each inside a run, whatever --jobs: their float sums depend on

@@ -24,6 +24,7 @@ typedef struct {
   const char *policy_checkpoint;  // agents with a video model and a policy: the policy (NULL: default)
   const sp_vlm_config *vlm;     // agents that use one: the VLM (NULL: offline)
   double guidance;              // agents with a video model: its classifier-free guidance (< 0: theirs)
+  int action_steps;             // agents with a policy: actions executed per chunk (0: theirs, H / 2)
   int tasks[SP_NTASK], ntask;
   int cams[SP_NCAMERA], ncam;
   long *seeds;                  // (nseed)

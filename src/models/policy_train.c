@@ -174,8 +174,20 @@ static int job_validate(void *self, long step, char *json, size_t cap, double *m
 
 static float *falloc(size_t n) { return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64); }
 
+/* the limits st gives, checked against the dataset's action limits */
+static int start_limits(const sp_policy_start *st, const double amin[SP_ACT_DIM], const double amax[SP_ACT_DIM],
+                        const char *data, sp_policy_limits *lim, char *err) {
+  *lim = *st->lim;
+  for (int d = 0; d < SP_POLICY_ADIM; d++)
+    if (fabs(lim->act_min[d] - amin[d]) > 1e-9 || fabs(lim->act_max[d] - amax[d]) > 1e-9)
+      return sp_errf(err, "%s: action %d spans [%g, %g], the %s policy's limits [%g, %g] (fine-tuning needs the same)",
+                     data, d, amin[d], amax[d], st->init ? st->init : "run's", lim->act_min[d], lim->act_max[d]);
+  return 0;
+}
+
 sp_policy_job *sp_policy_job_open(const char *data, const sp_policy_cfg *mc, const char *preset,
-                                  const sp_ptrain_cfg *jc, const sp_train_cfg *tc, char *err) {
+                                  const sp_ptrain_cfg *jc, const sp_train_cfg *tc, const sp_policy_start *st,
+                                  char *err) {
   if (sp_policy_cfg_check(mc, err) || sp_cf_check(sp_ptrain_fields, jc, "policy job", err)) return NULL;
   if (jc->goal_max < jc->goal_min) {
     sp_errf(err, "policy job: goal_max = %d is below goal_min = %d", jc->goal_max, jc->goal_min);
@@ -215,7 +227,9 @@ sp_policy_job *sp_policy_job_open(const char *data, const sp_policy_cfg *mc, con
   const sp_dataset *ds = sp_sampler_dataset(j->train);
   sp_sampler_action_limits(j->train, lim.act_min, lim.act_max);
   ee_limits(ds, lim.ee_min, lim.ee_max);
+  if (st && st->lim && start_limits(st, lim.act_min, lim.act_max, data, &lim, err)) goto fail;
   sp_policy_set_limits(&j->model, &lim);
+  if (st && st->load && sp_model_load(st->init, &j->model.ps, "policy", NULL, err)) goto fail;
   if (sp_policy_ws_init(&j->ws, &j->model, j->B, 1, err)) goto fail;
   const size_t Bn = (size_t)j->B * j->per;
   j->cur = falloc((size_t)3 * j->F * j->F);
@@ -248,6 +262,7 @@ sp_policy_job *sp_policy_job_open(const char *data, const sp_policy_cfg *mc, con
   cJSON_AddNumberToObject(o, "train_episodes", sp_sampler_count(j->train));
   cJSON_AddNumberToObject(o, "val_episodes", sp_sampler_count(j->val));
   cJSON_AddItemToObject(o, "collect", cc ? cc : cJSON_CreateNull());
+  if (st && st->init) cJSON_AddStringToObject(o, "init", st->init);
   t->data = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   t->ps = &j->model.ps;
@@ -289,14 +304,14 @@ void sp_policy_job_close(sp_policy_job *j) {
   free(j);
 }
 
-int sp_policy_run_settings(const char *ckpt, sp_policy_cfg *mc, sp_ptrain_cfg *jc, sp_train_cfg *tc, char *preset,
-                           size_t pcap, char *data, size_t dcap, char *err) {
+int sp_policy_run_settings(const char *ckpt, sp_policy_cfg *mc, sp_ptrain_cfg *jc, sp_train_cfg *tc,
+                           sp_policy_limits *lim, char *preset, size_t pcap, char *data, size_t dcap, char *init,
+                           size_t icap, char *err) {
   sp_ckpt_info info;
   if (sp_ckpt_info_read(ckpt, &info, err)) return -1;
   int rc = 0;
-  sp_policy_limits lim;
   if (strcmp(info.model, "policy")) rc = sp_errf(err, "%s holds a '%s' model, not a policy", ckpt, info.model);
-  if (!rc && sp_policy_config_parse(info.config, mc, &lim, err)) rc = -1;
+  if (!rc && sp_policy_config_parse(info.config, mc, lim, err)) rc = -1;
   cJSON *tr = cJSON_Parse(info.trainer ? info.trainer : ""), *dj = cJSON_Parse(info.data);
   char *t = NULL, *jj = NULL;
   if (!rc && (!tr || !cJSON_GetObjectItemCaseSensitive(tr, "train") || !cJSON_GetObjectItemCaseSensitive(tr, "job")))
@@ -308,6 +323,8 @@ int sp_policy_run_settings(const char *ckpt, sp_policy_cfg *mc, sp_ptrain_cfg *j
   }
   const cJSON *ds = dj ? cJSON_GetObjectItemCaseSensitive(dj, "dataset") : NULL;
   snprintf(data, dcap, "%s", cJSON_IsString(ds) ? ds->valuestring : "");
+  const cJSON *in = dj ? cJSON_GetObjectItemCaseSensitive(dj, "init") : NULL;
+  snprintf(init, icap, "%s", cJSON_IsString(in) ? in->valuestring : "");
   snprintf(preset, pcap, "%s", info.preset);
   free(t);
   free(jj);

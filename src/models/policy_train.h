@@ -41,10 +41,21 @@ void sp_policy_train_defaults(sp_train_cfg *c);
 
 typedef struct sp_policy_job sp_policy_job;
 
-/* open the dataset (training and held-out splits), build the model from mc (weights from
- * tc->seed, limits from the dataset) and a workspace for tc->batch; NULL with err */
+/* where a run's weights and limits start (all NULL / 0: fresh weights from tc->seed, limits from
+ * the dataset). Fine-tuning (`--init`) takes both from a policy checkpoint; a resumed fine-tuning
+ * run keeps the limits it started with and names its init without loading it again. */
+typedef struct {
+  const char *init;              // a policy checkpoint: recorded in the data provenance
+  int load;                      // 1: load init's weights (a fresh fine-tuning run)
+  const sp_policy_limits *lim;   // the limits to use instead of the dataset's (NULL: the dataset's)
+} sp_policy_start;
+
+/* open the dataset (training and held-out splits), build the model from mc (weights and limits
+ * as st says; st may be NULL) and a workspace for tc->batch. Given limits must have the dataset's
+ * action limits (the sampler normalises the expert's actions with those). NULL with err. */
 sp_policy_job *sp_policy_job_open(const char *data, const sp_policy_cfg *mc, const char *preset,
-                                  const sp_ptrain_cfg *jc, const sp_train_cfg *tc, char *err);
+                                  const sp_ptrain_cfg *jc, const sp_train_cfg *tc, const sp_policy_start *st,
+                                  char *err);
 sp_trainable *sp_policy_job_trainable(sp_policy_job *j);
 const sp_policy *sp_policy_job_model(const sp_policy_job *j);
 void sp_policy_job_close(sp_policy_job *j);
@@ -52,9 +63,11 @@ void sp_policy_job_close(sp_policy_job *j);
 int sp_policy_job_validate(sp_policy_job *j, char *json, size_t cap, double *mse, char *err);
 
 /* the settings of the run whose resumable checkpoint is ckpt (OUT/last.safetensors): model, job
- * and training configs, the preset name and the dataset path, so `--resume` needs no other
- * option. -1 with err on a missing, foreign or unreadable checkpoint. */
-int sp_policy_run_settings(const char *ckpt, sp_policy_cfg *mc, sp_ptrain_cfg *jc, sp_train_cfg *tc, char *preset,
-                           size_t pcap, char *data, size_t dcap, char *err);
+ * and training configs, the limits, the preset name, the dataset path and the init checkpoint of
+ * a fine-tuning run ("" when none), so `--resume` needs no other option. -1 with err on a
+ * missing, foreign or unreadable checkpoint. */
+int sp_policy_run_settings(const char *ckpt, sp_policy_cfg *mc, sp_ptrain_cfg *jc, sp_train_cfg *tc,
+                           sp_policy_limits *lim, char *preset, size_t pcap, char *data, size_t dcap, char *init,
+                           size_t icap, char *err);
 
 #endif
