@@ -44,6 +44,28 @@ static char *records(const char *dir) {
   return slurp(out);
 }
 
+/* the "events" object at p (a record's "events":{...}) into ev; the number of fields read, each
+ * named as in SP_AGENT_EVENTS */
+static int parse_events(const char *p, sp_agent_events *ev) {
+  memset(ev, 0, sizeof *ev);
+  const char *end = p ? strchr(p, '}') : NULL;
+  if (!end) return 0;
+  int n = 0;
+  char key[48];
+#define SP_TEST_EVENT(name)                          \
+  {                                                  \
+    snprintf(key, sizeof key, "\"%s\":", #name);        \
+    const char *q = strstr(p, key);                  \
+    if (q && q < end) {                              \
+      ev->name = atoi(q + strlen(key));              \
+      n++;                                           \
+    }                                                \
+  }
+  SP_AGENT_EVENTS(SP_TEST_EVENT)
+#undef SP_TEST_EVENT
+  return n;
+}
+
 static char *records_of(const char *dir, const char *sub) {
   char p[400];
   snprintf(p, sizeof p, "%s/%s", dir, sub);
@@ -90,11 +112,10 @@ Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 60
   /* every record carries the agent's events: chunks predicted, goals left by match or by force */
   int n = 0;
   for (const char *p = strstr(ra, "\"events\":"); p; p = strstr(p + 1, "\"events\":")) {
-    int chunks, matched, forced;
-    cr_assert_eq(sscanf(p, "\"events\":{\"chunks\":%d,\"goals_matched\":%d,\"goals_forced\":%d", &chunks,
-                        &matched, &forced), 3, "%.120s", p);
-    cr_expect(chunks >= 1, "no action chunk predicted");
-    cr_expect(matched + forced >= 1, "the goal never advanced in an episode of %d chunks", chunks);
+    sp_agent_events ev;
+    cr_assert_eq(parse_events(p, &ev), 8, "%.120s", p);
+    cr_expect(ev.chunks >= 1, "no action chunk predicted");
+    cr_expect(ev.goals_matched + ev.goals_forced >= 1, "the goal never advanced in an episode of %d chunks", ev.chunks);
     n++;
   }
   cr_expect_eq(n, 2, "2 episodes with events, saw %d", n);
@@ -109,7 +130,8 @@ Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 60
   const char *recs[2] = {ra, r4};
   for (int k = 0; k < 2; k++)
     for (const char *p = strstr(recs[k], "\"steps\":"); p; p = strstr(p + 1, "\"steps\":")) {
-      int steps = atoi(p + 8), chunks = atoi(strstr(p, "\"chunks\":") + 9);
+      sp_agent_events ev;
+      int steps = atoi(p + 8), chunks = parse_events(strstr(p, "\"events\":"), &ev) ? ev.chunks : -1;
       cr_expect_eq(chunks, (steps + every[k] - 1) / every[k], "%d steps in %d chunks with %d actions executed of each",
                    steps, chunks, every[k]);
     }
@@ -276,10 +298,9 @@ Test(agent_sp, variants_run_count_and_are_identical_across_jobs, .timeout = 900)
     cr_expect_str_eq(r1, r2, "%s: records differ between --jobs 1 and --jobs 2", agents[a]);
     int n = 0;
     for (const char *p = strstr(r1, "\"events\":"); p; p = strstr(p + 1, "\"events\":")) {
-      int ch, gm, gf, pl, vi, rj, rp;
-      cr_assert_eq(sscanf(p, "\"events\":{\"chunks\":%d,\"goals_matched\":%d,\"goals_forced\":%d,\"plans\":%d,"
-                             "\"videos\":%d,\"rejected\":%d,\"replans\":%d", &ch, &gm, &gf, &pl, &vi, &rj, &rp), 7,
-                   "%.160s", p);
+      sp_agent_events ev;
+      cr_assert_eq(parse_events(p, &ev), 8, "%.160s", p);
+      int ch = ev.chunks, pl = ev.plans, vi = ev.videos, rj = ev.rejected, rp = ev.replans;
       cr_expect(ch >= 1 && pl >= 1 && vi >= pl, "%s: chunks %d plans %d videos %d", agents[a], ch, pl, vi);
       cr_expect_eq(pl, 1 + rp, "%s: one plan at the start and one per replan", agents[a]);
       cr_expect(rp <= 5, "%s: %d replans, the budget is 5", agents[a], rp);
@@ -364,10 +385,9 @@ Test(agent_sp, a_dead_vlm_falls_back_and_is_counted, .timeout = 600) {
   char *r = records_of(dir, "v");
   const char *p = r ? strstr(r, "\"events\":") : NULL;
   cr_assert(p, "no events in the record");
-  int ch, gm, gf, pl, vi, rj, rp, vf;
-  cr_assert_eq(sscanf(p, "\"events\":{\"chunks\":%d,\"goals_matched\":%d,\"goals_forced\":%d,\"plans\":%d,"
-                         "\"videos\":%d,\"rejected\":%d,\"replans\":%d,\"vlm_failures\":%d",
-                      &ch, &gm, &gf, &pl, &vi, &rj, &rp, &vf), 8, "%.200s", p);
+  sp_agent_events ev;
+  cr_assert_eq(parse_events(p, &ev), 8, "%.200s", p);
+  int pl = ev.plans, vi = ev.videos, vf = ev.vlm_failures;
   cr_expect_eq(vf, pl + vi, "every plan (%d) and validation (%d) fell back, %d counted", pl, vi, vf);
   cr_expect(strstr(r, "\"success\":") != NULL);
   free(r);
@@ -418,10 +438,9 @@ Test(agent_avdc, variants_run_count_and_are_identical_across_jobs, .timeout = 90
     cr_expect_str_eq(r1, r2, "%s: records differ between --jobs 1 and --jobs 2", agents[a]);
     int n = 0;
     for (const char *p = strstr(r1, "\"events\":"); p; p = strstr(p + 1, "\"events\":")) {
-      int ch, gm, gf, pl, vi, rj, rp;
-      cr_assert_eq(sscanf(p, "\"events\":{\"chunks\":%d,\"goals_matched\":%d,\"goals_forced\":%d,\"plans\":%d,"
-                             "\"videos\":%d,\"rejected\":%d,\"replans\":%d", &ch, &gm, &gf, &pl, &vi, &rj, &rp), 7,
-                   "%.160s", p);
+      sp_agent_events ev;
+      cr_assert_eq(parse_events(p, &ev), 8, "%.160s", p);
+      int pl = ev.plans, vi = ev.videos, rp = ev.replans;
       cr_expect(pl == 1 + rp && vi == pl, "%s: plans %d videos %d replans %d", agents[a], pl, vi, rp);
       cr_expect(a == 1 ? rp <= 5 : rp == 0, "%s: %d replans", agents[a], rp);
       n++;
