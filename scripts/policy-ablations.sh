@@ -5,8 +5,9 @@
 # evaluation is skipped, an interrupted one resumes.
 #
 #   bash scripts/policy-ablations.sh DATA.h5 [OUT_DIR] [VARIANT...]
-#   STEPS=6000 SEEDS=0-24 JOBS=2 THREADS=2 EVAL=1 SP=build/sp (the defaults; EVAL=0 trains only,
-#   THREADS=1 trains beside another job without stalling OpenMP)
+#   STEPS=6000 SEEDS=0-24 JOBS=2 THREADS=2 EVAL=1 ACTION_STEPS=0 SP=build/sp (the defaults; EVAL=0
+#   trains only, THREADS=1 trains beside another job without stalling OpenMP, ACTION_STEPS is the
+#   evaluation's --action-steps: 0 the agent's default, 4 the rows measured before it was 2)
 set -euo pipefail
 DATA=${1:?usage: policy-ablations.sh DATA.h5 [OUT_DIR] [VARIANT...]}
 OUT=${2:-runs/policy-ablations}
@@ -16,6 +17,7 @@ JOBS=${JOBS:-2}
 SEEDS=${SEEDS:-0-24}
 THREADS=${THREADS:-2}
 EVAL=${EVAL:-1}
+ACTION_STEPS=${ACTION_STEPS:-0}
 SP=${SP:-build/sp}
 
 flags() {
@@ -37,7 +39,7 @@ for v in "${variants[@]}"; do
   d="$OUT/$v"
   if [ ! -f "$d/train/model.safetensors" ] || ! grep -q "\"step\":$STEPS," "$d/train/train.jsonl"; then
     if [ -f "$d/train/last.safetensors" ]; then
-      "$SP" train policy --out "$d/train" --resume >> "$d.train.log" 2>&1
+      "$SP" train policy --out "$d/train" --resume --threads "$THREADS" >> "$d.train.log" 2>&1
     else
       mkdir -p "$d"
       # shellcheck disable=SC2086
@@ -49,6 +51,6 @@ for v in "${variants[@]}"; do
   resume=""
   [ -f "$d/eval/episodes.jsonl" ] && resume="--resume"
   "$SP" eval --agent oracle-policy --checkpoint "$d/train/model.safetensors" --tasks all --cameras corner \
-    --seeds "$SEEDS" --jobs "$JOBS" --out "$d/eval" $resume > "$d.eval.log" 2>&1
+    --seeds "$SEEDS" --action-steps "$ACTION_STEPS" --jobs "$JOBS" --out "$d/eval" $resume > "$d.eval.log" 2>&1
   echo "$v: $(grep -m1 '^| oracle-policy' "$d/eval/results.md")"
 done
