@@ -12,9 +12,11 @@ int sp_follow_model_load(sp_follow_model *m, const char *ckpt, int action_steps,
   memset(m, 0, sizeof *m);
   if (sp_policy_load(&m->pol, ckpt, err)) return -1;
   int H = m->pol.cfg.unet.horizon;
-  if (H > SP_HORIZON_MAX || action_steps < 0 || action_steps > H) {
-    if (H > SP_HORIZON_MAX) sp_errf(err, "%s: horizon %d above %d", ckpt, H, SP_HORIZON_MAX);
-    else sp_errf(err, "--action-steps %d outside 1..%d, the horizon of %s", action_steps, H, ckpt);
+  int bad = H > SP_HORIZON_MAX ? sp_errf(err, "%s: horizon %d above %d", ckpt, H, SP_HORIZON_MAX)
+            : action_steps < 0 || action_steps > H
+                ? sp_errf(err, "--action-steps %d outside 1..%d, the horizon of %s", action_steps, H, ckpt)
+                : 0;
+  if (bad) {
     sp_policy_free(&m->pol);
     return -1;
   }

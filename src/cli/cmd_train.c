@@ -53,7 +53,8 @@ static int has_flag(int argc, char **argv, const char *flag) {
 
 /* the options of one job: fixed rows, then one row per field of each group's table */
 typedef struct {
-  const char *data, *out, *preset_opt, *init;
+  const char *data, *out, *preset_opt, *init;  // preset and init were read before (find_opt): the
+                                                // base config depends on them; parsed here to be known
   int resume, oversub;
   int can_init;  // the job offers --init (fine-tuning)
 } train_opts;
@@ -311,7 +312,7 @@ static int train_policy(int argc, char **argv) {
     return 2;
   }
   if (thread_budget(&tc, o.oversub)) return 2;
-  sp_policy_job *job = sp_policy_job_open(o.data, &mc, preset, &jc, &tc, st.lim ? &st : NULL, err);
+  sp_policy_job *job = sp_policy_job_open(o.data, &mc, preset, &jc, &tc, &st, err);
   if (!job) {
     sp_log(SP_LOG_ERROR, "train: %s", err);
     return 1;
