@@ -9,6 +9,8 @@
 #include "agent/agent.h"
 #include "data/collect.h"
 #include "data/dataset.h"
+#include "models/goalset.h"
+#include "models/model.h"
 #include "sim/render.h"
 #include "train_helpers.h"
 
@@ -270,6 +272,74 @@ Test(agent_generate, seeded_outputs_and_clean_errors, .timeout = 300) {
   }
   snprintf(cmd, sizeof cmd, "%s generate --task nope --out %s/x > /dev/null 2>&1", sp_test_bin(), dir);
   cr_expect_eq(sp_test_run(cmd), 2, "an unknown task is a command-line error");
+  sp_test_rm_rf(dir);
+  unlink(ds);
+}
+
+/* sp imagine: a goal set of the training demonstrations, the same for any --jobs, another for
+ * another seed; its frame 0 is the dataset's frame; `sp train policy --imagined` draws its goals
+ * from it (with --imagined-frac 1 every sample, since the first video of a demonstration covers
+ * it from frame 0) and names it in the provenance; a foreign file is refused */
+Test(agent_imagine, goal_sets_are_seeded_and_feed_the_policy, .timeout = 300) {
+  const char *ds = sp_test_tiny_dataset("imagine");
+  char dir[256], cmd[3072], path[512], err[SP_ERRLEN];
+  snprintf(dir, sizeof dir, "/tmp/sp_test_imagine_%d", (int)getpid());
+  sp_test_rm_rf(dir);
+  snprintf(cmd, sizeof cmd,
+           "%s train video --data %s --preset tiny --cond plan --steps 2 --batch 2 --val-every 0 --threads 1 "
+           "--out %s/v > %s.log 2>&1",
+           sp_test_bin(), ds, dir, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "training the tiny video model failed (%s.log)", dir);
+  const char *runs[3][2] = {{"a", "--jobs 1"}, {"b", "--jobs 2"}, {"c", "--jobs 2 --seed 1"}};
+  for (int i = 0; i < 3; i++) {
+    snprintf(cmd, sizeof cmd, "%s imagine --data %s --ckpt %s/v/model.safetensors --per-demo 2 --steps 2 %s "
+             "--out %s/%s.safetensors >> %s.log 2>&1",
+             sp_test_bin(), ds, dir, runs[i][1], dir, runs[i][0], dir);
+    cr_assert_eq(sp_test_run(cmd), 0, "sp imagine %s failed (%s.log)", runs[i][1], dir);
+  }
+  snprintf(cmd, sizeof cmd, "cmp -s %s/a.safetensors %s/b.safetensors", dir, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "--jobs 1 and --jobs 2 wrote different goal sets");
+  snprintf(cmd, sizeof cmd, "cmp -s %s/a.safetensors %s/c.safetensors", dir, dir);
+  cr_expect_neq(sp_test_run(cmd), 0, "another seed gave the same goal set");
+  sp_goalset g;
+  snprintf(path, sizeof path, "%s/a.safetensors", dir);
+  cr_assert_eq(sp_goalset_open(&g, path, err), 0, "%s", err);
+  sp_dataset *d = sp_dataset_open(ds, &err[0]);
+  cr_assert(d, "%s", err);
+  /* 2 tasks x 3 seeds, the highest seed of each held out: 4 demonstrations x 2 videos */
+  cr_expect_eq(g.n, 8);
+  cr_expect_eq(g.F, 7);
+  cr_expect_eq(g.R, sp_dataset_size(d));
+  cr_expect_eq(g.episodes, sp_dataset_count(d));
+  uint8_t *rgb = malloc((size_t)g.R * g.R * 3);
+  for (int v = 0; v < g.n; v++) {
+    const int32_t *ix = g.idx + (size_t)v * (g.F + 1);
+    if (v % 2 == 0) cr_expect_eq(ix[0], 0, "video %d (a demonstration's first) starts at %d", v, ix[0]);
+    cr_expect_eq(ix[g.F], sp_dataset_episode(d, g.episode[v])->n - 1, "video %d does not end at the last frame", v);
+    cr_assert_eq(sp_dataset_read_frames(d, g.episode[v], ix, 1, rgb, NULL, NULL, err), 0, "%s", err);
+    cr_expect(!memcmp(rgb, sp_goalset_frame(&g, v, 0), (size_t)g.R * g.R * 3), "video %d: frame 0 is not the dataset's", v);
+  }
+  free(rgb);
+  sp_dataset_close(d);
+  sp_goalset_close(&g);
+  /* the policy job */
+  snprintf(cmd, sizeof cmd,
+           "%s train policy --data %s --preset tiny --imagined %s --imagined-frac 1 --steps 3 --batch 4 --val-every 0 "
+           "--val-samples 4 --threads 1 --out %s/p > %s/p.log 2>&1 && grep -q '12 of 12 training samples had an imagined "
+           "goal' %s/p.log",
+           sp_test_bin(), ds, path, dir, dir, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "the policy did not draw every goal from the goal set (%s/p.log)", dir);
+  sp_ckpt_info info;
+  snprintf(path, sizeof path, "%s/p/model.safetensors", dir);
+  cr_assert_eq(sp_ckpt_info_read(path, &info, err), 0, "%s", err);
+  cr_expect(strstr(info.data, "\"imagined\"") && strstr(info.data, "a.safetensors"), "provenance: %s", info.data);
+  sp_ckpt_info_free(&info);
+  snprintf(cmd, sizeof cmd, "%s train policy --out %s/p --resume --steps 4 --imagined %s/c.safetensors 2>&1 | "
+           "grep -q 'was started with'", sp_test_bin(), dir, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "a resume with another goal set was not refused");
+  snprintf(cmd, sizeof cmd, "%s train policy --data %s --preset tiny --imagined %s/v/model.safetensors --steps 1 "
+           "--out %s/q 2>&1 | grep -q 'not an imagined goal set'", sp_test_bin(), ds, dir, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "a video checkpoint was taken for a goal set");
   sp_test_rm_rf(dir);
   unlink(ds);
 }

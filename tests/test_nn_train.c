@@ -463,3 +463,38 @@ Test(nn_train, checkpoint_f16_export_loads_within_half_precision) {
   nn_params_free(&a);
   nn_params_free(&b);
 }
+
+/* nn_st_save: tensors of any dtype and string metadata come back as written; the file appears
+ * only whole (PATH.tmp renamed) */
+Test(nn_train, safetensors_save_round_trip) {
+  char path[256], err[SP_ERRLEN];
+  snprintf(path, sizeof path, "/tmp/sp_test_st_%d.safetensors", (int)getpid());
+  int32_t ids[3] = {7, -2, 40000};
+  uint8_t px[2][3][2];
+  for (int i = 0; i < 12; i++) ((uint8_t *)px)[i] = (uint8_t)(i * 21);
+  float w[2] = {1.5f, -0.25f};
+  nn_st_out t[3] = {{.name = "ids", .dtype = "I32", .ndim = 1, .shape = {3}, .data = ids},
+                    {.name = "px", .dtype = "U8", .ndim = 3, .shape = {2, 3, 2}, .data = px},
+                    {.name = "w", .dtype = "F32", .ndim = 1, .shape = {2}, .data = w}};
+  const char *meta[] = {"format", "test", "note", "a \"quoted\" value", NULL};
+  cr_assert_eq(nn_st_save(path, t, 3, meta, err), 0, "%s", err);
+  char tmp[300];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  cr_expect(access(tmp, F_OK) != 0, "PATH.tmp left behind");
+  nn_safetensors st;
+  cr_assert_eq(nn_st_open(&st, path, err), 0, "%s", err);
+  size_t n = 0;
+  const int32_t *ri = nn_st_i32(&st, "ids", &n);
+  cr_assert(ri && n == 3 && !memcmp(ri, ids, sizeof ids));
+  const uint8_t *rp = nn_st_u8(&st, "px", &n);
+  cr_assert(rp && n == 12 && !memcmp(rp, px, sizeof px));
+  const nn_st_tensor *tp = nn_st_find(&st, "px");
+  cr_expect(tp->ndim == 3 && tp->shape[0] == 2 && tp->shape[1] == 3 && tp->shape[2] == 2);
+  const float *rw = nn_st_f32(&st, "w", &n);
+  cr_assert(rw && n == 2 && rw[0] == 1.5f && rw[1] == -0.25f);
+  cr_expect(!nn_st_u8(&st, "w", NULL), "a F32 tensor read as U8");
+  cr_expect_str_eq(nn_st_meta(&st, "note"), "a \"quoted\" value");
+  cr_expect_str_eq(nn_st_meta(&st, "format"), "test");
+  nn_st_close(&st);
+  unlink(path);
+}

@@ -53,7 +53,7 @@ static int has_flag(int argc, char **argv, const char *flag) {
 
 /* the options of one job: fixed rows, then one row per field of each group's table */
 typedef struct {
-  const char *data, *out, *preset_opt, *init;  // preset and init were read before (find_opt): the
+  const char *data, *out, *preset_opt, *init, *imagined;  // preset and init were read before (find_opt): the
                                                 // base config depends on them; parsed here to be known
   int resume, oversub;
   int can_init;  // the job offers --init (fine-tuning)
@@ -80,6 +80,10 @@ static int parse_options(int argc, char **argv, const char *usage, cf_group *gro
     rows[nr++] = (sp_arg){"init", SP_ARG_STR, &o->init,
                           "fine-tune: start from this policy checkpoint's weights, limits and model config "
                           "(model.safetensors of a run or a committed one)"};
+  if (o->can_init)
+    rows[nr++] = (sp_arg){"imagined", SP_ARG_STR, &o->imagined,
+                          "an imagined goal set of the dataset (sp imagine): --imagined-frac of the goals are "
+                          "imagined frames, as the SP agent's are (docs/training.md)"};
   if (clip)
     rows[nr++] = (sp_arg){"clip-file", SP_ARG_STR, clip,
                           "CLIP ViT-B/32 text tower, one safetensors file (docs/clip.md): with --text-enc clip, every "
@@ -265,7 +269,10 @@ static int train_policy(int argc, char **argv) {
   sp_ptrain_cfg jc;
   sp_train_cfg tc;
   sp_policy_limits lim;
-  char err[SP_ERRLEN], preset[32] = "cpu", data_buf[1024] = "", ckpt[1100], init_buf[1024] = "";
+  char err[SP_ERRLEN], ckpt[1100];
+  sp_policy_run_files run = {.preset = "cpu"};
+  char *preset = run.preset;
+  const size_t pcap = sizeof run.preset;
   sp_ptrain_cfg_default(&jc);
   sp_policy_train_defaults(&tc);
   int resuming = resuming_run(argc, argv, ckpt, sizeof ckpt);
@@ -273,23 +280,22 @@ static int train_policy(int argc, char **argv) {
   sp_policy_start st = {0};
   if (resuming) {
     sp_policy_cfg_preset(&mc, SP_PRESET_CPU);
-    if (sp_policy_run_settings(ckpt, &mc, &jc, &tc, &lim, preset, sizeof preset, data_buf, sizeof data_buf, init_buf,
-                               sizeof init_buf, err)) {
+    if (sp_policy_run_settings(ckpt, &mc, &jc, &tc, &lim, &run, err)) {
       sp_log(SP_LOG_ERROR, "train: %s", err);
       return 2;
     }
-    if (init && strcmp(init, init_buf)) {
+    if (init && strcmp(init, run.init)) {
       sp_log(SP_LOG_ERROR, "train: --init %s, but the run in %s was started from %s", init,
-             find_opt(argc, argv, "out"), init_buf[0] ? init_buf : "fresh weights");
+             find_opt(argc, argv, "out"), run.init[0] ? run.init : "fresh weights");
       return 2;
     }
-    st = (sp_policy_start){.init = init_buf[0] ? init_buf : NULL, .load = 0, .lim = &lim};
+    st = (sp_policy_start){.init = run.init[0] ? run.init : NULL, .load = 0, .lim = &lim};
   } else if (init) {  // fine-tuning: the checkpoint's model, limits and preset are the base
-    if (init_settings(init, &mc, &lim, preset, sizeof preset)) return 2;
+    if (init_settings(init, &mc, &lim, preset, pcap)) return 2;
     st = (sp_policy_start){.init = init, .load = 1, .lim = &lim};
   } else {
     sp_preset p;
-    if (base_preset(argc, argv, &p, preset, sizeof preset)) return 2;
+    if (base_preset(argc, argv, &p, preset, pcap)) return 2;
     sp_policy_cfg_preset(&mc, p);
   }
   if (init && !resuming && find_opt(argc, argv, "preset")) {
@@ -298,10 +304,17 @@ static int train_policy(int argc, char **argv) {
   }
   cf_group groups[NGROUP] = {{sp_train_fields, &tc, "train"}, {sp_ptrain_fields, &jc, "job"},
                              {sp_policy_fields, &mc, "model"}};
-  train_opts o = {.data = data_buf[0] ? data_buf : NULL, .can_init = 1};
+  train_opts o = {.data = run.data[0] ? run.data : NULL, .can_init = 1,
+                  .imagined = run.imagined[0] ? run.imagined : NULL};
   int rc = parse_options(argc, argv, usage, groups, NGROUP, preset, resuming,
                          "dataset from sp collect (FILE.h5), frames of the policy's --frame side", NULL, &o);
   if (rc) return rc < 0 ? 2 : 0;
+  if (resuming && strcmp(o.imagined ? o.imagined : "", run.imagined)) {
+    sp_log(SP_LOG_ERROR, "train: --imagined %s, but the run in %s was started with %s", o.imagined ? o.imagined : "(none)",
+           o.out, run.imagined[0] ? run.imagined : "no imagined goals");
+    return 2;
+  }
+  st.imagined = o.imagined;
   if (sp_policy_cfg_check(&mc, err) || sp_cf_check(sp_ptrain_fields, &jc, "job", err) ||
       sp_cf_check(sp_train_fields, &tc, "train", err)) {
     sp_log(SP_LOG_ERROR, "train: %s", err);

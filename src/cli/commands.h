@@ -13,5 +13,6 @@ int sp_cmd_report(int argc, char **argv);
 int sp_cmd_generate(int argc, char **argv);
 int sp_cmd_videoeval(int argc, char **argv);
 int sp_cmd_export(int argc, char **argv);
+int sp_cmd_imagine(int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static const sp_command g_commands[] = {
     {"match", sp_cmd_match, "compare two frames (SSIM, flow, shape, blocks, composite score)"},
     {"train", sp_cmd_train, "train a model (video diffusion U-Net, policy) on a collected dataset"},
     {"generate", sp_cmd_generate, "imagine the video of an episode's first frame (plan table, DDIM, guidance)"},
+    {"imagine", sp_cmd_imagine, "imagined goal frames for a dataset's demonstrations (sp train policy --imagined)"},
     {"videoeval", sp_cmd_videoeval, "score video checkpoints against the expert on held-out episodes (PSNR, SSIM, gripper error)"},
     {"export", sp_cmd_export, "store a checkpoint's weights as float16 (for committing)"},
     {"report", sp_cmd_report, "evaluation runs and training logs as one self-contained HTML page"},

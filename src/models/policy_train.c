@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "data/sampler.h"
+#include "models/goalset.h"
 
 #define JF(f) offsetof(sp_ptrain_cfg, f)
 const sp_cf sp_ptrain_fields[] = {
@@ -20,11 +21,12 @@ const sp_cf sp_ptrain_fields[] = {
     {"random_crop", SP_CF_INT, JF(random_crop), 0, 1, NULL, 0, 0, "1: Diffusion Policy's random crop in training; 0: the centre"},
     {"recovery", SP_CF_INT, JF(recovery), 0, 1, NULL, 0, 0, "1: train on recovery episodes too (sp collect --recovery)"},
     {"val_samples", SP_CF_INT, JF(val_samples), 1, 100000, NULL, 0, 0, "held-out samples per validation"},
+    {"imagined_frac", SP_CF_FLOAT, JF(imagined_frac), 0, 1, NULL, 0, 0, "with --imagined: share of samples whose goal is an imagined frame"},
     {NULL, 0, 0, 0, 0, NULL, 0, 0, NULL}};
 
 void sp_ptrain_cfg_default(sp_ptrain_cfg *c) {
   *c = (sp_ptrain_cfg){.holdout = 1, .goal_min = 1, .goal_max = 16, .random_crop = 1, .recovery = 0,
-                       .val_samples = 64};
+                       .val_samples = 64, .imagined_frac = 0.5f};
 }
 
 void sp_policy_train_defaults(sp_train_cfg *c) {
@@ -62,6 +64,9 @@ struct sp_policy_job {
   float *img, *ee, *a0, *xt, *noise, *target, *tf, *out, *dout;  // batch buffers
   int *ts;
   double *raw;                          // (val_samples, H, 4) the expert's actions
+  sp_goalset gs;                        // imagined goals (gs.n 0: none)
+  int *gs_first, *gs_next;              // per dataset episode its first video, per video the next
+  long drawn, imagined;                 // training samples drawn, and those with an imagined goal
 };
 
 /* end-effector limits over every frame of every episode */
@@ -78,11 +83,38 @@ static void ee_limits(const sp_dataset *ds, double lo[SP_POLICY_EE], double hi[S
   }
 }
 
+/* replace the sample's goal by an imagined frame of its episode (policy_train.h's rule) */
+static void imagined_goal(sp_policy_job *j, const sp_policy_sample *ps, sp_mt19937 *r) {
+  const int F = j->gs.F;
+  int nin = 0, pick_v = -1, pick_f = -1, ahead_v = -1, ahead_f = -1, ahead = 0;
+  for (int v = j->gs_first[ps->episode]; v >= 0; v = j->gs_next[v]) {
+    const int32_t *ix = j->gs.idx + (size_t)v * (F + 1);
+    if (ix[0] > ps->t) continue;
+    for (int f = 1; f <= F; f++) {
+      int d = ix[f] - ps->t;
+      if (d <= 0) continue;
+      if (d >= j->jc.goal_min && d <= j->jc.goal_max && sp_mt_u32(r) % (uint32_t)++nin == 0) pick_v = v, pick_f = f;
+      if (ahead_v < 0 || d < ahead) ahead_v = v, ahead_f = f, ahead = d;
+    }
+  }
+  if (pick_v < 0) pick_v = ahead_v, pick_f = ahead_f;
+  if (pick_v < 0) return;
+  const uint8_t *fr = sp_goalset_frame(&j->gs, pick_v, pick_f);
+  const size_t px = (size_t)j->F * j->F;
+  for (size_t i = 0; i < px; i++)
+    for (int ch = 0; ch < 3; ch++) j->goal[ch * px + i] = fr[i * 3 + ch] / 127.5f - 1.f;
+  j->imagined++;
+}
+
 /* one sample into row b of the batch: frames stacked and cropped at (y0, x0), ee normalised,
  * the normalised chunk into a0 (and the raw one into raw when not NULL) */
 static int draw(sp_policy_job *j, sp_sampler *s, int b, int random_crop, sp_mt19937 *r, double *raw, char *err) {
   sp_policy_sample ps = {.cur = j->cur, .goal_img = j->goal, .actions = j->a0 + b * j->per};
   if (sp_sampler_policy(s, &ps, err)) return -1;
+  if (r && j->gs.n) {
+    j->drawn++;
+    if (sp_mt_double(r) < j->jc.imagined_frac) imagined_goal(j, &ps, r);
+  }
   int span = j->F - j->R + 1, y0 = (j->F - j->R) / 2, x0 = y0;
   if (random_crop) {
     y0 = (int)(sp_mt_u32(r) % (uint32_t)span);
@@ -185,6 +217,33 @@ static int start_limits(const sp_policy_start *st, const double amin[SP_ACT_DIM]
   return 0;
 }
 
+/* the imagined goal set of the dataset, indexed by episode */
+static int open_goalset(sp_policy_job *j, const char *path, const char *data, const sp_dataset *ds, char *err) {
+  if (sp_goalset_open(&j->gs, path, err)) return -1;
+  const int neps = sp_dataset_count(ds);
+  if (j->gs.episodes != neps)
+    return sp_errf(err, "%s was made from a dataset of %d episodes, %s holds %d (sp imagine --data %s)", path,
+                   j->gs.episodes, data, neps, data);
+  if (j->gs.R != j->F)
+    return sp_errf(err, "%s holds %d px frames, the policy's frame is %d", path, j->gs.R, j->F);
+  j->gs_first = malloc(sizeof(int) * (size_t)neps);
+  j->gs_next = malloc(sizeof(int) * (size_t)j->gs.n);
+  if (!j->gs_first || !j->gs_next) return sp_errf(err, "out of memory for %s", path);
+  for (int e = 0; e < neps; e++) j->gs_first[e] = -1;
+  for (int v = j->gs.n - 1; v >= 0; v--) {
+    const int32_t *ix = j->gs.idx + (size_t)v * (j->gs.F + 1);
+    const sp_dataset_ep *e = sp_dataset_episode(ds, j->gs.episode[v]);
+    if (ix[j->gs.F] >= e->n)
+      return sp_errf(err, "%s: video %d stands for frame %d of episode %d, which has %d frames (another dataset?)",
+                     path, v, ix[j->gs.F], j->gs.episode[v], e->n);
+    j->gs_next[v] = j->gs_first[j->gs.episode[v]];
+    j->gs_first[j->gs.episode[v]] = v;
+  }
+  sp_log(SP_LOG_INFO, "policy job: %d imagined videos from %s, %.0f%% of the goals drawn from them where they cover",
+         j->gs.n, path, 100.0 * j->jc.imagined_frac);
+  return 0;
+}
+
 sp_policy_job *sp_policy_job_open(const char *data, const sp_policy_cfg *mc, const char *preset,
                                   const sp_ptrain_cfg *jc, const sp_train_cfg *tc, const sp_policy_start *st,
                                   char *err) {
@@ -230,6 +289,7 @@ sp_policy_job *sp_policy_job_open(const char *data, const sp_policy_cfg *mc, con
   if (st && st->lim && start_limits(st, lim.act_min, lim.act_max, data, &lim, err)) goto fail;
   sp_policy_set_limits(&j->model, &lim);
   if (st && st->load && sp_model_load(st->init, &j->model.ps, "policy", NULL, err)) goto fail;
+  if (st && st->imagined && open_goalset(j, st->imagined, data, ds, err)) goto fail;
   if (sp_policy_ws_init(&j->ws, &j->model, j->B, 1, err)) goto fail;
   const size_t Bn = (size_t)j->B * j->per;
   j->cur = falloc((size_t)3 * j->F * j->F);
@@ -263,6 +323,7 @@ sp_policy_job *sp_policy_job_open(const char *data, const sp_policy_cfg *mc, con
   cJSON_AddNumberToObject(o, "val_episodes", sp_sampler_count(j->val));
   cJSON_AddItemToObject(o, "collect", cc ? cc : cJSON_CreateNull());
   if (st && st->init) cJSON_AddStringToObject(o, "init", st->init);
+  if (st && st->imagined) cJSON_AddStringToObject(o, "imagined", st->imagined);
   t->data = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   t->ps = &j->model.ps;
@@ -281,6 +342,12 @@ const sp_policy *sp_policy_job_model(const sp_policy_job *j) { return &j->model;
 
 void sp_policy_job_close(sp_policy_job *j) {
   if (!j) return;
+  if (j->drawn)
+    sp_log(SP_LOG_INFO, "policy job: %ld of %ld training samples had an imagined goal (%.1f%%)", j->imagined,
+           j->drawn, 100.0 * j->imagined / j->drawn);
+  sp_goalset_close(&j->gs);
+  free(j->gs_first);
+  free(j->gs_next);
   sp_sampler_close(j->train);
   sp_sampler_close(j->val);
   sp_policy_ws_free(&j->ws);
@@ -304,9 +371,13 @@ void sp_policy_job_close(sp_policy_job *j) {
   free(j);
 }
 
+static void data_string(const cJSON *dj, const char *key, char *out, size_t cap) {
+  const cJSON *v = dj ? cJSON_GetObjectItemCaseSensitive(dj, key) : NULL;
+  snprintf(out, cap, "%s", cJSON_IsString(v) ? v->valuestring : "");
+}
+
 int sp_policy_run_settings(const char *ckpt, sp_policy_cfg *mc, sp_ptrain_cfg *jc, sp_train_cfg *tc,
-                           sp_policy_limits *lim, char *preset, size_t pcap, char *data, size_t dcap, char *init,
-                           size_t icap, char *err) {
+                           sp_policy_limits *lim, sp_policy_run_files *files, char *err) {
   sp_ckpt_info info;
   if (sp_ckpt_info_read(ckpt, &info, err)) return -1;
   int rc = 0;
@@ -321,11 +392,10 @@ int sp_policy_run_settings(const char *ckpt, sp_policy_cfg *mc, sp_ptrain_cfg *j
     jj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(tr, "job"));
     if (sp_cf_from_json(sp_train_fields, tc, t, err) || sp_cf_from_json(sp_ptrain_fields, jc, jj, err)) rc = -1;
   }
-  const cJSON *ds = dj ? cJSON_GetObjectItemCaseSensitive(dj, "dataset") : NULL;
-  snprintf(data, dcap, "%s", cJSON_IsString(ds) ? ds->valuestring : "");
-  const cJSON *in = dj ? cJSON_GetObjectItemCaseSensitive(dj, "init") : NULL;
-  snprintf(init, icap, "%s", cJSON_IsString(in) ? in->valuestring : "");
-  snprintf(preset, pcap, "%s", info.preset);
+  data_string(dj, "dataset", files->data, sizeof files->data);
+  data_string(dj, "init", files->init, sizeof files->init);
+  data_string(dj, "imagined", files->imagined, sizeof files->imagined);
+  snprintf(files->preset, sizeof files->preset, "%s", info.preset);
   free(t);
   free(jj);
   cJSON_Delete(tr);

@@ -8,7 +8,12 @@
  * both frames, or the centre with random_crop 0); diffusion head: t uniform in [0, T), x_t =
  * q_sample(chunk, eps), MSE to eps (or to the chunk with target x0); mlp head: MSE of the
  * regressed chunk. recovery 1 also draws from the recovery episodes (`sp collect --recovery`),
- * still only at frames whose action came from the expert.
+ * still only at frames whose action came from the expert. With an imagined goal set (`sp
+ * imagine`: videos the video model made from the training demonstrations), a share imagined_frac
+ * of the samples take their goal from those videos instead: among the imagined frames of the
+ * sample's episode that stand for a frame within [t + goal_min, t + goal_max] (of a video started
+ * at or before t), one at random, else the first one ahead of t; a sample no video covers keeps
+ * its demonstration goal. The SP agent's policy acts towards imagined frames (docs/training.md).
  *
  * Validation (with the EMA weights): val_samples fixed held-out samples (the demonstrations of
  * highest seed per task and camera, never trained on; the same draws every time), centre crop,
@@ -30,6 +35,8 @@ typedef struct {
   int random_crop;   // 1: Diffusion Policy's random crop in training; 0: the centre
   int recovery;      // 1: draw from recovery episodes too (expert actions only)
   int val_samples;   // held-out samples per validation
+  float imagined_frac;  // with an imagined goal set: the share of training samples whose goal is
+                        // an imagined frame (when one covers the sample's frame)
 } sp_ptrain_cfg;
 
 extern const sp_cf sp_ptrain_fields[];
@@ -48,6 +55,8 @@ typedef struct {
   const char *init;              // a policy checkpoint: recorded in the data provenance
   int load;                      // 1: load init's weights (a fresh fine-tuning run)
   const sp_policy_limits *lim;   // the limits to use instead of the dataset's (NULL: the dataset's)
+  const char *imagined;          // an imagined goal set of the dataset (models/goalset.h, sp imagine),
+                                 // recorded in the provenance; NULL: goals from the demonstrations only
 } sp_policy_start;
 
 /* open the dataset (training and held-out splits), build the model from mc (weights and limits
@@ -62,12 +71,17 @@ void sp_policy_job_close(sp_policy_job *j);
 /* one validation with the weights in the model now: the JSON of metrics and the MSE */
 int sp_policy_job_validate(sp_policy_job *j, char *json, size_t cap, double *mse, char *err);
 
+/* what a run was started from, besides its configs ("" when none) */
+typedef struct {
+  char preset[32];
+  char data[1024];      // the dataset
+  char init[1024];      // the init checkpoint of a fine-tuning run
+  char imagined[1024];  // the imagined goal set
+} sp_policy_run_files;
 /* the settings of the run whose resumable checkpoint is ckpt (OUT/last.safetensors): model, job
- * and training configs, the limits, the preset name, the dataset path and the init checkpoint of
- * a fine-tuning run ("" when none), so `--resume` needs no other option. -1 with err on a
- * missing, foreign or unreadable checkpoint. */
+ * and training configs, the limits and the files it was started from, so `--resume` needs no
+ * other option. -1 with err on a missing, foreign or unreadable checkpoint. */
 int sp_policy_run_settings(const char *ckpt, sp_policy_cfg *mc, sp_ptrain_cfg *jc, sp_train_cfg *tc,
-                           sp_policy_limits *lim, char *preset, size_t pcap, char *data, size_t dcap, char *init,
-                           size_t icap, char *err);
+                           sp_policy_limits *lim, sp_policy_run_files *files, char *err);
 
 #endif

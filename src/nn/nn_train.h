@@ -97,7 +97,20 @@ const nn_st_tensor *nn_st_find(const nn_safetensors *st, const char *name);
 /* pointer to a tensor's data when its dtype matches, else NULL; numel out if non-NULL */
 const float *nn_st_f32(const nn_safetensors *st, const char *name, size_t *numel);
 const int32_t *nn_st_i32(const nn_safetensors *st, const char *name, size_t *numel);
+const uint8_t *nn_st_u8(const nn_safetensors *st, const char *name, size_t *numel);
 const char *nn_st_meta(const nn_safetensors *st, const char *key);  // NULL when absent
+
+/* a tensor to write: name, dtype ("F32", "I32", "U8", ...), shape, and its data (C order) */
+typedef struct {
+  char name[NN_NAME_MAX + 32];
+  const char *dtype;
+  int ndim;
+  int64_t shape[NN_MAX_DIMS];
+  const void *data;
+} nn_st_out;
+/* write n tensors, in order, and the string metadata meta (key, value, ..., NULL; may be NULL) to
+ * PATH.tmp, fsync and rename: a crash never leaves a broken PATH. 0 or -1 with err. */
+int nn_st_save(const char *path, const nn_st_out *t, int n, const char *const *meta, char *err);
 
 /* checkpoint = safetensors of the parameters under their names, plus (with_optim) the AdamW
  * moments as "optim.exp_avg.<name>" / "optim.exp_avg_sq.<name>" and (if ps->ema) "ema.<name>";

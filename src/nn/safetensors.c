@@ -137,6 +137,10 @@ const int32_t *nn_st_i32(const nn_safetensors *st, const char *name, size_t *num
   return st_data(st, name, "I32", numel);
 }
 
+const uint8_t *nn_st_u8(const nn_safetensors *st, const char *name, size_t *numel) {
+  return st_data(st, name, "U8", numel);
+}
+
 const char *nn_st_meta(const nn_safetensors *st, const char *key) {
   if (!st->meta) return NULL;
   cJSON *v = cJSON_GetObjectItemCaseSensitive((cJSON *)st->meta, key);
@@ -260,41 +264,24 @@ int nn_checkpoint_to_f16(const char *in, const char *out, char *err) {
   return rc;
 }
 
-int nn_checkpoint_save(const char *path, const nn_params *ps, const char *config_json, long step,
-                       int with_optim, char *err) {
-  ckpt_part parts[4];
-  int np = 0;
-  parts[np++] = (ckpt_part){"", ps->data};
-  if (with_optim && ps->m && ps->v) {
-    parts[np++] = (ckpt_part){"optim.exp_avg.", ps->m};
-    parts[np++] = (ckpt_part){"optim.exp_avg_sq.", ps->v};
-  }
-  if (with_optim && ps->ema) parts[np++] = (ckpt_part){"ema.", ps->ema};
-
+int nn_st_save(const char *path, const nn_st_out *t, int n, const char *const *meta, char *err) {
   cJSON *root = cJSON_CreateObject();
-  cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
-  char sbuf[32];
-  snprintf(sbuf, sizeof sbuf, "%ld", step);
-  cJSON_AddStringToObject(meta, "format", NN_CKPT_FORMAT);
-  cJSON_AddStringToObject(meta, "version", NN_CKPT_VERSION);
-  cJSON_AddStringToObject(meta, "step", sbuf);
-  cJSON_AddStringToObject(meta, "config", config_json ? config_json : "{}");
-  cJSON_AddStringToObject(meta, "optim", np > 1 ? "adamw" : "none");
+  cJSON *mo = cJSON_AddObjectToObject(root, "__metadata__");
+  for (int i = 0; meta && meta[i]; i += 2) cJSON_AddStringToObject(mo, meta[i], meta[i + 1] ? meta[i + 1] : "");
   size_t off = 0;
-  char name[NN_NAME_MAX + 32];
-  for (int k = 0; k < np; k++)
-    for (int i = 0; i < ps->n; i++) {
-      const nn_param *p = &ps->p[i];
-      snprintf(name, sizeof name, "%s%s", parts[k].prefix, p->name);
-      cJSON *t = cJSON_AddObjectToObject(root, name);
-      cJSON_AddStringToObject(t, "dtype", "F32");
-      cJSON *sh = cJSON_AddArrayToObject(t, "shape");
-      for (int d = 0; d < p->ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)p->shape[d]));
-      cJSON *o = cJSON_AddArrayToObject(t, "data_offsets");
-      cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
-      cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + p->numel * 4)));
-      off += p->numel * 4;
-    }
+  for (int i = 0; i < n; i++) {
+    size_t es = dtype_size(t[i].dtype), numel = 1;
+    SP_ASSERT(es && t[i].ndim >= 0 && t[i].ndim <= NN_MAX_DIMS);
+    for (int d = 0; d < t[i].ndim; d++) numel *= (size_t)t[i].shape[d];
+    cJSON *o = cJSON_AddObjectToObject(root, t[i].name);
+    cJSON_AddStringToObject(o, "dtype", t[i].dtype);
+    cJSON *sh = cJSON_AddArrayToObject(o, "shape");
+    for (int d = 0; d < t[i].ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[d]));
+    cJSON *of = cJSON_AddArrayToObject(o, "data_offsets");
+    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + numel * es)));
+    off += numel * es;
+  }
   char *hdr = cJSON_PrintUnformatted(root);
   cJSON_Delete(root);
   SP_ASSERT(hdr);
@@ -302,7 +289,7 @@ int nn_checkpoint_save(const char *path, const nn_params *ps, const char *config
   char tmp[4096];
   if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
     free(hdr);
-    return sp_errf(err, "checkpoint path too long: %s", path);
+    return sp_errf(err, "path too long: %s", path);
   }
   FILE *f = fopen(tmp, "wb");
   if (!f) {
@@ -314,15 +301,17 @@ int nn_checkpoint_save(const char *path, const nn_params *ps, const char *config
   int rc = write_all(f, len8, 8) || write_all(f, hdr, hl);
   for (size_t i = hl; i < padded && !rc; i++) rc = write_all(f, " ", 1);
   free(hdr);
-  for (int k = 0; k < np && !rc; k++)
-    for (int i = 0; i < ps->n && !rc; i++)
-      rc = write_all(f, parts[k].buf + ps->p[i].offset, ps->p[i].numel * 4);
+  for (int i = 0; i < n && !rc; i++) {
+    size_t numel = 1;
+    for (int d = 0; d < t[i].ndim; d++) numel *= (size_t)t[i].shape[d];
+    rc = write_all(f, t[i].data, numel * dtype_size(t[i].dtype));
+  }
   if (!rc) rc = fflush(f) || fsync(fileno(f));
   if (fclose(f)) rc = -1;
   if (rc) {
     int e = errno;
     unlink(tmp);
-    return sp_errf(err, "writing checkpoint %s failed: %s (old file left untouched)", tmp, strerror(e));
+    return sp_errf(err, "writing %s failed: %s (old file left untouched)", tmp, strerror(e));
   }
   if (rename(tmp, path)) {
     int e = errno;
@@ -330,6 +319,37 @@ int nn_checkpoint_save(const char *path, const nn_params *ps, const char *config
     return sp_errf(err, "cannot rename %s to %s: %s", tmp, path, strerror(e));
   }
   return 0;
+}
+
+int nn_checkpoint_save(const char *path, const nn_params *ps, const char *config_json, long step,
+                       int with_optim, char *err) {
+  ckpt_part parts[4];
+  int np = 0;
+  parts[np++] = (ckpt_part){"", ps->data};
+  if (with_optim && ps->m && ps->v) {
+    parts[np++] = (ckpt_part){"optim.exp_avg.", ps->m};
+    parts[np++] = (ckpt_part){"optim.exp_avg_sq.", ps->v};
+  }
+  if (with_optim && ps->ema) parts[np++] = (ckpt_part){"ema.", ps->ema};
+  nn_st_out *t = calloc((size_t)np * (size_t)ps->n + 1, sizeof *t);
+  if (!t) return sp_errf(err, "out of memory writing checkpoint %s", path);
+  int n = 0;
+  for (int k = 0; k < np; k++)
+    for (int i = 0; i < ps->n; i++, n++) {
+      const nn_param *p = &ps->p[i];
+      snprintf(t[n].name, sizeof t[n].name, "%s%s", parts[k].prefix, p->name);
+      t[n].dtype = "F32";
+      t[n].ndim = p->ndim;
+      for (int d = 0; d < p->ndim; d++) t[n].shape[d] = p->shape[d];
+      t[n].data = parts[k].buf + p->offset;
+    }
+  char sbuf[32];
+  snprintf(sbuf, sizeof sbuf, "%ld", step);
+  const char *meta[] = {"format", NN_CKPT_FORMAT, "version", NN_CKPT_VERSION, "step", sbuf,
+                        "config", config_json ? config_json : "{}", "optim", np > 1 ? "adamw" : "none", NULL};
+  int rc = nn_st_save(path, t, n, meta, err);
+  free(t);
+  return rc;
 }
 
 int nn_checkpoint_load(const char *path, nn_params *ps, long *step, char **config, char *err) {
