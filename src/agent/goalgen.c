@@ -167,8 +167,8 @@ int sp_goalgen_run(const sp_goalgen_cfg *c, char *err) {
   }
   if (plan_jobs(c, s, F, R, v.dc.use_fine, ndemo, jobs, episode, idx, frames, err)) goto out;
   float w = c->guidance >= 0 ? c->guidance : v.dc.guidance;
-  sp_log(SP_LOG_INFO, "imagine: %d videos (%d demonstrations x %d) of %d frames at %d px, DDIM %d, guidance %.2f, %d jobs",
-         n, ndemo, c->per_demo, F, R, c->steps, w, c->jobs);
+  sp_log(SP_LOG_INFO, "imagine: %d videos (%d demonstrations x %d) of %d frames at %d px, DDIM %d, guidance %.2f, "
+         "%d jobs", n, ndemo, c->per_demo, F, R, c->steps, w, c->jobs);
   nn_init(1);
   pool p = {.v = &v, .jobs = jobs, .frames = frames, .n = n, .steps = c->steps, .guidance = w};
   pthread_mutex_init(&p.lock, NULL);

@@ -24,7 +24,7 @@ int sp_cmd_eval(int argc, char **argv) {
   sp_arg rows[] = {
       {"agent", SP_ARG_STR, &cfg.agent, agent_help},
       {"checkpoint", SP_ARG_STR, &cfg.checkpoint, "the agent's checkpoint (safetensors; default: its committed one under checkpoints/)"},
-      {"policy-checkpoint", SP_ARG_STR, &cfg.policy_checkpoint, "sp agents: the policy's checkpoint (default: checkpoints/policy-cpu.safetensors)"},
+      {"policy-checkpoint", SP_ARG_STR, &cfg.policy_checkpoint, "sp agents: the policy's checkpoint (default: checkpoints/policy-imagined-cpu.safetensors)"},
       {"tasks", SP_ARG_STR, &tasks, "all or a comma list of task names"},
       {"cameras", SP_ARG_STR, &cameras, "comma list of cameras"},
       {"seeds", SP_ARG_STR, &seeds, "seed list, e.g. 0-24 or 0,3,5-9"},
