@@ -59,24 +59,27 @@ sp_renderer *sp_renderer_create(const sp_env_model *em, int w, int h, char *err)
   return sp_renderer_create_q(em, w, h, 0, -1, err);
 }
 
-/* context creation and teardown one thread at a time: mjr_makeContext loads the GL functions into
- * MuJoCo's process-wide table, and two workers creating renderers at once crashed a run */
-static pthread_mutex_t g_ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+/* context creation and teardown one thread at a time and never during a render: mjr_makeContext
+ * loads the GL functions into MuJoCo's process-wide table, and two workers creating renderers at
+ * once crashed a run; renders share the lock (Mesa's software rasteriser segfaulted three times
+ * in long two-worker runs, where renderers are made lazily while the other worker renders: a
+ * guess, docs/environment.md) */
+static pthread_rwlock_t g_ctx_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 static sp_renderer *create_locked(const sp_env_model *em, int w, int h, int shadow_size, int msaa, char *err);
 sp_renderer *sp_renderer_create_q(const sp_env_model *em, int w, int h, int shadow_size, int msaa, char *err) {
-  pthread_mutex_lock(&g_ctx_lock);
+  pthread_rwlock_wrlock(&g_ctx_lock);
   sp_renderer *r = create_locked(em, w, h, shadow_size, msaa, err);
-  pthread_mutex_unlock(&g_ctx_lock);
+  pthread_rwlock_unlock(&g_ctx_lock);
   return r;
 }
 
 static void free_locked(sp_renderer *r);
 void sp_renderer_free(sp_renderer *r) {
   if (!r) return;
-  pthread_mutex_lock(&g_ctx_lock);
+  pthread_rwlock_wrlock(&g_ctx_lock);
   free_locked(r);
-  pthread_mutex_unlock(&g_ctx_lock);
+  pthread_rwlock_unlock(&g_ctx_lock);
 }
 
 static sp_renderer *create_locked(const sp_env_model *em, int w, int h, int shadow_size, int msaa, char *err) {
@@ -137,8 +140,18 @@ int sp_render_quality_parse(const char *name, sp_render_quality *q) {
   return -1;
 }
 
+static int render_shared(sp_renderer *r, const sp_env *e, int cam, int w, int h, uint8_t *rgb, float *depth,
+                         int32_t *seg, char *err);
 int sp_render(sp_renderer *r, const sp_env *e, int cam, int w, int h, uint8_t *rgb, float *depth,
               int32_t *seg, char *err) {
+  pthread_rwlock_rdlock(&g_ctx_lock);
+  int rc = render_shared(r, e, cam, w, h, rgb, depth, seg, err);
+  pthread_rwlock_unlock(&g_ctx_lock);
+  return rc;
+}
+
+static int render_shared(sp_renderer *r, const sp_env *e, int cam, int w, int h, uint8_t *rgb, float *depth,
+                         int32_t *seg, char *err) {
   if (w != r->w || h != r->h) return sp_errf(err, "renderer is %dx%d, asked %dx%d", r->w, r->h, w, h);
   if (cam < 0 || cam >= SP_NCAMERA || e->em->cam_id[cam] < 0)
     return sp_errf(err, "scene has no camera '%s'", sp_camera_name(cam));
