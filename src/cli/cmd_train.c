@@ -240,29 +240,6 @@ static int train_video(int argc, char **argv) {
   return rc;
 }
 
-/* the model config, limits and preset of a policy checkpoint named by --init (fine-tuning) */
-static int init_settings(const char *init, sp_policy_cfg *mc, sp_policy_limits *lim, char *preset, size_t pcap) {
-  char err[SP_ERRLEN];
-  sp_ckpt_info info;
-  if (sp_ckpt_info_read(init, &info, err)) {
-    sp_log(SP_LOG_ERROR, "train: --init: %s", err);
-    return -1;
-  }
-  int rc = 0;
-  if (strcmp(info.model, "policy")) {
-    sp_log(SP_LOG_ERROR, "train: --init: %s holds a '%s' model, not a policy", init, info.model);
-    rc = -1;
-  }
-  sp_policy_cfg_preset(mc, SP_PRESET_CPU);
-  if (!rc && sp_policy_config_parse(info.config, mc, lim, err)) {
-    sp_log(SP_LOG_ERROR, "train: --init: %s: %s", init, err);
-    rc = -1;
-  }
-  if (!rc) snprintf(preset, pcap, "%s", info.preset);
-  sp_ckpt_info_free(&info);
-  return rc;
-}
-
 static int train_policy(int argc, char **argv) {
   const char *usage = "policy --data FILE.h5 --preset tiny|cpu|paper --steps N --out DIR [--resume] [options]";
   sp_policy_cfg mc;
@@ -279,7 +256,6 @@ static int train_policy(int argc, char **argv) {
   const char *init = find_opt(argc, argv, "init");
   sp_policy_start st = {0};
   if (resuming) {
-    sp_policy_cfg_preset(&mc, SP_PRESET_CPU);
     if (sp_policy_run_settings(ckpt, &mc, &jc, &tc, &lim, &run, err)) {
       sp_log(SP_LOG_ERROR, "train: %s", err);
       return 2;
@@ -291,7 +267,10 @@ static int train_policy(int argc, char **argv) {
     }
     st = (sp_policy_start){.init = run.init[0] ? run.init : NULL, .load = 0, .lim = &lim};
   } else if (init) {  // fine-tuning: the checkpoint's model, limits and preset are the base
-    if (init_settings(init, &mc, &lim, preset, pcap)) return 2;
+    if (sp_policy_ckpt_settings(init, &mc, &lim, preset, pcap, err)) {
+      sp_log(SP_LOG_ERROR, "train: --init: %s", err);
+      return 2;
+    }
     st = (sp_policy_start){.init = init, .load = 1, .lim = &lim};
   } else {
     sp_preset p;

@@ -376,13 +376,30 @@ static void data_string(const cJSON *dj, const char *key, char *out, size_t cap)
   snprintf(out, cap, "%s", cJSON_IsString(v) ? v->valuestring : "");
 }
 
+/* the model config and limits of a read checkpoint (mc starts from the cpu preset) */
+static int ckpt_model(const char *ckpt, const sp_ckpt_info *info, sp_policy_cfg *mc, sp_policy_limits *lim, char *err) {
+  if (strcmp(info->model, "policy")) return sp_errf(err, "%s holds a '%s' model, not a policy", ckpt, info->model);
+  sp_policy_cfg_preset(mc, SP_PRESET_CPU);
+  char e2[SP_ERRLEN];
+  if (sp_policy_config_parse(info->config, mc, lim, e2)) return sp_errf(err, "%s: %s", ckpt, e2);
+  return 0;
+}
+
+int sp_policy_ckpt_settings(const char *ckpt, sp_policy_cfg *mc, sp_policy_limits *lim, char *preset, size_t pcap,
+                            char *err) {
+  sp_ckpt_info info;
+  if (sp_ckpt_info_read(ckpt, &info, err)) return -1;
+  int rc = ckpt_model(ckpt, &info, mc, lim, err);
+  if (!rc) snprintf(preset, pcap, "%s", info.preset);
+  sp_ckpt_info_free(&info);
+  return rc;
+}
+
 int sp_policy_run_settings(const char *ckpt, sp_policy_cfg *mc, sp_ptrain_cfg *jc, sp_train_cfg *tc,
                            sp_policy_limits *lim, sp_policy_run_files *files, char *err) {
   sp_ckpt_info info;
   if (sp_ckpt_info_read(ckpt, &info, err)) return -1;
-  int rc = 0;
-  if (strcmp(info.model, "policy")) rc = sp_errf(err, "%s holds a '%s' model, not a policy", ckpt, info.model);
-  if (!rc && sp_policy_config_parse(info.config, mc, lim, err)) rc = -1;
+  int rc = ckpt_model(ckpt, &info, mc, lim, err);
   cJSON *tr = cJSON_Parse(info.trainer ? info.trainer : ""), *dj = cJSON_Parse(info.data);
   char *t = NULL, *jj = NULL;
   if (!rc && (!tr || !cJSON_GetObjectItemCaseSensitive(tr, "train") || !cJSON_GetObjectItemCaseSensitive(tr, "job")))

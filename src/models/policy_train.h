@@ -71,6 +71,10 @@ void sp_policy_job_close(sp_policy_job *j);
 /* one validation with the weights in the model now: the JSON of metrics and the MSE */
 int sp_policy_job_validate(sp_policy_job *j, char *json, size_t cap, double *mse, char *err);
 
+/* the model config, limits and preset of a policy checkpoint (a run's model.safetensors or a
+ * committed one): what fine-tuning (`--init`) starts from. -1 with err on a missing or foreign file. */
+int sp_policy_ckpt_settings(const char *ckpt, sp_policy_cfg *mc, sp_policy_limits *lim, char *preset, size_t pcap,
+                            char *err);
 /* what a run was started from, besides its configs ("" when none) */
 typedef struct {
   char preset[32];
