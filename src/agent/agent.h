@@ -2,10 +2,11 @@
  *
  * An agent is a table of functions. `load` reads its constant part once per run (checkpoints,
  * configs), shared read-only by every worker; `create` makes one worker's mutable state over it
- * (workspaces, private envs, renderers); `begin` starts an episode on a freshly reset env;
- * `act` maps the current observation (and, for agents that declare needs_rgb, the harness's camera
- * frame) to one action; `end` reports the episode's counted events. The env is the harness's: an
- * agent reads it (state, camera) and never steps it.
+ * (workspaces, private envs); `begin` starts an episode on a freshly reset env; `act` maps what
+ * it senses now (and, for agents that declare needs_rgb, the harness's camera frame) to one
+ * action; `end` reports the episode's counted events. Agents never see the harness's env: they
+ * get an sp_agent_sense, the state vector, the end effector, and camera views (RGB, depth,
+ * segmentation, the camera matrix) rendered by the harness when the agent asks for one.
  *
  * Layers: agent sits above models, plan and match and below eval. */
 #ifndef SP_AGENT_AGENT_H
@@ -16,6 +17,7 @@
 #include "data/collect.h"
 #include "plan/vlm.h"
 #include "sim/env.h"
+#include "sim/render.h"
 
 /* where an episode's wall time went (seconds) */
 typedef struct {
@@ -34,6 +36,42 @@ typedef struct {
   SP_AGENT_EVENTS(SP_AGENT_EVENT_FIELD)
 #undef SP_AGENT_EVENT_FIELD
 } sp_agent_events;
+
+/* ---------------------------------------------------------------------------------------------
+ * what an agent senses. The harness binds one to its env for an episode (sp_sense_bind) and
+ * refreshes it before every act (sp_sense_update); the views are rendered on request. */
+#define SP_SENSE_MAX_RENDERERS 24  // two views for each of the 11 tasks, and two more
+
+/* one worker's renderers for the views its agent asks for, made on first use; the harness's */
+typedef struct {
+  sp_renderer *r[SP_SENSE_MAX_RENDERERS];
+  int task[SP_SENSE_MAX_RENDERERS], size[SP_SENSE_MAX_RENDERERS], shadow[SP_SENSE_MAX_RENDERERS],
+      msaa[SP_SENSE_MAX_RENDERERS];
+  int n;
+} sp_sense_renderers;
+void sp_sense_renderers_free(sp_sense_renderers *rc);
+
+typedef struct {
+  int task, cam;
+  long seed;                    // the episode's env seed (AVDC's construct-then-reset seeding)
+  const double *obs;            // (SP_OBS_DIM) the observation now: hand, gripper, object, goal
+  double tcp[3];                // the end effector (tcp centre) now, metres
+  const sp_env_model *scene;    // the scene, constant: geom names (masks of the task object), and
+                                // for the oracle agents the model of a private env in which they
+                                // replay the episode's reset
+  const void *env_;             // the harness's env and renderers: sp_sense_view's and
+  sp_sense_renderers *rend_;    //   sp_sense_camera's alone
+} sp_agent_sense;
+
+void sp_sense_bind(sp_agent_sense *s, const sp_env *e, int cam, const double *obs, sp_sense_renderers *rc);
+void sp_sense_update(sp_agent_sense *s);  // the end effector after a step (obs is read in place)
+/* the camera view v of the state now as `sp collect` records frames (the crop window of v's
+ * render at v->size x v->size, its shadow and multisampling settings): rgb (size x size x 3),
+ * depth (metres) and seg (geom ids, -1 background), each NULL to skip. 0, or -1 with err. */
+int sp_sense_view(const sp_agent_sense *s, const sp_collect_config *v, uint8_t *rgb, float *depth, int32_t *seg,
+                  char *err);
+/* the pinhole camera of that view: pixel = K (R p + t) */
+void sp_sense_camera(const sp_agent_sense *s, const sp_collect_config *v, sp_camera_matrix *cm);
 
 /* what `load` gets: the checkpoints (NULL: the agent's committed ones) and, for agents that
  * declare uses_vlm, a VLM (NULL: offline: the rule planner and the built-in validator) */
@@ -58,9 +96,9 @@ typedef struct {
   void (*unload)(void *model);
   void *(*create)(const void *model, char *err);       // one worker's state over the loaded model
   void (*destroy)(void *state);
-  int (*begin)(void *state, const sp_env *e, int cam, uint32_t seed, char *err);
-  int (*act)(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w,
-             int h, double action[SP_ACT_DIM], sp_agent_timing *tm, char *err);
+  int (*begin)(void *state, const sp_agent_sense *s, uint32_t seed, char *err);
+  int (*act)(void *state, const sp_agent_sense *s, const uint8_t *rgb, int w, int h, double action[SP_ACT_DIM],
+             sp_agent_timing *tm, char *err);
   void (*end)(void *state, sp_agent_events *ev);  // NULL: no events
   int replan_budget;            // reported in the results (0 for agents that never replan)
   int uses_vlm;                 // plans and validates with a VLM when one is given (--vlm)

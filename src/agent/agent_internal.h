@@ -24,9 +24,9 @@ const uint8_t *sp_oracle_goal(void *state, int *side, const char **plan_text);
 void sp_oracle_unload(void *model);
 void *sp_oracle_create(const void *model, char *err);
 void sp_oracle_destroy(void *state);
-int sp_oracle_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *err);
-int sp_oracle_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w,
-                  int h, double action[SP_ACT_DIM], sp_agent_timing *tm, char *err);
+int sp_oracle_begin(void *state, const sp_agent_sense *s, uint32_t seed, char *err);
+int sp_oracle_act(void *state, const sp_agent_sense *s, const uint8_t *rgb, int w, int h, double action[SP_ACT_DIM],
+                  sp_agent_timing *tm, char *err);
 void sp_oracle_end(void *state, sp_agent_events *ev);
 
 /* sp, sp-r, sp-nr (sp.c) */
@@ -37,9 +37,9 @@ void *sp_spnr_create(const void *model, char *err);
 void *sp_sp_create(const void *model, char *err);
 void *sp_spr_create(const void *model, char *err);
 void sp_sp_destroy(void *state);
-int sp_sp_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *err);
-int sp_sp_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w, int h,
-              double action[SP_ACT_DIM], sp_agent_timing *tm, char *err);
+int sp_sp_begin(void *state, const sp_agent_sense *s, uint32_t seed, char *err);
+int sp_sp_act(void *state, const sp_agent_sense *s, const uint8_t *rgb, int w, int h, double action[SP_ACT_DIM],
+              sp_agent_timing *tm, char *err);
 void sp_sp_end(void *state, sp_agent_events *ev);
 
 /* avdc, avdc-r, avdc-oracle (avdc.c) */
@@ -49,9 +49,9 @@ void sp_avdc_unload(void *model);
 void *sp_avdc_create(const void *model, char *err);
 void *sp_avdcr_create(const void *model, char *err);
 void sp_avdc_destroy(void *state);
-int sp_avdc_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *err);
-int sp_avdc_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w, int h,
-                double action[SP_ACT_DIM], sp_agent_timing *tm, char *err);
+int sp_avdc_begin(void *state, const sp_agent_sense *s, uint32_t seed, char *err);
+int sp_avdc_act(void *state, const sp_agent_sense *s, const uint8_t *rgb, int w, int h, double action[SP_ACT_DIM],
+                sp_agent_timing *tm, char *err);
 void sp_avdc_end(void *state, sp_agent_events *ev);
 const uint8_t *sp_avdc_goal(void *state, int *side, const char **plan_text);
 

@@ -22,14 +22,14 @@ static void *expert_create(const void *model, char *err) {
   return &g_expert;
 }
 static void expert_destroy(void *s) { (void)s; }
-static int expert_begin(void *s, const sp_env *e, int cam, uint32_t seed, char *err) {
-  (void)s; (void)e; (void)cam; (void)seed; (void)err;
+static int expert_begin(void *st, const sp_agent_sense *s, uint32_t seed, char *err) {
+  (void)st; (void)s; (void)seed; (void)err;
   return 0;
 }
-static int expert_act(void *s, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb,
-                      int w, int h, double action[SP_ACT_DIM], sp_agent_timing *tm, char *err) {
-  (void)s; (void)rgb; (void)w; (void)h; (void)tm; (void)err;
-  sp_expert_act(e->em->task, obs, action);
+static int expert_act(void *st, const sp_agent_sense *s, const uint8_t *rgb, int w, int h, double action[SP_ACT_DIM],
+                      sp_agent_timing *tm, char *err) {
+  (void)st; (void)rgb; (void)w; (void)h; (void)tm; (void)err;
+  sp_expert_act(s->task, s->obs, action);
   return 0;
 }
 
@@ -105,6 +105,8 @@ typedef struct {
 typedef struct {
   const sp_agent_api *ag;
   void *state;
+  sp_agent_sense sense;
+  sp_sense_renderers rend;
 } collect_state;
 
 static void *collect_create(void *ctx, char *err) {
@@ -123,19 +125,26 @@ static void collect_destroy(void *state) {
   collect_state *s = state;
   if (!s) return;
   s->ag->destroy(s->state);
+  sp_sense_renderers_free(&s->rend);
   free(s);
 }
 
+/* collect's loop hands the env it steps; the agent senses it through sense (e->obs until the
+ * first act, then the observation collect passes, which is e->obs's copy) */
 static int collect_begin(void *state, const sp_env *e, int cam, long seed, char *err) {
   collect_state *s = state;
-  return s->ag->begin(s->state, e, cam, sp_agent_seed(e->em->task, cam, seed), err);
+  sp_sense_bind(&s->sense, e, cam, e->obs, &s->rend);
+  return s->ag->begin(s->state, &s->sense, sp_agent_seed(e->em->task, cam, seed), err);
 }
 
 static int collect_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], double action[SP_ACT_DIM],
                        char *err) {
   collect_state *s = state;
+  (void)e;
+  s->sense.obs = obs;
+  sp_sense_update(&s->sense);
   sp_agent_timing tm = {0};
-  return s->ag->act(s->state, e, obs, NULL, 0, 0, action, &tm, err);
+  return s->ag->act(s->state, &s->sense, NULL, 0, 0, action, &tm, err);
 }
 
 int sp_agent_collect_policy(const sp_agent_api *ag, const sp_agent_opts *o, sp_collect_policy *out, char *err) {

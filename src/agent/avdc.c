@@ -82,7 +82,7 @@ typedef struct {
   int max_replans, oracle;
   sp_imaginer im;
   int im_ok;
-  sp_renderer *rend[SP_NTASK], *prend[SP_NTASK];  // the video's side; the plan side (depth, seg)
+  sp_renderer *rend[SP_NTASK];  // avdc-oracle: the renderers of its private envs
   int mask_ids[SP_NTASK][AVDC_MAX_MASK], nmask[SP_NTASK];
   sp_env *priv[SP_NTASK];     // avdc-oracle: the expert's rollout
   sp_demo demo;
@@ -103,7 +103,6 @@ typedef struct {
   int nsub, cur;
   int countdown, plans_left;
   double last[3];
-  int cam;
   uint32_t seed;
   sp_agent_events ev;
   sp_agent_timing begin_tm;
@@ -153,7 +152,6 @@ void sp_avdc_destroy(void *state) {
   if (!a) return;
   for (int t = 0; t < SP_NTASK; t++) {
     sp_renderer_free(a->rend[t]);
-    sp_renderer_free(a->prend[t]);
     sp_env_free(a->priv[t]);
   }
   if (a->demo_ok) sp_demo_free(&a->demo);
@@ -238,15 +236,9 @@ static void upsample(const uint8_t *src, int R, uint8_t *dst, int P) {
  * and the hidden "handle" sphere), the hammer's handle */
 static const char *g_mask_geom[SP_NTASK] = {[SP_TASK_DOOR_OPEN] = "handle", [SP_TASK_HAMMER] = "HammerHandle"};
 
-/* the renderers and mask geoms of a scene, made on first use */
+/* the mask geoms of a scene, found on first use */
 static int scene(avdc *a, const sp_env_model *em, char *err) {
   const int t = em->task;
-  const sp_collect_config *v = &a->m->view;
-  if (!a->rend[t] && !(a->rend[t] = sp_renderer_create_q(em, a->m->R, a->m->R, v->shadow_size, v->msaa, err)))
-    return -1;
-  if (!a->prend[t] &&
-      !(a->prend[t] = sp_renderer_create_q(em, AVDC_PLAN_SIDE, AVDC_PLAN_SIDE, v->shadow_size, v->msaa, err)))
-    return -1;
   if (a->nmask[t]) return 0;
   if (g_mask_geom[t]) {  // the geom NAME, and NAME_* (the built-in scenes' parts of it)
     const char *want = g_mask_geom[t];
@@ -284,48 +276,49 @@ static void object_mask(avdc *a, int task) {
 }
 
 /* the video: the expert's frames (avdc-oracle) or the model's from frames[0] */
-static int video(avdc *a, const sp_env *e, const double obs[SP_OBS_DIM], char *err) {
+static int video(avdc *a, const sp_agent_sense *s, char *err) {
   const size_t fb = (size_t)a->m->R * a->m->R * 3;
-  const int n = a->m->nframes;
+  const int n = a->m->nframes, task = s->task;
+  const double *obs = s->obs, *tcp = s->tcp;
   if (a->oracle) {
-    const int task = e->em->task;
-    if (!a->priv[task] && !(a->priv[task] = sp_env_create(e->em, err))) return -1;
+    const sp_collect_config *v = &a->m->view;
+    if (!a->priv[task] && !(a->priv[task] = sp_env_create(s->scene, err))) return -1;
+    if (!a->rend[task] &&
+        !(a->rend[task] = sp_renderer_create_q(s->scene, a->m->R, a->m->R, v->shadow_size, v->msaa, err)))
+      return -1;
     double t_render = 0;
-    if (sp_collect_episode(&a->m->view, a->priv[task], a->rend[task], NULL, 0, a->cam, e->seed, -1, &a->demo,
-                           &t_render, err))
+    if (sp_collect_episode(v, a->priv[task], a->rend[task], NULL, 0, s->cam, s->seed, -1, &a->demo, &t_render, err))
       return -1;
     for (int i = 0; i < n; i++) {  // AVDC's sample_n_frames
       int k = i < n - 1 ? (int)((long)i * a->demo.n / (n - 1)) : a->demo.n - 1;
       memcpy(a->frames + fb * i, a->demo.rgb + fb * k, fb);
     }
   } else {
-    double tcp[3];
-    sp_env_tcp(e, tcp);
-    uint32_t s = a->seed ^ (0x85EBCA6Bu * (uint32_t)(a->ev.videos + 1));
+    uint32_t ns = a->seed ^ (0x85EBCA6Bu * (uint32_t)(a->ev.videos + 1));
     sp_plan plan;  // AVDC's model reads the text alone; a plan-conditioned one gets the rule plan
     memset(&plan, 0, sizeof plan);
     if (a->m->vm.m.cfg.cond != SP_VCOND_TEXT &&
-        sp_plan_rule(e->em->task, tcp, obs + SP_OBS_OBJ, obs + SP_OBS_GOAL, NULL, &plan, err))
+        sp_plan_rule(task, tcp, obs + SP_OBS_OBJ, obs + SP_OBS_GOAL, NULL, &plan, err))
       return -1;
-    sp_imagine(&a->im, &a->m->vm, e->em->task, &plan, tcp, obs, AVDC_DDIM_STEPS, a->m->guidance, s, a->frames);
+    sp_imagine(&a->im, &a->m->vm, task, &plan, tcp, obs, AVDC_DDIM_STEPS, a->m->guidance, ns, a->frames);
   }
   a->ev.videos++;
   return 0;
 }
 
 /* a new plan from the current state: render, video, flows, subgoals; the mode on the first */
-static int plan(avdc *a, const sp_env *e, const double obs[SP_OBS_DIM], sp_agent_timing *tm, char *err) {
-  const int task = e->em->task, R = a->m->R, P = AVDC_PLAN_SIDE;
+static int plan(avdc *a, const sp_agent_sense *s, sp_agent_timing *tm, char *err) {
+  const int task = s->task, R = a->m->R, P = AVDC_PLAN_SIDE;
   double t0 = sp_time_now();
-  if (scene(a, e->em, err)) return -1;
-  if (sp_collect_render_view(a->rend[task], e, a->cam, &a->m->view, a->frames, NULL, NULL, err)) return -1;
+  if (scene(a, s->scene, err)) return -1;
+  if (sp_sense_view(s, &a->m->view, a->frames, NULL, NULL, err)) return -1;
   sp_collect_config pv = a->m->view;
   pv.size = P;
-  if (sp_collect_render_view(a->prend[task], e, a->cam, &pv, NULL, a->depth, a->seg, err)) return -1;
+  if (sp_sense_view(s, &pv, NULL, a->depth, a->seg, err)) return -1;
   object_mask(a, task);
   double t1 = sp_time_now();
   tm->render += t1 - t0;
-  if (video(a, e, obs, err)) return -1;
+  if (video(a, s, err)) return -1;
   double t2 = sp_time_now();
   tm->video += t2 - t1;
   const size_t fb = (size_t)R * R * 3;
@@ -336,7 +329,7 @@ static int plan(avdc *a, const sp_env *e, const double obs[SP_OBS_DIM], sp_agent
     if (f) sp_flow_farneback(&a->fcfg, a->fws, a->up[(f - 1) & 1], a->up[f & 1], a->flow[f - 1]);
   }
   sp_camera_matrix cm;
-  sp_collect_view_camera(e, a->cam, &pv, &cm);
+  sp_sense_camera(s, &pv, &cm);
   sp_fp_plan fp;
   const float *flows[SP_FP_MAX_FLOWS];
   for (int f = 0; f < nflow; f++) flows[f] = a->flow[f];
@@ -375,15 +368,14 @@ static int plan(avdc *a, const sp_env *e, const double obs[SP_OBS_DIM], sp_agent
   return 0;
 }
 
-int sp_avdc_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *err) {
+int sp_avdc_begin(void *state, const sp_agent_sense *s, uint32_t seed, char *err) {
   avdc *a = state;
   memset(&a->ev, 0, sizeof a->ev);
   memset(&a->begin_tm, 0, sizeof a->begin_tm);
   a->seed = seed;
-  a->cam = cam;
   a->plans_left = a->max_replans + 1;
   memset(a->last, 0, sizeof a->last);
-  return plan(a, e, e->obs, &a->begin_tm, err);
+  return plan(a, s, &a->begin_tm, err);
 }
 
 static double dist3(const double a[3], const double b[3]) {
@@ -391,12 +383,11 @@ static double dist3(const double a[3], const double b[3]) {
 }
 
 /* AVDC's _desired_pos; may replan (and set grasped) */
-static int target(avdc *a, const sp_env *e, const double obs[SP_OBS_DIM], double tgt[3], sp_agent_timing *tm,
-                  char *err) {
-  const double *hand = obs + SP_OBS_HAND;
+static int target(avdc *a, const sp_agent_sense *s, double tgt[3], sp_agent_timing *tm, char *err) {
+  const double *hand = s->obs + SP_OBS_HAND;
   if (a->countdown <= 0 && a->plans_left > 0) {
     a->ev.replans++;
-    if (plan(a, e, obs, tm, err)) return -1;
+    if (plan(a, s, tm, err)) return -1;
     memcpy(tgt, a->sub[a->cur], sizeof(double) * 3);
     return 0;
   }
@@ -410,22 +401,22 @@ static int target(avdc *a, const sp_env *e, const double obs[SP_OBS_DIM], double
     memcpy(tgt, a->grasp, sizeof(double) * 3);
     return 0;
   }
-  const double *s = a->sub[a->cur];
-  if (dist3(hand, s) <= (a->push ? AVDC_TOL_PUSH : AVDC_TOL_GRASP) && a->cur + 1 < a->nsub) a->cur++;
+  const double *sub = a->sub[a->cur];
+  if (dist3(hand, sub) <= (a->push ? AVDC_TOL_PUSH : AVDC_TOL_GRASP) && a->cur + 1 < a->nsub) a->cur++;
   memcpy(tgt, a->sub[a->cur], sizeof(double) * 3);
   return 0;
 }
 
-int sp_avdc_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w, int h,
-                double action[SP_ACT_DIM], sp_agent_timing *tm, char *err) {
+int sp_avdc_act(void *state, const sp_agent_sense *s, const uint8_t *rgb, int w, int h, double action[SP_ACT_DIM],
+                sp_agent_timing *tm, char *err) {
   (void)rgb; (void)w; (void)h;
   avdc *a = state;
   sp_agent_timing_take(tm, &a->begin_tm);
-  const double *hand = obs + SP_OBS_HAND;
+  const double *hand = s->obs + SP_OBS_HAND;
   if (dist3(hand, a->last) < AVDC_STALL_M) a->countdown--;
   memcpy(a->last, hand, sizeof a->last);
   double tgt[3];
-  if (target(a, e, obs, tgt, tm, err)) return -1;
+  if (target(a, s, tgt, tm, err)) return -1;
   for (int k = 0; k < 3; k++) action[k] = AVDC_GAIN * (tgt[k] - hand[k]);
   int close = a->grasped || a->push || fabs(hand[2] - a->grasp[2]) < AVDC_GRIP_Z;
   action[3] = close ? AVDC_GRIP : -AVDC_GRIP;

@@ -38,7 +38,6 @@ int sp_follow_model_load(sp_follow_model *m, const char *ckpt, int action_steps,
 void sp_follow_model_free(sp_follow_model *m) { sp_policy_free(&m->pol); }
 
 void sp_follower_free(sp_follower *f) {
-  for (int t = 0; t < SP_NTASK; t++) sp_renderer_free(f->rend[t]);
   sp_match_ws_free(f->mws);
   if (f->ws_ok) sp_policy_ws_free(&f->ws);
   free(f->cur);
@@ -69,15 +68,8 @@ int sp_follower_init(sp_follower *f, const sp_follow_model *m, char *err) {
   return 0;
 }
 
-sp_renderer *sp_follower_renderer(sp_follower *f, const sp_env_model *em, char *err) {
-  int t = em->task;
-  if (!f->rend[t]) f->rend[t] = sp_renderer_create_q(em, f->sz, f->sz, f->m->view.shadow_size, f->m->view.msaa, err);
-  return f->rend[t];
-}
-
-int sp_follower_view(sp_follower *f, const sp_env *e, int cam, char *err) {
-  sp_renderer *r = sp_follower_renderer(f, e->em, err);
-  return r ? sp_collect_render_view(r, e, cam, &f->m->view, f->cur, NULL, NULL, err) : -1;
+int sp_follower_view(sp_follower *f, const sp_agent_sense *s, char *err) {
+  return sp_sense_view(s, &f->m->view, f->cur, NULL, NULL, err);
 }
 
 const uint8_t *sp_follower_goal(const sp_follower *f) {
@@ -89,7 +81,7 @@ static void set_goal(sp_follower *f) {
   sp_match_set_goal(&f->mcfg, f->mws, f->gray_goal, NULL);
 }
 
-void sp_follower_start(sp_follower *f, const uint8_t *const *goals, int n, int cam, uint32_t seed) {
+void sp_follower_start(sp_follower *f, const uint8_t *const *goals, int n, uint32_t seed) {
   if (n > SP_FOLLOW_MAX_GOALS) n = SP_FOLLOW_MAX_GOALS;
   memcpy(f->goals, goals, sizeof *goals * (size_t)n);
   f->ngoal = n;
@@ -97,15 +89,14 @@ void sp_follower_start(sp_follower *f, const uint8_t *const *goals, int n, int c
   if (n > 1) set_goal(f);
   f->chunk_len = f->chunk_pos = 0;
   f->seed = seed;
-  f->cam = cam;
 }
 
 int sp_follower_done(const sp_follower *f) { return f->mt.goal >= f->ngoal; }
 
-int sp_follower_step(sp_follower *f, const sp_env *e, double action[SP_ACT_DIM], sp_agent_timing *tm,
+int sp_follower_step(sp_follower *f, const sp_agent_sense *s, double action[SP_ACT_DIM], sp_agent_timing *tm,
                      sp_agent_events *ev, char *err) {
   double t0 = sp_time_now();
-  if (sp_follower_view(f, e, f->cam, err)) return -1;
+  if (sp_follower_view(f, s, err)) return -1;
   double t1 = sp_time_now();
   tm->render += t1 - t0;
   if (f->mt.goal < f->ngoal) {
@@ -120,10 +111,8 @@ int sp_follower_step(sp_follower *f, const sp_env *e, double action[SP_ACT_DIM],
   double t2 = sp_time_now();
   tm->matching += t2 - t1;
   if (f->chunk_pos == f->chunk_len) {
-    double ee[3];
-    sp_env_tcp(e, ee);
-    uint32_t s = f->seed ^ (0x9E3779B9u * (uint32_t)(ev->chunks + 1));
-    sp_policy_act(&f->m->pol, &f->ws, f->cur, sp_follower_goal(f), ee, s, f->chunk);
+    uint32_t ns = f->seed ^ (0x9E3779B9u * (uint32_t)(ev->chunks + 1));
+    sp_policy_act(&f->m->pol, &f->ws, f->cur, sp_follower_goal(f), s->tcp, ns, f->chunk);
     f->chunk_len = f->m->action_steps;
     f->chunk_pos = 0;
     ev->chunks++;

@@ -3,8 +3,8 @@
  * oracle-policy (goals from the expert's rollout) and the SP agent (goals from the video model)
  * share.
  *
- * Each control step renders the env as the policy's training frames were rendered (the crop window
- * of the dataset's view at the policy's frame size), scores it against the current goal with the
+ * Each control step asks the harness for the view the policy's training frames were rendered with
+ * (the crop window of the dataset's view at the policy's frame size), scores it against the current goal with the
  * composite frame score, steps the matcher (matched -> next goal; max_steps on one goal -> next
  * goal anyway; past the last goal the policy keeps acting towards it), and, when the previous
  * chunk is spent (action_steps of its H actions executed), predicts H actions from the current
@@ -41,7 +41,6 @@ typedef struct {
   int sz;                                   // frame side: the policy's
   sp_policy_ws ws;
   int ws_ok;
-  sp_renderer *rend[SP_NTASK];              // sz x sz crop-window renderers, made on first use
   sp_match_cfg mcfg;
   sp_match_ws *mws;
   sp_matcher mt;
@@ -51,21 +50,17 @@ typedef struct {
   double chunk[SP_HORIZON_MAX * SP_ACT_DIM];
   int chunk_len, chunk_pos;
   uint32_t seed;
-  int cam;
 } sp_follower;
 
 int sp_follower_init(sp_follower *f, const sp_follow_model *m, char *err);
 void sp_follower_free(sp_follower *f);
-/* the crop-window renderer of a scene, made on first use (NULL with err) */
-sp_renderer *sp_follower_renderer(sp_follower *f, const sp_env_model *em, char *err);
-/* render e into f->cur as the training frames were (the camera's field is narrowed to the crop
- * window for the call and restored) */
-int sp_follower_view(sp_follower *f, const sp_env *e, int cam, char *err);
+/* the view now into f->cur, as the policy's training frames were rendered */
+int sp_follower_view(sp_follower *f, const sp_agent_sense *s, char *err);
 /* follow goals[0..n-1]: goals[0] is the start observation, goals[1] the first goal. The frames
  * must stay valid until the next start. seed: the episode's agent seed (chunk noise). */
-void sp_follower_start(sp_follower *f, const uint8_t *const *goals, int n, int cam, uint32_t seed);
+void sp_follower_start(sp_follower *f, const uint8_t *const *goals, int n, uint32_t seed);
 /* one control step -> action; counts chunks and goal switches into ev, time into tm */
-int sp_follower_step(sp_follower *f, const sp_env *e, double action[SP_ACT_DIM], sp_agent_timing *tm,
+int sp_follower_step(sp_follower *f, const sp_agent_sense *s, double action[SP_ACT_DIM], sp_agent_timing *tm,
                      sp_agent_events *ev, char *err);
 /* the goal frame the policy acts towards now (sz x sz x 3) */
 const uint8_t *sp_follower_goal(const sp_follower *f);

@@ -19,6 +19,7 @@
 typedef struct {
   sp_follower f;
   sp_env *priv[SP_NTASK];         // private rollouts for the expert
+  sp_renderer *rend[SP_NTASK];    // and their renderers (the policy's view)
   sp_demo demo;                   // the expert's recorded rollout
   sp_agent_events ev;
 } oracle;
@@ -39,7 +40,10 @@ void sp_oracle_unload(void *model) {
 void sp_oracle_destroy(void *state) {
   oracle *o = state;
   if (!o) return;
-  for (int t = 0; t < SP_NTASK; t++) sp_env_free(o->priv[t]);
+  for (int t = 0; t < SP_NTASK; t++) {
+    sp_env_free(o->priv[t]);
+    sp_renderer_free(o->rend[t]);
+  }
   sp_demo_free(&o->demo);
   sp_follower_free(&o->f);
   free(o);
@@ -56,30 +60,31 @@ void *sp_oracle_create(const void *model, char *err) {
   return o;
 }
 
-int sp_oracle_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *err) {
+int sp_oracle_begin(void *state, const sp_agent_sense *s, uint32_t seed, char *err) {
   oracle *o = state;
-  int task = e->em->task;
-  if (!o->priv[task] && !(o->priv[task] = sp_env_create(e->em, err))) return -1;
-  sp_renderer *r = sp_follower_renderer(&o->f, e->em, err);
-  if (!r) return -1;
+  const int task = s->task, sz = o->f.sz;
+  const sp_collect_config *v = &o->f.m->view;
+  if (!o->priv[task] && !(o->priv[task] = sp_env_create(s->scene, err))) return -1;
+  if (!o->rend[task] && !(o->rend[task] = sp_renderer_create_q(s->scene, sz, sz, v->shadow_size, v->msaa, err)))
+    return -1;
   double t_render = 0;
-  if (sp_collect_episode(&o->f.m->view, o->priv[task], r, NULL, 0, cam, e->seed, -1, &o->demo, &t_render, err))
+  if (sp_collect_episode(v, o->priv[task], o->rend[task], NULL, 0, s->cam, s->seed, -1, &o->demo, &t_render, err))
     return -1;
   const uint8_t *goals[SP_FOLLOW_MAX_GOALS];
   int n = 0;
   size_t fb = (size_t)o->demo.size * o->demo.size * 3;
   for (int k = 0; k < o->demo.n - 1 && n < SP_FOLLOW_MAX_GOALS - 1; k += ORACLE_STRIDE) goals[n++] = o->demo.rgb + fb * k;
   goals[n++] = o->demo.rgb + fb * (o->demo.n - 1);
-  sp_follower_start(&o->f, goals, n, cam, seed);
+  sp_follower_start(&o->f, goals, n, seed);
   memset(&o->ev, 0, sizeof o->ev);
   return 0;
 }
 
-int sp_oracle_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w,
-                  int h, double action[SP_ACT_DIM], sp_agent_timing *tm, char *err) {
-  (void)obs; (void)rgb; (void)w; (void)h;
+int sp_oracle_act(void *state, const sp_agent_sense *s, const uint8_t *rgb, int w, int h, double action[SP_ACT_DIM],
+                  sp_agent_timing *tm, char *err) {
+  (void)rgb; (void)w; (void)h;
   oracle *o = state;
-  return sp_follower_step(&o->f, e, action, tm, &o->ev, err);
+  return sp_follower_step(&o->f, s, action, tm, &o->ev, err);
 }
 
 void sp_oracle_end(void *state, sp_agent_events *ev) { *ev = ((oracle *)state)->ev; }

@@ -81,7 +81,7 @@ typedef struct {
   double hist[SP_STALL_STEPS + 1][3];  // hand positions of the last steps (ring)
   int nhist;
   uint32_t seed;
-  int cam, task;
+  int task;
   sp_agent_events ev;
   sp_agent_timing begin_tm;     // the first plan and video (made in begin), reported by the first act
 } sp_agent;
@@ -164,14 +164,14 @@ void *sp_spr_create(const void *model, char *err) { return create(model, MODE_GR
 
 /* the plan's first motion step seen from the camera: the tcp's pixel and the pixel of a point
  * SP_VALID_PROBE metres along the step's direction */
-static void plan_direction(sp_agent *a, const sp_env *e, const double tcp[3], const sp_plan *plan) {
+static void plan_direction(sp_agent *a, const sp_agent_sense *s, const double tcp[3], const sp_plan *plan) {
   a->plan_judged = 0;
   if (plan->n < 1) return;
   const int *d = plan->step[0].dir;
   double n = sqrt((double)(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]));
   if (n == 0) return;
   sp_camera_matrix cm;
-  sp_collect_view_camera(e, a->cam, &a->m->fm.view, &cm);
+  sp_sense_camera(s, &a->m->fm.view, &cm);
   double p[3];
   for (int k = 0; k < 3; k++) p[k] = tcp[k] + SP_VALID_PROBE * d[k] / n;
   if (sp_camera_project(&cm, tcp, &a->tcp_px[0], &a->tcp_px[1]) <= 0 ||
@@ -254,26 +254,26 @@ static int make_plan(sp_agent *a, int task, const double tcp[3], const double ob
 
 /* plan from the current state, imagine from the current view (validated and regenerated in the
  * GR modes), and follow the new video */
-static int replan(sp_agent *a, const sp_env *e, const double obs[SP_OBS_DIM], sp_agent_timing *tm, char *err) {
-  double t0 = sp_time_now(), tcp[3];
-  if (sp_follower_view(&a->f, e, a->cam, err)) return -1;
+static int replan(sp_agent *a, const sp_agent_sense *s, sp_agent_timing *tm, char *err) {
+  double t0 = sp_time_now();
+  const double *tcp = s->tcp, *obs = s->obs;
+  if (sp_follower_view(&a->f, s, err)) return -1;
   const int R = a->m->vm.m.cfg.res;
   memcpy(a->frames, a->f.cur, (size_t)R * R * 3);
   double t1 = sp_time_now();
   tm->render += t1 - t0;
-  sp_env_tcp(e, tcp);
   sp_plan plan;
   char perr[SP_ERRLEN];
-  if (make_plan(a, e->em->task, tcp, obs, &plan, perr)) return sp_errf(err, "plan: %s", perr);
-  plan_direction(a, e, tcp, &plan);
+  if (make_plan(a, s->task, tcp, obs, &plan, perr)) return sp_errf(err, "plan: %s", perr);
+  plan_direction(a, s, tcp, &plan);
   a->ev.plans++;
   if (sp_plan_format(&plan, 1, a->plan_text, sizeof a->plan_text) < 0) a->plan_text[0] = 0;
   double t2 = sp_time_now();
   tm->planning += t2 - t1;
   int tries = a->mode == MODE_NR ? 1 : 1 + SP_REGEN_BUDGET;
   for (int k = 0; k < tries; k++) {
-    uint32_t s = a->seed ^ (0x85EBCA6Bu * (uint32_t)(a->ev.videos + 1));
-    sp_imagine(&a->im, &a->m->vm, e->em->task, &plan, tcp, obs, SP_DDIM_STEPS, a->m->guidance, s, a->frames);
+    uint32_t ns = a->seed ^ (0x85EBCA6Bu * (uint32_t)(a->ev.videos + 1));
+    sp_imagine(&a->im, &a->m->vm, s->task, &plan, tcp, obs, SP_DDIM_STEPS, a->m->guidance, ns, a->frames);
     a->ev.videos++;
     if (a->mode == MODE_NR || validate(a)) break;
     a->ev.rejected++;  // the last try is followed even when rejected
@@ -282,19 +282,18 @@ static int replan(sp_agent *a, const sp_env *e, const double obs[SP_OBS_DIM], sp
   const size_t fb = (size_t)R * R * 3;
   const uint8_t *goals[SP_FOLLOW_MAX_GOALS];
   for (int f = 0; f < a->nframes; f++) goals[f] = a->frames + fb * f;
-  sp_follower_start(&a->f, goals, a->nframes, a->cam, a->seed ^ (0xC2B2AE35u * (uint32_t)a->ev.plans));
+  sp_follower_start(&a->f, goals, a->nframes, a->seed ^ (0xC2B2AE35u * (uint32_t)a->ev.plans));
   a->nhist = 0;
   return 0;
 }
 
-int sp_sp_begin(void *state, const sp_env *e, int cam, uint32_t seed, char *err) {
+int sp_sp_begin(void *state, const sp_agent_sense *s, uint32_t seed, char *err) {
   sp_agent *a = state;
   memset(&a->ev, 0, sizeof a->ev);
   a->seed = seed;
-  a->cam = cam;
-  a->task = e->em->task;
+  a->task = s->task;
   memset(&a->begin_tm, 0, sizeof a->begin_tm);
-  return replan(a, e, e->obs, &a->begin_tm, err);
+  return replan(a, s, &a->begin_tm, err);
 }
 
 /* AVDC's stagnation rule over the hand positions of the last SP_STALL_STEPS steps */
@@ -311,17 +310,17 @@ static int stalled(sp_agent *a, const double hand[3]) {
   return 1;
 }
 
-int sp_sp_act(void *state, const sp_env *e, const double obs[SP_OBS_DIM], const uint8_t *rgb, int w, int h,
-              double action[SP_ACT_DIM], sp_agent_timing *tm, char *err) {
+int sp_sp_act(void *state, const sp_agent_sense *s, const uint8_t *rgb, int w, int h, double action[SP_ACT_DIM],
+              sp_agent_timing *tm, char *err) {
   (void)rgb; (void)w; (void)h;
   sp_agent *a = state;
   sp_agent_timing_take(tm, &a->begin_tm);
   if (a->mode == MODE_GR_ER && a->ev.replans < SP_REPLAN_BUDGET &&
-      (stalled(a, obs + SP_OBS_HAND) || sp_follower_done(&a->f))) {
+      (stalled(a, s->obs + SP_OBS_HAND) || sp_follower_done(&a->f))) {
     a->ev.replans++;
-    if (replan(a, e, obs, tm, err)) return -1;
+    if (replan(a, s, tm, err)) return -1;
   }
-  return sp_follower_step(&a->f, e, action, tm, &a->ev, err);
+  return sp_follower_step(&a->f, s, action, tm, &a->ev, err);
 }
 
 void sp_sp_end(void *state, sp_agent_events *ev) { *ev = ((sp_agent *)state)->ev; }

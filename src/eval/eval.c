@@ -181,8 +181,8 @@ static int gif_frame(sp_gif *gif, gif_side *s, const sp_agent_api *ag, void *sta
   return sp_gif_add(gif, s->comp, err);
 }
 
-static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, void *agent_state,
-                       const job *jb, sp_episode *ep, uint8_t *rgb, char *err) {
+static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, sp_sense_renderers *srend,
+                       void *agent_state, const job *jb, sp_episode *ep, uint8_t *rgb, char *err) {
   const sp_eval_config *cfg = rs->cfg;
   const sp_agent_api *ag = rs->agent;
   memset(ep, 0, sizeof *ep);
@@ -230,7 +230,9 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
   }
   uint32_t aseed = sp_agent_seed(jb->task, jb->cam, jb->seed);
   char aerr[SP_ERRLEN] = "";
-  if (ag->begin(agent_state, env, jb->cam, aseed, aerr))
+  sp_agent_sense sense;  // what the agent reads of env
+  sp_sense_bind(&sense, env, jb->cam, obs, srend);
+  if (ag->begin(agent_state, &sense, aseed, aerr))
     snprintf(ep->error, sizeof ep->error, "agent: %s", aerr);
 
 #define RENDER_FRAME()                                                                      \
@@ -257,7 +259,8 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
   while (!ep->error[0] && sp_episode_rule_more(&rule, 0)) {
     sp_agent_timing tm = {0};
     t0 = sp_time_now();
-    if (ag->act(agent_state, env, obs, need_frames ? rgb : NULL, w, h, act, &tm, aerr)) {
+    sp_sense_update(&sense);
+    if (ag->act(agent_state, &sense, need_frames ? rgb : NULL, w, h, act, &tm, aerr)) {
       snprintf(ep->error, sizeof ep->error, "agent: %s", aerr);
       break;
     }
@@ -306,6 +309,7 @@ static void *worker_main(void *p) {
   char err[SP_ERRLEN] = "";
   sp_env *envs[SP_NTASK] = {0};
   sp_renderer *rends[SP_NTASK] = {0};
+  sp_sense_renderers srend = {0};  // the views the agent asks for
   uint8_t *rgb = malloc((size_t)cfg->width * cfg->height * 3);
   void *ast = rs->agent->create(rs->agent_model, err);
   if (!ast || !rgb) {
@@ -323,7 +327,7 @@ static void *worker_main(void *p) {
       if (!envs[jb->task]) { fail_run(rs, err); break; }
     }
     sp_episode ep;
-    if (run_episode(rs, wa->id, envs[jb->task], &rends[jb->task], ast, jb, &ep, rgb, err)) {
+    if (run_episode(rs, wa->id, envs[jb->task], &rends[jb->task], &srend, ast, jb, &ep, rgb, err)) {
       char msg[SP_ERRLEN];
       snprintf(msg, sizeof msg, "%s %s seed %ld: %s", sp_task_name(jb->task),
                sp_camera_name(jb->cam), jb->seed, err);
@@ -345,6 +349,7 @@ static void *worker_main(void *p) {
     sp_renderer_free(rends[t]);
     sp_env_free(envs[t]);
   }
+  sp_sense_renderers_free(&srend);
   rs->agent->destroy(ast);
   free(rgb);
   return NULL;
