@@ -20,6 +20,17 @@ static void fmt_dur(char *buf, size_t n, double s) {
   else snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
 }
 
+/* a log line (stderr not a terminal: a job run under nohup or in CI), at most once a minute */
+static void log_line(sp_progress *p) {
+  double el = sp_time_now() - p->t0;
+  char eta[32], ela[32];
+  fmt_dur(ela, sizeof ela, el);
+  fmt_dur(eta, sizeof eta, p->done > 0 ? el * (double)(p->total - p->done) / (double)p->done : 0);
+  fprintf(stderr, "%s: %ld/%ld %.0f%% %s elapsed, ETA %s\n", p->label, p->done, p->total,
+          p->total > 0 ? 100.0 * (double)p->done / (double)p->total : 100.0, ela, p->done > 0 ? eta : "?");
+  fflush(stderr);
+}
+
 static void draw(sp_progress *p, int final) {
   double el = sp_time_now() - p->t0;
   double frac = p->total > 0 ? (double)p->done / (double)p->total : 1.0;
@@ -40,8 +51,8 @@ void sp_progress_start(sp_progress *p, const char *label, long total) {
   p->total = total;
   p->done = 0;
   p->t0 = sp_time_now();
-  p->last_draw = 0;
   p->enabled = isatty(2);
+  p->last_draw = p->enabled ? 0 : p->t0;
   if (p->enabled) draw(p, 0);
 }
 
@@ -52,6 +63,9 @@ void sp_progress_add(sp_progress *p, long n) {
   if (p->enabled && (now - p->last_draw > 0.2 || p->done >= p->total)) {
     p->last_draw = now;
     draw(p, 0);
+  } else if (!p->enabled && now - p->last_draw >= SP_PROGRESS_LOG_S && p->done < p->total) {
+    p->last_draw = now;
+    log_line(p);
   }
   pthread_mutex_unlock(&g_lock);
 }

@@ -1,6 +1,9 @@
-/* progress.h: a one-line progress bar with rate and ETA on stderr, only when stderr is a terminal. */
+/* progress.h: a one-line progress bar with rate and ETA on stderr when it is a terminal; else (a
+ * job under nohup, a CI log) a plain line with the count and ETA every SP_PROGRESS_LOG_S seconds. */
 #ifndef SP_CORE_PROGRESS_H
 #define SP_CORE_PROGRESS_H
+
+#define SP_PROGRESS_LOG_S 60
 
 typedef struct {
   const char *label;
