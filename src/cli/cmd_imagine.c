@@ -33,6 +33,11 @@ int sp_cmd_imagine(int argc, char **argv) {
     sp_log(SP_LOG_ERROR, "imagine: --seed, --limit and --holdout must be >= 0");
     return 2;
   }
+  if (c.per_demo < 1 || c.per_demo > 64 || c.steps < 1 || c.steps > 1000 || c.jobs < 1 || c.jobs > 64) {
+    sp_log(SP_LOG_ERROR, "imagine: --per-demo %d, --steps %d, --jobs %d: want 1..64, 1..1000, 1..64", c.per_demo,
+           c.steps, c.jobs);
+    return 2;
+  }
   if (guidance != -1 && !(guidance >= 0 && guidance <= 100)) {
     sp_log(SP_LOG_ERROR, "imagine: --guidance %g outside 0..100", guidance);
     return 2;
