@@ -46,7 +46,7 @@ static int pick_source(int task, sp_scene_source *src) {
     }                                                                                             \
   } while (0)
 
-static long g_seeds[4] = {1000, 1001, 1002, 1003};
+static long g_seeds[8] = {1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007};
 
 static void tiny_cfg(sp_collect_config *c, int task, int cam, sp_scene_source src, const char *out) {
   sp_collect_config_default(c);
@@ -302,7 +302,8 @@ Test(data_collect, kill_9_then_resume, .timeout = 180) {
   sp_collect_config c;
   tiny_cfg(&c, SP_TASK_BUTTON_PRESS, 0, src, out);
   c.size = 16;
-  c.nseed = 4;
+  c.demos = 0;
+  c.nseed = 8;  // 7 episodes still to run when the first is done: the kill lands mid-run on a fast machine too
   c.max_steps = 3;
   c.checkpoint_s = 0.05;  // rebuild OUT often so the kill can land in a merge too
   /* the real command in a fresh process (fork + exec: forking this multi-threaded test process
@@ -311,7 +312,7 @@ Test(data_collect, kill_9_then_resume, .timeout = 180) {
   if (!sp_file_exists(spbin)) cr_skip_test("%s not built", spbin);
   char cmd[4096];
   snprintf(cmd, sizeof cmd,
-           "exec %s collect --tasks %s --cameras %s --seeds 1000-1003 --out '%s' --scenes %s %s%s "
+           "exec %s collect --tasks %s --cameras %s --seeds 1000-1007 --demos 0 --out '%s' --scenes %s %s%s "
            "--size 16 --max-steps 3 --keep-failures --shadow-size 256 --checkpoint 0.05 > /dev/null 2>&1",
            spbin, sp_task_name(SP_TASK_BUTTON_PRESS), sp_camera_name(0), out,
            src == SP_SCENES_METAWORLD ? "metaworld" : "builtin",
@@ -356,14 +357,14 @@ Test(data_collect, kill_9_then_resume, .timeout = 180) {
   c.resume = 1;
   sp_collect_stats st;
   cr_assert_eq(sp_collect_run(&c, &st, err), 0, "%s", err);
-  cr_expect(st.skipped_resume + st.episodes_done == 4);
+  cr_expect(st.skipped_resume + st.episodes_done == 8, "%d skipped + %d done", st.skipped_resume, st.episodes_done);
   cr_expect(st.skipped_resume >= 1, "finished episodes are not collected again");
   sp_dataset *ds = sp_dataset_open(out, err);
   cr_assert(ds, "%s", err);
-  cr_expect_eq(sp_dataset_count(ds), 4);
+  cr_expect_eq(sp_dataset_count(ds), 8);
   const long *seeds;
-  cr_expect_eq(sp_dataset_seeds(ds, &seeds), 4);
-  for (int i = 0; i < 4; i++) {
+  cr_expect_eq(sp_dataset_seeds(ds, &seeds), 8);
+  for (int i = 0; i < 8; i++) {
     sp_demo d;
     cr_expect_eq(sp_dataset_load(ds, i, &d, err), 0, "%s", err);
     cr_expect_eq(d.n, 4);
