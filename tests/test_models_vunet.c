@@ -189,7 +189,8 @@ static void twin(const char *layout, int winograd) {
   }
   int B = nn_st_find(&st, "null") ? 3 : 2, F = c.frames, R = c.res;
   size_t nx = (size_t)B * 3 * F * R * R;
-  const float *x = fx(&st, "x", nx), *cond = fx(&st, "cond", (size_t)B * 3 * R * R), *t = fx(&st, "t", B);
+  const float *x = fx(&st, "x", nx), *cond = fx(&st, "cond", (size_t)B * 3 * (c.video_cond ? F : 1) * R * R);
+  const float *t = fx(&st, "t", B);
   const float *target = fx(&st, "target", nx);
   size_t ni = 0;
   const int32_t *text = nn_st_i32(&st, "text", &ni);
@@ -297,6 +298,9 @@ Test(models_vunet, twin_plan_local_stacked) { twin("stacked_plan-local", 1); }
 Test(models_vunet, twin_plan_local_factorised) { twin("factorised_plan-local", 1); }
 Test(models_vunet, twin_clip_text) { twin("stacked_clip", 1); }
 Test(models_vunet, twin_clip_plan) { twin("stacked_plan_clip", 1); }
+/* VideoAgent's refinement input: the condition a video, frame f beside generated frame f */
+Test(models_vunet, twin_video_cond_stacked) { twin("stacked_vcond", 1); }
+Test(models_vunet, twin_video_cond_factorised) { twin("factorised_vcond", 1); }
 
 /* ---------------------------------------------------------------------------------------------
  * inference workspace, batch sizes */

@@ -9,6 +9,8 @@ its state-dict keys are the C parameter names.
         (written by tests/test_models_vunet.c when SP_VUNET_TWIN_DIR is set)
 
     /usr/bin/python3 tools/twin_vunet.py --clip [outdir]  write only the text_enc clip fixtures
+    /usr/bin/python3 tools/twin_vunet.py --video-cond [outdir]  write only the video_cond fixtures
+        (vunet_<layout>_vcond: cond (B,3,F,R,R), VideoAgent's refinement input)
 
 Fixtures vunet_<layout>.safetensors (the tiny preset with ch 8, so that each stays under 1 MB):
 metadata config (the C config JSON), format; tensors x (B,3,F,R,R), cond (B,3,R,R), t (B), text (B,8)
@@ -181,7 +183,8 @@ class VUNet(nn.Module):
         ss = sso == "on" or (sso == "auto" and cfg.get("cond", "text") != "text")
         ch, tdim, g, Fr = cfg["ch"], cfg["tdim"], cfg["groups"], cfg["frames"]
         s.fact = fact
-        cin, s.cout = (6, 3) if fact else (3 * Fr + 3, 3 * Fr)
+        s.vcond = cfg.get("video_cond", 0) == 1  # cond (B, 3, F, R, R): a video, frame by frame
+        cin, s.cout = (6, 3) if fact else (3 * Fr + (3 * Fr if s.vcond else 3), 3 * Fr)
         T = lambda c: TConv(c) if fact else None
         heads = lambda c: c // cfg["head_ch"]
         s.temb = nn.Sequential(nn.Linear(ch, tdim), nn.SiLU(), nn.Linear(tdim, tdim))
@@ -260,9 +263,9 @@ class VUNet(nn.Module):
         ctx = s.plan.norm(s.plan(plan_act, plan_dir, plan_dist)) if s.cond == "plan-local" else None
         semb = F.silu(emb)
         if s.fact:
-            xin = torch.cat([x, cond[:, :, None].expand(-1, -1, Fr, -1, -1)], 1)
+            xin = torch.cat([x, cond if s.vcond else cond[:, :, None].expand(-1, -1, Fr, -1, -1)], 1)
         else:
-            xin = torch.cat([x.reshape(B, 3 * Fr, R, R), cond], 1)
+            xin = torch.cat([x.reshape(B, 3 * Fr, R, R), cond.reshape(B, 3 * Fr, R, R) if s.vcond else cond], 1)
         h = fconv(xin, s.inc, s.inc_t); hs = [h]
         for e in s.down:
             if hasattr(e, "op"):
@@ -346,7 +349,7 @@ def clip_fixtures(out):
         write_clip_fixture(os.path.join(out, name + ".safetensors"), cfg, 300 + i)
 
 
-def write_fixture(path, cfg, seed):
+def write_fixture(path, cfg, seed, adamw=True):
     torch.manual_seed(seed)
     net = VUNet(cfg)
     with torch.no_grad():  # perturb everything so that no weight is special (identity, 1, 0)
@@ -354,7 +357,8 @@ def write_fixture(path, cfg, seed):
             if p.dim() == 1 or n.endswith("_t.weight"):
                 p.add_(0.1 * torch.randn_like(p))
     B, Fr, R = 2, cfg["frames"], cfg["res"]
-    x = torch.randn(B, 3, Fr, R, R); cond = torch.randn(B, 3, R, R)
+    x = torch.randn(B, 3, Fr, R, R)
+    cond = torch.randn(B, 3, Fr, R, R) if cfg.get("video_cond", 0) else torch.randn(B, 3, R, R)
     t = torch.tensor([3.0, 71.0]); target = torch.randn(B, 3, Fr, R, R)
     text = torch.tensor([text_ids("button-press-topdown"), text_ids("")], dtype=torch.int32)
     T = {"x": x, "cond": cond, "t": t, "text": text, "target": target}
@@ -367,12 +371,12 @@ def write_fixture(path, cfg, seed):
     for n, p in net.named_parameters():
         T["grad." + n] = p.grad.clone()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    for _ in range(5):
+    for _ in range(5 if adamw else 0):
         opt.zero_grad()
         F.mse_loss(net(x, cond, t, text), target).backward()
         opt.step()
     for n, p in net.named_parameters():
-        T["adamw5." + n] = p.detach().clone()
+        if adamw: T["adamw5." + n] = p.detach().clone()
     nn_st.save(path, T, {"format": "sp-vunet-twin", "config": json.dumps(cfg, separators=(",", ":"))})
     print(f"{path}: {nparams(net)} parameters, loss {loss.item():.6f}, {os.path.getsize(path)} bytes")
 
@@ -464,6 +468,16 @@ if __name__ == "__main__":
         out = a[1] if a[1:] else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models")
         os.makedirs(out, exist_ok=True)
         clip_fixtures(out)
+        sys.exit(0)
+    if a[:1] == ["--video-cond"]:  # only the video-conditioned (VideoAgent refinement) fixtures
+        out = a[1] if a[1:] else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models")
+        os.makedirs(out, exist_ok=True)
+        for i, layout in enumerate(["stacked", "factorised"]):
+            cfg = dict(PRESETS["tiny"]); cfg["layout"] = layout; cfg["ch"] = 8; cfg["video_cond"] = 1
+            del cfg["cond"], cfg["plan_dim"], cfg["scale_shift"]
+            # forward and gradients only, as the conditioning variants' (the optimizer is checked by the
+            # text fixtures; a few noise-floor gradients flip AdamW's first steps)
+            write_fixture(os.path.join(out, f"vunet_{layout}_vcond.safetensors"), cfg, 300 + i, adamw=False)
         sys.exit(0)
     if a[:1] == ["--count"]:
         cfg = dict(PRESETS[a[1]]); cfg["layout"] = a[2]

@@ -351,12 +351,14 @@ static int job_validate(void *self, long step, char *json, size_t cap, double *m
 /* the model config JSON of checkpoints and logs; the text variant's leaves out the fields of the
  * spatial variants (cond, plan_dim, and scale_shift unless it is on), so it reads exactly as before they existed and runs started
  * then resume (the trainer compares the two JSON texts field by field; an absent cond is text).
- * Likewise text_enc appears only when it is clip (with the cache's description, "clip"). */
+ * Likewise text_enc appears only when it is clip (with the cache's description, "clip"), and
+ * video_cond only when it is 1. */
 static char *model_json(const sp_vunet_cfg *mc) {
   char *js = sp_vunet_cfg_to_json(mc);
-  if (mc->cond != SP_VCOND_TEXT && mc->text_enc == SP_VUNET_TEXT_CLIP) return js;
+  if (mc->cond != SP_VCOND_TEXT && mc->text_enc == SP_VUNET_TEXT_CLIP && mc->video_cond) return js;
   cJSON *o = cJSON_Parse(js);
   free(js);
+  if (!mc->video_cond) cJSON_DeleteItemFromObjectCaseSensitive(o, "video_cond");
   if (mc->text_enc != SP_VUNET_TEXT_CLIP) cJSON_DeleteItemFromObjectCaseSensitive(o, "text_enc");
   if (mc->cond == SP_VCOND_TEXT) {
     cJSON_DeleteItemFromObjectCaseSensitive(o, "cond");

@@ -114,7 +114,7 @@ int sp_vunet_init(sp_vunet *m, const sp_vunet_cfg *c, unsigned seed, char *err) 
   if (clip) m->ntxt = m->clip_tok;
   int fact = c->layout == SP_VUNET_FACTORISED;
   m->T = fact ? c->frames : 1;
-  m->cin = fact ? 6 : 3 * c->frames + 3;
+  m->cin = fact ? 6 : 3 * c->frames + (c->video_cond ? 3 * c->frames : 3);
   m->cout = fact ? 3 : 3 * c->frames;
   nn_params *ps = &m->ps;
   char pre[64], nm[96];
@@ -809,15 +809,19 @@ void sp_vunet_forward_c(const sp_vunet *m, sp_vunet_ws *w, float *out, const flo
   float *sc = w->base.scratch, *tmp = w->tmp;
   w->B = B;
   vunet_embed_forward(m, w, t, vc, B);
-  /* input in conv layout: stacked (B, 3F+3, S) = [x viewed as (B, 3F, S), cond];
-   * factorised (B*F, 6, S) = [x frame f, cond] per frame */
+  /* input in conv layout: stacked (B, 3F+3, S) = [x viewed as (B, 3F, S), cond] (video_cond:
+   * (B, 6F, S), cond viewed as x is); factorised (B*F, 6, S) = [x frame f, cond] per frame
+   * (video_cond: cond's frame f) */
+  const int vcd = c->video_cond;
   if (T == 1) {
-    nn_concat_forward(w->xin, x, cond, B, 3 * F, 3, (int)S0);
+    nn_concat_forward(w->xin, x, cond, B, 3 * F, vcd ? 3 * F : 3, (int)S0);
   } else {
     for (int b = 0; b < B; b++)
       for (int f = 0; f < T; f++)
         for (int ci = 0; ci < 6; ci++) {
-          const float *src = ci < 3 ? x + (((size_t)b * 3 + ci) * F + f) * S0 : cond + ((size_t)b * 3 + ci - 3) * S0;
+          const float *src = ci < 3 ? x + (((size_t)b * 3 + ci) * F + f) * S0
+                             : vcd  ? cond + (((size_t)b * 3 + ci - 3) * F + f) * S0
+                                    : cond + ((size_t)b * 3 + ci - 3) * S0;
           memcpy(w->xin + (((size_t)b * T + f) * 6 + ci) * S0, src, S0 * sizeof(float));
         }
   }

@@ -106,6 +106,10 @@ typedef struct {
   int plan_dim;              // plan encoder width P (SP: 64); its MLP hidden width 4P
   int scale_shift;           // sp_vunet_ss: how the global condition enters the ResBlocks
   int text_enc;              // sp_vunet_text
+  int video_cond;            // 1: the condition is a video (B, 3, F, R, R), frame f conditioning
+                             // generated frame f, in place of the first frame repeated
+                             // (VideoAgent's self-conditioning refinement; stacked: 6F input
+                             // channels, factorised: the same 6)
   /* text_enc CLIP: what the cache holds, set by the video job from the CLIP file (or read back
    * from a checkpoint's config JSON under "clip"); not options. clip_n 0: not made yet (the
    * config checks, sp_vunet_init refuses it). */
@@ -300,8 +304,9 @@ typedef struct {
   const uint8_t *null;       // (B) 1: the null condition for that sample (CFG); NULL: none
 } sp_vcond;
 
-/* x (B, 3, F, R, R) noisy frames in [-1, 1], cond (B, 3, R, R) the first frame, t (B) timesteps
- * as floats, vc the conditions -> out (B, 3, F, R, R), the model prediction (eps or v).
+/* x (B, 3, F, R, R) noisy frames in [-1, 1], cond (B, 3, R, R) the first frame (cfg.video_cond:
+ * (B, 3, F, R, R), a video), t (B) timesteps as floats, vc the conditions -> out (B, 3, F, R, R),
+ * the model prediction (eps or v).
  * B <= maxB. A sample's plan and distance vector are read only when it is not null. */
 void sp_vunet_forward_c(const sp_vunet *m, sp_vunet_ws *w, float *out, const float *x,
                         const float *cond, const float *t, const sp_vcond *vc, int B);

@@ -109,6 +109,9 @@ const sp_cf sp_vunet_fields[] = {
     {"text_enc", SP_CF_ENUM, OFF(text_enc), 0, 1, g_text_encs, 0, 0,
      "text encoder: words (the offline 14-word embedding) or clip (CLIP ViT-B/32's per-token features "
      "of each task text, cached in the model from --clip-file FILE at the start of training)"},
+    {"video_cond", SP_CF_INT, OFF(video_cond), 0, 1, NULL, 0, 0,
+     "1: conditioned on a video, frame by frame, in place of the first frame repeated (VideoAgent's "
+     "refinement model; stacked: 6F input channels)"},
     {NULL, 0, 0, 0, 0, NULL, 0, 0, NULL},
 };
 #undef OFF
