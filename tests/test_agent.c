@@ -522,6 +522,49 @@ Test(agent_avdc, variants_run_count_and_are_identical_across_jobs, .timeout = 90
   sp_test_rm_rf(dir);
 }
 
+/* videoagent on a tiny refinement model (from a tiny text model and its imagined videos): it runs,
+ * every rejected video is refined (videos = 1 + rejected per plan, at most 4 refinements), the
+ * records do not depend on --jobs, and a model without video_cond is refused */
+Test(agent_va, refines_rejected_videos_and_is_identical_across_jobs, .timeout = 900) {
+  char dir[256], cmd[3072];
+  snprintf(dir, sizeof dir, "/tmp/sp_test_agentva_%d", (int)getpid());
+  tiny_models(dir, "text");
+  snprintf(cmd, sizeof cmd,
+           "%s imagine --ckpt %s/vid/model.safetensors --data %s/ds.h5 --out %s/gs.safetensors --per-demo 1 --jobs 1 "
+           ">> %s.log 2>&1 && %s train video --data %s/ds.h5 --init %s/vid/model.safetensors --video-cond 1 --refine "
+           "%s/gs.safetensors --steps 3 --batch 2 --val-every 0 --threads 1 --out %s/ref >> %s.log 2>&1",
+           sp_test_bin(), dir, dir, dir, dir, sp_test_bin(), dir, dir, dir, dir, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "the tiny refinement model failed (%s.log)", dir);
+  for (int j = 1; j <= 2; j++) {
+    snprintf(cmd, sizeof cmd,
+             "%s eval --agent videoagent --checkpoint %s/ref/model.safetensors --tasks button-press --cameras corner "
+             "--seeds 0,1 --jobs %d --out %s/va_j%d >> %s.log 2>&1",
+             sp_test_bin(), dir, j, dir, j, dir);
+    cr_assert_eq(sp_test_run(cmd), 0, "sp eval --agent videoagent --jobs %d failed (%s.log)", j, dir);
+  }
+  char *r1 = records_of(dir, "va_j1"), *r2 = records_of(dir, "va_j2");
+  cr_expect_str_eq(r1, r2, "videoagent: records differ between --jobs 1 and --jobs 2");
+  int n = 0;
+  for (const char *p = strstr(r1, "\"events\":"); p; p = strstr(p + 1, "\"events\":")) {
+    sp_agent_events ev;
+    cr_assert_eq(parse_events(p, &ev), 8, "%.160s", p);
+    cr_expect(ev.plans == 1 && ev.replans == 0, "plans %d replans %d", ev.plans, ev.replans);
+    cr_expect(ev.videos == ev.plans + ev.rejected && ev.rejected <= 4 * ev.plans, "videos %d rejected %d plans %d",
+              ev.videos, ev.rejected, ev.plans);
+    cr_log_info("videoagent episode: %d videos, %d rejected", ev.videos, ev.rejected);
+    n++;
+  }
+  cr_expect_eq(n, 2, "2 records with events, saw %d", n);
+  free(r1);
+  free(r2);
+  snprintf(cmd, sizeof cmd,
+           "%s eval --agent videoagent --checkpoint %s/vid/model.safetensors --tasks button-press --cameras corner "
+           "--seeds 0 --out %s/bad 2>&1 | grep -q 'not a refinement model'",
+           sp_test_bin(), dir, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "a model without video_cond was not refused by name");
+  sp_test_rm_rf(dir);
+}
+
 /* the flow -> action pipeline alone: on the expert's own frames it presses the handle (both seeds
  * succeed here; docs/baselines.md has every task) */
 Test(agent_avdc, oracle_frames_press_the_handle, .timeout = 300) {

@@ -459,3 +459,89 @@ Test(models_train, clip_text_trains_generates_and_resumes, .timeout = 300) {
   sp_test_rm_rf(dir);
   unlink(ds);
 }
+
+/* VideoAgent's refinement model: --init from a base spreads the base's condition weights over the
+ * F condition frames, so that given the first frame repeated it computes what the base computes;
+ * --refine trains on an sp imagine goal set of the dataset (provenance records both; resume keeps
+ * the set); a refinement set without --video-cond 1 and another --refine on resume are refused */
+Test(models_train, refine_model_starts_as_its_base_and_trains_on_pairs, .timeout = 300) {
+  const char *ds = sp_test_tiny_dataset("refine");
+  if (!sp_file_exists(sp_test_bin())) cr_skip_test("%s not built", sp_test_bin());
+  char dir[256], cmd[3072], base[300], gs[300], ref[300], err[SP_ERRLEN];
+  snprintf(dir, sizeof dir, "/tmp/sp_test_refine_%d", (int)getpid());
+  sp_test_rm_rf(dir);
+  snprintf(base, sizeof base, "%s/base/model.safetensors", dir);
+  snprintf(gs, sizeof gs, "%s/gs.safetensors", dir);
+  snprintf(ref, sizeof ref, "%s/ref", dir);
+  snprintf(cmd, sizeof cmd,
+           "mkdir -p %s && %s train video --data %s --out %s/base --preset tiny --steps 3 --batch 2 --val-every 0 "
+           "--threads 1 > %s.log 2>&1 && %s imagine --ckpt %s --data %s --out %s --per-demo 1 --jobs 1 >> %s.log 2>&1",
+           dir, sp_test_bin(), ds, dir, dir, sp_test_bin(), base, ds, gs, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "base model and goal set failed (%s.log)", dir);
+
+  /* the init mapping, in process: the same output as the base on the first frame repeated */
+  sp_video_model bm;
+  cr_assert_eq(sp_video_model_load(&bm, base, err), 0, "%s", err);
+  sp_vunet_cfg mc = bm.m.cfg;
+  mc.video_cond = 1;
+  sp_train_cfg tc;
+  sp_train_cfg_default(&tc);
+  tc.batch = 2;
+  tc.threads = 1;
+  nn_init(1);
+  sp_video_job *j = sp_video_job_open(ds, &mc, "tiny", &bm.dc, &tc, err);
+  cr_assert(j, "%s", err);
+  cr_assert_eq(sp_video_job_init_from(j, base, err), 0, "%s", err);
+  const int F = mc.frames, R = mc.res;
+  const size_t px = (size_t)R * R, nx = 3 * F * px;
+  float *x = malloc(nx * 4), *c1 = malloc(3 * px * 4), *cf = malloc(nx * 4), *ya = malloc(nx * 4), *yb = malloc(nx * 4);
+  for (size_t i = 0; i < nx; i++) x[i] = sinf(0.37f * (float)i);
+  for (size_t i = 0; i < 3 * px; i++) c1[i] = cosf(0.11f * (float)i);
+  for (int c = 0; c < 3; c++)
+    for (int f = 0; f < F; f++) memcpy(cf + ((size_t)c * F + f) * px, c1 + c * px, px * 4);
+  int32_t text[SP_TEXT_WORDS];
+  sp_text_ids("button-press", text);
+  float t = 37.f;
+  sp_vunet_ws wa, wb;
+  cr_assert_eq(sp_vunet_ws_init(&wa, &bm.m, 1, 0, err), 0, "%s", err);
+  cr_assert_eq(sp_vunet_ws_init(&wb, sp_video_job_model(j), 1, 0, err), 0, "%s", err);
+  sp_vunet_forward(&bm.m, &wa, ya, x, c1, &t, text, 1);
+  sp_vunet_forward(sp_video_job_model(j), &wb, yb, x, cf, &t, text, 1);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < nx; i++) num += (ya[i] - yb[i]) * (ya[i] - yb[i]), den += ya[i] * ya[i];
+  cr_expect(sqrt(num / den) < 1e-5, "the initialised refinement model differs from its base: rel err %.3g", sqrt(num / den));
+  /* a goal set of another dataset's size is refused */
+  cr_expect_eq(sp_video_job_set_refine(j, base, err), -1, "a checkpoint taken for a goal set");
+  sp_vunet_ws_free(&wa);
+  sp_vunet_ws_free(&wb);
+  free(x); free(c1); free(cf); free(ya); free(yb);
+  sp_video_job_close(j);
+  sp_video_model_free(&bm);
+
+  /* the command: trains, records init and refine, resumes with the run's set */
+  snprintf(cmd, sizeof cmd,
+           "%s train video --data %s --init %s --video-cond 1 --refine %s --refine-frac 0.75 --out %s --steps 4 "
+           "--batch 2 --val-every 2 --val-clips 2 --val-steps 2 --threads 1 >> %s.log 2>&1",
+           sp_test_bin(), ds, base, gs, ref, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "refinement training failed (%s.log)", dir);
+  char mp[400];
+  snprintf(mp, sizeof mp, "%s/model.safetensors", ref);
+  sp_ckpt_info info;
+  cr_assert_eq(sp_ckpt_info_read(mp, &info, err), 0, "%s", err);
+  cr_expect(strstr(info.data, "\"refine\"") && strstr(info.data, "\"init\""), "provenance: %s", info.data);
+  cr_expect(strstr(info.config, "\"video_cond\":1") != NULL, "config: %s", info.config);
+  sp_ckpt_info_free(&info);
+  snprintf(cmd, sizeof cmd, "%s train video --out %s --resume --steps 6 --threads 1 >> %s.log 2>&1", sp_test_bin(), ref, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "resume with the run's refinement set failed (%s.log)", dir);
+  snprintf(cmd, sizeof cmd, "%s train video --out %s --resume --refine %s --steps 8 --threads 1 >> %s.log 2>&1",
+           sp_test_bin(), ref, base, dir);
+  cr_expect_eq(sp_test_run(cmd), 2, "resume with another --refine was not refused");
+  snprintf(cmd, sizeof cmd,
+           "%s train video --data %s --init %s --refine %s --out %s/x --steps 2 --threads 1 >> %s.log 2>&1",
+           sp_test_bin(), ds, base, gs, dir, dir);
+  cr_expect_eq(sp_test_run(cmd), 2, "--refine without --video-cond 1 was not refused");
+  snprintf(cmd, sizeof cmd, "%s train video --data %s --init %s --preset tiny --out %s/y --steps 2 >> %s.log 2>&1",
+           sp_test_bin(), ds, base, dir, dir);
+  cr_expect_eq(sp_test_run(cmd), 2, "--init with --preset was not refused");
+  sp_test_rm_rf(dir);
+}

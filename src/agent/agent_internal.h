@@ -8,6 +8,7 @@
 #define SP_CKPT_POLICY_IMAGINED "policy-imagined-cpu.safetensors"  // it fine-tuned on imagined goals: the SP agents'
 #define SP_CKPT_VIDEO "video-plan-cpu.safetensors"  // the committed video model (docs/training.md)
 #define SP_CKPT_VIDEO_TEXT "video-text-cpu.safetensors"  // the text-only one: AVDC's conditioning
+#define SP_CKPT_VIDEO_REFINE "video-refine-cpu.safetensors"  // VideoAgent's refinement model, from the text one
 
 /* the time an agent's begin spent (the first plan and video), added to the first act's: records
  * report time per step, and begin has none of its own */
@@ -45,6 +46,7 @@ void sp_sp_end(void *state, sp_agent_events *ev);
 /* avdc, avdc-r, avdc-oracle (avdc.c) */
 void *sp_avdc_load(const sp_agent_opts *o, char *err);
 void *sp_avdc_oracle_load(const sp_agent_opts *o, char *err);
+void *sp_va_load(const sp_agent_opts *o, char *err);  // videoagent
 void sp_avdc_unload(void *model);
 void *sp_avdc_create(const void *model, char *err);
 void *sp_avdcr_create(const void *model, char *err);

@@ -57,6 +57,10 @@ static const sp_agent_api g_agents[] = {
     {"avdc-oracle", "AVDC's flow -> action pipeline on the expert's own frames (no video model)", NULL, NULL, 0,
      sp_avdc_oracle_load, sp_avdc_unload, sp_avdc_create, sp_avdc_destroy, sp_avdc_begin, sp_avdc_act, sp_avdc_end, 0,
      0, sp_avdc_goal},
+    {"videoagent",
+     "VideoAgent: avdc with its refinement model, a rejected video re-generated conditioned on itself (up to 4 times)",
+     SP_CKPT_VIDEO_REFINE, NULL, 0, sp_va_load, sp_avdc_unload, sp_avdc_create, sp_avdc_destroy, sp_avdc_begin,
+     sp_avdc_act, sp_avdc_end, 0, 1, sp_avdc_goal},
 };
 #define NAGENT (int)(sizeof g_agents / sizeof g_agents[0])
 

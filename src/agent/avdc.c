@@ -28,6 +28,13 @@
  * avdc-oracle (the pipeline alone): the "video" is the scripted expert's own rollout from the
  * episode's initial state, rendered as the video model's frames and sampled as AVDC samples its
  * training clips (8 frames evenly spaced over the episode, the last included); no replanning.
+ *
+ * videoagent (VideoAgent, Soni et al. 2024; reference-models.md 3.2): the video model is a
+ * refinement model (video_cond: `sp train video --video-cond 1 --refine`), whose first video is
+ * conditioned on the current view repeated; while the validator rejects the video, it is
+ * generated again conditioned on the last one (self-conditioning consistency), at most
+ * VA_REFINES times, and the last is used; then AVDC's pipeline. The validator is the VLM's
+ * Accept/Reject with --vlm, else the SP agents' offline one (validate.h) on the rule plan.
  * docs/baselines.md. */
 #include <math.h>
 #include <mujoco/mujoco.h>
@@ -37,6 +44,7 @@
 #include "agent/agent_internal.h"
 #include "agent/flowplan.h"
 #include "agent/imagine.h"
+#include "agent/validate.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -68,6 +76,7 @@
 #define AVDC_PUSH_FAR 0.1
 #define AVDC_MAX_MASK 64
 #define AVDC_MAX_FRAMES (SP_FP_MAX_FLOWS + 1)
+#define VA_REFINES 4          // VideoAgent's benchmark: up to 4 refinements
 
 typedef struct {
   sp_video_model vm;
@@ -75,6 +84,9 @@ typedef struct {
   sp_collect_config view;     // the video's frames (rgb_only)
   int R, nframes;
   float guidance;             // of the video (AVDC: none)
+  int refines;                // videoagent: refinements of a rejected video (0: avdc)
+  sp_vlm_config vlm;          // videoagent with --vlm: its Accept/Reject (has_vlm)
+  int has_vlm;
 } avdc_model;
 
 typedef struct {
@@ -97,6 +109,9 @@ typedef struct {
   sp_flow_ws *fws;
   sp_fp_cfg fpc;
   sp_fp_ws *fpw;
+  sp_validator val;           // videoagent
+  int val_ok;
+  sp_vlm *vlm;                // videoagent with --vlm: this worker's client
   /* the controller */
   int push, grasped;
   double grasp[3], sub[AVDC_MAX_FRAMES][3];
@@ -108,7 +123,7 @@ typedef struct {
   sp_agent_timing begin_tm;
 } avdc;
 
-static void *load(const sp_agent_opts *o, int oracle, char *err) {
+static void *load(const sp_agent_opts *o, int oracle, int refines, char *err) {
   avdc_model *m = calloc(1, sizeof *m);
   if (!m) { sp_errf(err, "out of memory"); return NULL; }
   if (oracle) {
@@ -135,10 +150,23 @@ static void *load(const sp_agent_opts *o, int oracle, char *err) {
   }
   m->view.rgb_only = 1;
   m->guidance = o->guidance > 0 ? (float)o->guidance : 0.f;
+  m->refines = refines;
+  if (refines && !m->vm.m.cfg.video_cond) {
+    sp_errf(err, "%s is not a refinement model (videoagent needs a video-conditioned one: sp train video "
+                 "--video-cond 1 --refine, docs/baselines.md)", o->checkpoint);
+    sp_video_model_free(&m->vm);
+    free(m);
+    return NULL;
+  }
+  if (refines && o->vlm) {
+    m->vlm = *o->vlm;
+    m->has_vlm = 1;
+  }
   return m;
 }
-void *sp_avdc_load(const sp_agent_opts *o, char *err) { return load(o, 0, err); }
-void *sp_avdc_oracle_load(const sp_agent_opts *o, char *err) { return load(o, 1, err); }
+void *sp_avdc_load(const sp_agent_opts *o, char *err) { return load(o, 0, 0, err); }
+void *sp_avdc_oracle_load(const sp_agent_opts *o, char *err) { return load(o, 1, 0, err); }
+void *sp_va_load(const sp_agent_opts *o, char *err) { return load(o, 0, VA_REFINES, err); }
 
 void sp_avdc_unload(void *model) {
   avdc_model *m = model;
@@ -167,6 +195,8 @@ void sp_avdc_destroy(void *state) {
   free(a->mask_raw);
   sp_flow_ws_free(a->fws);
   sp_fp_ws_free(a->fpw);
+  if (a->val_ok) sp_validator_free(&a->val);
+  sp_vlm_free(a->vlm);
   free(a);
 }
 
@@ -200,6 +230,11 @@ static void *create(const void *model, int max_replans, char *err) {
   if (!(a->fws = sp_flow_ws_new(&a->fcfg, AVDC_PLAN_SIDE, AVDC_PLAN_SIDE, err))) goto fail;
   sp_fp_cfg_default(&a->fpc);
   if (!(a->fpw = sp_fp_ws_new(&a->fpc, err))) goto fail;
+  if (m->refines) {
+    if (sp_validator_init(&a->val, m->R, err)) goto fail;
+    a->val_ok = 1;
+    if (m->has_vlm && !(a->vlm = sp_vlm_create(&m->vlm, err))) goto fail;
+  }
   return a;
 fail:
   sp_avdc_destroy(a);
@@ -275,6 +310,19 @@ static void object_mask(avdc *a, int task) {
     }
 }
 
+/* videoagent: the VLM's verdict on the video (frames[0] the current view), else the offline one */
+static int validate(avdc *a, int task) {
+  const int n = a->m->nframes, R = a->m->R;
+  if (a->vlm) {
+    sp_image fr[AVDC_MAX_FRAMES];
+    for (int f = 0; f < n; f++) fr[f] = (sp_image){R, R, 3, a->frames + (size_t)R * R * 3 * f};
+    int accept = 1;
+    if (sp_vlm_validate(a->vlm, task, fr, n, &accept) != 1) return accept;
+    a->ev.vlm_failures++;
+  }
+  return sp_validator_judge(&a->val, a->frames, n);
+}
+
 /* the video: the expert's frames (avdc-oracle) or the model's from frames[0] */
 static int video(avdc *a, const sp_agent_sense *s, char *err) {
   const size_t fb = (size_t)a->m->R * a->m->R * 3;
@@ -297,10 +345,20 @@ static int video(avdc *a, const sp_agent_sense *s, char *err) {
     uint32_t ns = a->seed ^ (0x85EBCA6Bu * (uint32_t)(a->ev.videos + 1));
     sp_plan plan;  // AVDC's model reads the text alone; a plan-conditioned one gets the rule plan
     memset(&plan, 0, sizeof plan);
-    if (a->m->vm.m.cfg.cond != SP_VCOND_TEXT &&
+    if ((a->m->vm.m.cfg.cond != SP_VCOND_TEXT || a->m->refines) &&
         sp_plan_rule(task, tcp, obs + SP_OBS_OBJ, obs + SP_OBS_GOAL, NULL, &plan, err))
       return -1;
     sp_imagine(&a->im, &a->m->vm, task, &plan, tcp, obs, AVDC_DDIM_STEPS, a->m->guidance, ns, a->frames);
+    if (a->m->refines) {  // VideoAgent: refine while rejected, conditioned on the last video
+      sp_validator_plan(&a->val, s, &a->m->view, tcp, &plan);
+      for (int k = 0; k < a->m->refines && !validate(a, task); k++) {
+        a->ev.rejected++;
+        a->ev.videos++;
+        ns = a->seed ^ (0x85EBCA6Bu * (uint32_t)(a->ev.videos + 1));
+        sp_imagine_from(&a->im, &a->m->vm, task, &plan, tcp, obs, AVDC_DDIM_STEPS, a->m->guidance, ns,
+                        a->frames + fb, a->frames);
+      }
+    }
   }
   a->ev.videos++;
   return 0;

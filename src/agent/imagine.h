@@ -25,5 +25,12 @@ void sp_imaginer_free(sp_imaginer *im);
  * tcp and obs: the state the plan was made from (the distance variant's vector). */
 void sp_imagine(sp_imaginer *im, const sp_video_model *v, int task, const sp_plan *plan, const double tcp[3],
                 const double obs[SP_OBS_DIM], int steps, float guidance, uint32_t seed, uint8_t *frames);
+/* the same with the condition of a video_cond model (VideoAgent's refinement): cond_video (F x R x
+ * R x 3, it may alias frames + R R 3: it is read before frames is written) conditions frame by
+ * frame; NULL conditions on frames[0] repeated, as sp_imagine does. A model without video_cond
+ * takes only NULL. */
+void sp_imagine_from(sp_imaginer *im, const sp_video_model *v, int task, const sp_plan *plan, const double tcp[3],
+                     const double obs[SP_OBS_DIM], int steps, float guidance, uint32_t seed, const uint8_t *cond_video,
+                     uint8_t *frames);
 
 #endif

@@ -23,6 +23,7 @@
 #include "agent/agent_internal.h"
 #include "agent/follow.h"
 #include "agent/imagine.h"
+#include "agent/validate.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "data/collect.h"
@@ -36,18 +37,7 @@
 #define SP_REPLAN_BUDGET 5    // AVDC's replans
 #define SP_STALL_STEPS 15     // AVDC: stagnation window
 #define SP_STALL_MM 1.0       // AVDC: the hand moved less than this over the window
-/* the offline validator: a video is accepted when no frame is blank (mean within [8, 247]), its
- * last frame differs from the first by at least SP_VALID_MIN_DIFF gray levels on average (the
- * imagined motion is visible), and the imagined arm starts the way the plan's first step goes:
- * the mean optical flow (Farneback) from frame 0 to frame SP_VALID_FLOW_FRAME within
- * SP_VALID_RADIUS pixels of the tcp's projection has a positive component along the image
- * direction of that step (the projection of SP_VALID_PROBE metres along it). A step whose image
- * direction is shorter than SP_VALID_MIN_PX (it points along the camera axis) is not judged. */
-#define SP_VALID_MIN_DIFF 2.0
-#define SP_VALID_FLOW_FRAME 2
-#define SP_VALID_RADIUS 8
-#define SP_VALID_PROBE 0.05
-#define SP_VALID_MIN_PX 0.5
+/* the offline validator: agent/validate.h */
 
 enum { MODE_NR = 0, MODE_GR, MODE_GR_ER };
 
@@ -68,14 +58,8 @@ typedef struct {
   int im_ok;
   sp_vlm *vlm;                  // this worker's client (NULL: offline)
   char plan_text[SP_PLAN_TEXT_MAX];  // the current plan table (for the GIFs)
-  /* the validator's view of the current plan: the image direction of its first step from the
-   * tcp's pixel; flow workspace and buffers */
-  double tcp_px[2], plan_px[2];
-  int plan_judged;
-  sp_flow_cfg fcfg;
-  sp_flow_ws *fws;
-  uint8_t *g0, *g1;
-  float *flow;
+  sp_validator val;             // the offline validator, judging against the current plan
+  int val_ok;
   uint8_t *frames;              // (F + 1) x R x R x 3: the current view and the imagined frames
   int nframes;
   double hist[SP_STALL_STEPS + 1][3];  // hand positions of the last steps (ring)
@@ -125,10 +109,7 @@ void sp_sp_destroy(void *state) {
   sp_follower_free(&a->f);
   if (a->im_ok) sp_imaginer_free(&a->im);
   sp_vlm_free(a->vlm);
-  sp_flow_ws_free(a->fws);
-  free(a->g0);
-  free(a->g1);
-  free(a->flow);
+  if (a->val_ok) sp_validator_free(&a->val);
   free(a->frames);
   free(a);
 }
@@ -146,13 +127,8 @@ static void *create(const void *model, int mode, char *err) {
   if (sp_imaginer_init(&a->im, &a->m->vm, err)) goto fail;
   a->im_ok = 1;
   if (a->m->has_vlm && !(a->vlm = sp_vlm_create(&a->m->vlm, err))) goto fail;
-  sp_flow_cfg_default(&a->fcfg);
-  a->fcfg.levels = 2;  // 64 px frames: pyramid levels of 32 and 16
-  a->g0 = malloc((size_t)R * R);
-  a->g1 = malloc((size_t)R * R);
-  a->flow = malloc(sizeof(float) * 2 * (size_t)R * R);
-  if (!a->g0 || !a->g1 || !a->flow) { sp_errf(err, "out of memory"); goto fail; }
-  if (!(a->fws = sp_flow_ws_new(&a->fcfg, R, R, err))) goto fail;
+  if (sp_validator_init(&a->val, R, err)) goto fail;
+  a->val_ok = 1;
   return a;
 fail:
   sp_sp_destroy(a);
@@ -162,63 +138,8 @@ void *sp_spnr_create(const void *model, char *err) { return create(model, MODE_N
 void *sp_sp_create(const void *model, char *err) { return create(model, MODE_GR, err); }
 void *sp_spr_create(const void *model, char *err) { return create(model, MODE_GR_ER, err); }
 
-/* the plan's first motion step seen from the camera: the tcp's pixel and the pixel of a point
- * SP_VALID_PROBE metres along the step's direction */
-static void plan_direction(sp_agent *a, const sp_agent_sense *s, const double tcp[3], const sp_plan *plan) {
-  a->plan_judged = 0;
-  if (plan->n < 1) return;
-  const int *d = plan->step[0].dir;
-  double n = sqrt((double)(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]));
-  if (n == 0) return;
-  sp_camera_matrix cm;
-  sp_sense_camera(s, &a->m->fm.view, &cm);
-  double p[3];
-  for (int k = 0; k < 3; k++) p[k] = tcp[k] + SP_VALID_PROBE * d[k] / n;
-  if (sp_camera_project(&cm, tcp, &a->tcp_px[0], &a->tcp_px[1]) <= 0 ||
-      sp_camera_project(&cm, p, &a->plan_px[0], &a->plan_px[1]) <= 0)
-    return;
-  double du = a->plan_px[0] - a->tcp_px[0], dv = a->plan_px[1] - a->tcp_px[1];
-  a->plan_judged = hypot(du, dv) >= SP_VALID_MIN_PX;
-}
-
-/* the imagined arm's first motion against the plan's (see SP_VALID_FLOW_FRAME) */
-static int flow_agrees(sp_agent *a) {
-  if (!a->plan_judged || a->nframes <= SP_VALID_FLOW_FRAME) return 1;
-  const int R = a->m->vm.m.cfg.res;
-  const size_t n = (size_t)R * R * 3;
-  sp_match_rgb_to_gray(a->frames, R, R, a->g0);
-  sp_match_rgb_to_gray(a->frames + n * SP_VALID_FLOW_FRAME, R, R, a->g1);
-  sp_flow_farneback(&a->fcfg, a->fws, a->g0, a->g1, a->flow);
-  double fu = 0, fv = 0;
-  int cnt = 0;
-  const int cu = (int)lround(a->tcp_px[0]), cv = (int)lround(a->tcp_px[1]);
-  for (int y = cv - SP_VALID_RADIUS; y <= cv + SP_VALID_RADIUS; y++)
-    for (int x = cu - SP_VALID_RADIUS; x <= cu + SP_VALID_RADIUS; x++) {
-      if (x < 0 || y < 0 || x >= R || y >= R) continue;
-      if ((x - cu) * (x - cu) + (y - cv) * (y - cv) > SP_VALID_RADIUS * SP_VALID_RADIUS) continue;
-      fu += a->flow[2 * ((size_t)y * R + x)];
-      fv += a->flow[2 * ((size_t)y * R + x) + 1];
-      cnt++;
-    }
-  if (!cnt) return 1;  // the tcp is outside the frame
-  return fu * (a->plan_px[0] - a->tcp_px[0]) + fv * (a->plan_px[1] - a->tcp_px[1]) > 0;
-}
-
-/* the offline validator (see SP_VALID_MIN_DIFF) */
-static int validate_offline(sp_agent *a) {
-  const int R = a->m->vm.m.cfg.res;
-  const size_t n = (size_t)R * R * 3;
-  for (int f = 1; f < a->nframes; f++) {
-    double mean = 0;
-    for (size_t i = 0; i < n; i++) mean += a->frames[(size_t)f * n + i];
-    mean /= (double)n;
-    if (mean < 8 || mean > 247) return 0;
-  }
-  double diff = 0;
-  const uint8_t *first = a->frames, *last = a->frames + (size_t)(a->nframes - 1) * n;
-  for (size_t i = 0; i < n; i++) diff += abs((int)first[i] - (int)last[i]);
-  return diff / (double)n >= SP_VALID_MIN_DIFF && flow_agrees(a);
-}
+/* the offline validator (validate.h) on the current video */
+static int validate_offline(sp_agent *a) { return sp_validator_judge(&a->val, a->frames, a->nframes); }
 
 static sp_image frame_image(const sp_agent *a, int f) {
   const int R = a->m->vm.m.cfg.res;
@@ -265,7 +186,7 @@ static int replan(sp_agent *a, const sp_agent_sense *s, sp_agent_timing *tm, cha
   sp_plan plan;
   char perr[SP_ERRLEN];
   if (make_plan(a, s->task, tcp, obs, &plan, perr)) return sp_errf(err, "plan: %s", perr);
-  plan_direction(a, s, tcp, &plan);
+  sp_validator_plan(&a->val, s, &a->m->fm.view, tcp, &plan);
   a->ev.plans++;
   if (sp_plan_format(&plan, 1, a->plan_text, sizeof a->plan_text) < 0) a->plan_text[0] = 0;
   double t2 = sp_time_now();

@@ -53,10 +53,12 @@ static int has_flag(int argc, char **argv, const char *flag) {
 
 /* the options of one job: fixed rows, then one row per field of each group's table */
 typedef struct {
-  const char *data, *out, *preset_opt, *init, *imagined;  // preset and init were read before (find_opt): the
-                                                // base config depends on them; parsed here to be known
+  const char *data, *out, *preset_opt, *init, *imagined, *refine;  // preset and init were read before
+                                                // (find_opt): the base config depends on them; parsed here to be known
   int resume, oversub;
   int can_init;  // the job offers --init (fine-tuning)
+  const char *init_help;  // its help text
+  int can_imagine, can_refine;  // the job offers --imagined (policy), --refine (video)
 } train_opts;
 
 /* parse argv into the groups' configs (the base already holds the preset's or the resumed run's
@@ -76,11 +78,12 @@ static int parse_options(int argc, char **argv, const char *usage, cf_group *gro
   rows[nr++] = (sp_arg){"preset", SP_ARG_STR, &o->preset_opt, "model preset: tiny, cpu or paper (default cpu)"};
   rows[nr++] = (sp_arg){"resume", SP_ARG_FLAG, &o->resume, "continue the run in --out (its settings are the defaults)"};
   rows[nr++] = (sp_arg){"oversubscribe", SP_ARG_FLAG, &o->oversub, "allow --threads above the machine's cores"};
-  if (o->can_init)
-    rows[nr++] = (sp_arg){"init", SP_ARG_STR, &o->init,
-                          "fine-tune: start from this policy checkpoint's weights, limits and model config "
-                          "(model.safetensors of a run or a committed one)"};
-  if (o->can_init)
+  if (o->can_init) rows[nr++] = (sp_arg){"init", SP_ARG_STR, &o->init, o->init_help};
+  if (o->can_refine)
+    rows[nr++] = (sp_arg){"refine", SP_ARG_STR, &o->refine,
+                          "VideoAgent's refinement pairs: an sp imagine goal set of this dataset (made by the base "
+                          "video model); --refine-frac of the samples condition on its videos (needs --video-cond 1)"};
+  if (o->can_imagine)
     rows[nr++] = (sp_arg){"imagined", SP_ARG_STR, &o->imagined,
                           "an imagined goal set of the dataset (sp imagine): --imagined-frac of the goals are "
                           "imagined frames, as the SP agent's are (docs/training.md)"};
@@ -184,11 +187,31 @@ static int train_video(int argc, char **argv) {
   char err[SP_ERRLEN], preset[32] = "cpu", data_buf[1024] = "", ckpt[1100];
   sp_vdiff_cfg_default(&dc);
   sp_train_cfg_default(&tc);
-  /* the base: the resumed run's own settings, else the named preset */
+  /* the base: the resumed run's own settings, else the --init checkpoint's network and diffusion
+   * settings, else the named preset */
   int resuming = resuming_run(argc, argv, ckpt, sizeof ckpt);
+  const char *init = find_opt(argc, argv, "init");
+  char run_init[1024] = "", run_refine[1024] = "";
   if (resuming) {
-    if (sp_video_run_settings(ckpt, &mc, &dc, &tc, preset, sizeof preset, data_buf, sizeof data_buf, err)) {
+    if (sp_video_run_settings(ckpt, &mc, &dc, &tc, preset, sizeof preset, data_buf, sizeof data_buf, err) ||
+        sp_video_run_files(ckpt, run_init, sizeof run_init, run_refine, sizeof run_refine, err)) {
       sp_log(SP_LOG_ERROR, "train: %s", err);
+      return 2;
+    }
+    if (init && strcmp(init, run_init)) {
+      sp_log(SP_LOG_ERROR, "train: --init %s, but the run in %s was started from %s", init, find_opt(argc, argv, "out"),
+             run_init[0] ? run_init : "fresh weights");
+      return 2;
+    }
+  } else if (init) {
+    sp_train_cfg t0;
+    char d0[1024];
+    if (find_opt(argc, argv, "preset")) {
+      sp_log(SP_LOG_ERROR, "train: --init takes the model and its preset from %s; drop --preset", init);
+      return 2;
+    }
+    if (sp_video_run_settings(init, &mc, &dc, &t0, preset, sizeof preset, d0, sizeof d0, err)) {
+      sp_log(SP_LOG_ERROR, "train: --init: %s", err);
       return 2;
     }
   } else {
@@ -198,7 +221,10 @@ static int train_video(int argc, char **argv) {
   }
   cf_group groups[NGROUP] = {{sp_train_fields, &tc, "train"}, {sp_vdiff_fields, &dc, "diffusion"},
                              {sp_vunet_fields, &mc, "model"}};
-  train_opts o = {.data = data_buf[0] ? data_buf : NULL};
+  train_opts o = {.data = data_buf[0] ? data_buf : NULL, .can_init = 1, .can_refine = 1,
+                  .init_help = "start from this video checkpoint's weights, network and diffusion settings (with "
+                               "--video-cond 1: VideoAgent's refinement model from its base)",
+                  .refine = run_refine[0] ? run_refine : NULL};
   const char *clip = NULL;
   int rc = parse_options(argc, argv, usage, groups, NGROUP, preset, resuming,
                          "dataset from sp collect (FILE.h5), frames at the model's res", &clip, &o);
@@ -222,9 +248,18 @@ static int train_video(int argc, char **argv) {
     sp_log(SP_LOG_WARN, "train: --clip-file %s ignored: the resumed run keeps the CLIP cache of its checkpoint", clip);
     clip = NULL;
   }
-  if (use_clip && !resuming && !clip) {
+  if (use_clip && !resuming && !clip && !init) {  // an --init model brings its cache
     sp_log(SP_LOG_ERROR, "train: --text-enc clip needs --clip-file FILE, CLIP ViT-B/32's text tower as one safetensors "
                          "file (tools/clip_to_safetensors.py, docs/clip.md)");
+    return 2;
+  }
+  if (resuming && strcmp(o.refine ? o.refine : "", run_refine)) {
+    sp_log(SP_LOG_ERROR, "train: --refine %s, but the run in %s was started with %s", o.refine ? o.refine : "(none)",
+           o.out, run_refine[0] ? run_refine : "no refinement set");
+    return 2;
+  }
+  if (o.refine && !mc.video_cond) {
+    sp_log(SP_LOG_ERROR, "train: --refine %s needs a model conditioned on a video (--video-cond 1)", o.refine);
     return 2;
   }
   if (thread_budget(&tc, o.oversub)) return 2;
@@ -232,6 +267,12 @@ static int train_video(int argc, char **argv) {
   if (!job) {
     sp_log(SP_LOG_ERROR, "train: %s", err);
     return 1;
+  }
+  if (resuming && run_init[0]) sp_video_job_note_init(job, run_init);
+  if ((!resuming && init && sp_video_job_init_from(job, init, err)) || (o.refine && sp_video_job_set_refine(job, o.refine, err))) {
+    sp_log(SP_LOG_ERROR, "train: %s", err);
+    sp_video_job_close(job);
+    return 2;
   }
   fprintf(stderr, "train: video model, preset %s, %.2f M parameters, text encoder %s, data %s\n", preset,
           sp_vunet_nparams(sp_video_job_model(job)) / 1e6, use_clip ? "clip (cached)" : "words", o.data);
@@ -283,7 +324,9 @@ static int train_policy(int argc, char **argv) {
   }
   cf_group groups[NGROUP] = {{sp_train_fields, &tc, "train"}, {sp_ptrain_fields, &jc, "job"},
                              {sp_policy_fields, &mc, "model"}};
-  train_opts o = {.data = run.data[0] ? run.data : NULL, .can_init = 1,
+  train_opts o = {.data = run.data[0] ? run.data : NULL, .can_init = 1, .can_imagine = 1,
+                  .init_help = "fine-tune: start from this policy checkpoint's weights, limits and model config "
+                               "(model.safetensors of a run or a committed one)",
                   .imagined = run.imagined[0] ? run.imagined : NULL};
   int rc = parse_options(argc, argv, usage, groups, NGROUP, preset, resuming,
                          "dataset from sp collect (FILE.h5), frames of the policy's --frame side", NULL, &o);

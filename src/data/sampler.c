@@ -199,6 +199,26 @@ int sp_sampler_clip_at(sp_sampler *s, int k, int start, float *out, int *episode
   return clip_read(s, s->eps[k], start < 0 ? 0 : start, 0, out, episode, idx, err);
 }
 
+int sp_sampler_index_of(const sp_sampler *s, int episode) {
+  for (int k = 0; k < s->neps; k++)
+    if (s->eps[k] == episode) return k;
+  return -1;
+}
+
+int sp_sampler_frames(sp_sampler *s, int episode, const int *idx, int k, float *out, char *err) {
+  if (episode < 0 || episode >= sp_dataset_count(s->ds))
+    return sp_errf(err, "episode %d: the dataset holds %d", episode, sp_dataset_count(s->ds));
+  if (k > s->cfg.clip_frames) return sp_errf(err, "%d frames: the sampler's clips hold %d", k, s->cfg.clip_frames);
+  const sp_dataset_ep *e = sp_dataset_episode(s->ds, episode);
+  for (int t = 0; t < k; t++)
+    if (idx[t] < 0 || idx[t] >= e->n) return sp_errf(err, "episode %d: frame %d of %d", episode, idx[t], e->n);
+  if (sp_dataset_read_frames(s->ds, episode, idx, k, s->rgb, NULL, NULL, err)) return -1;
+  int sz = sp_dataset_size(s->ds);
+  size_t px = (size_t)sz * sz;
+  for (int t = 0; t < k; t++) to_chw(s->rgb + px * 3 * t, sz, out + px * t, px * k);
+  return 0;
+}
+
 /* one clip of dataset episode ei: random start (drawn here) or the given one, clamped */
 static int clip_read(sp_sampler *s, int ei, int start, int random_start, float *out, int *episode, int *idx,
                      char *err) {

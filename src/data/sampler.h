@@ -66,6 +66,10 @@ int sp_sampler_clip(sp_sampler *s, float *out, int *episode, int *idx, char *err
 /* the clip of usable episode k (0..count-1) from candidate frame `start` (clamped as the random
  * start is), with no random draw: fixed validation clips */
 int sp_sampler_clip_at(sp_sampler *s, int k, int start, float *out, int *episode, int *idx, char *err);
+/* the usable index (0..count-1) of dataset episode `episode`, -1 when the split or filters leave it out */
+int sp_sampler_index_of(const sp_sampler *s, int episode);
+/* the k frames idx[0..k-1] of dataset episode `episode` as a clip (3 x k x sz x sz), no draw */
+int sp_sampler_frames(sp_sampler *s, int episode, const int *idx, int k, float *out, char *err);
 
 typedef struct {
   int episode, t, goal;       // frame indices, goal > t

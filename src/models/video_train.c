@@ -15,6 +15,8 @@
 #include "data/sampler.h"
 #include "match/match.h"
 #include "models/clip.h"
+#include "models/goalset.h"
+#include "models/model.h"
 #include "plan/plan.h"
 #include "sim/env.h"
 
@@ -34,12 +36,14 @@ const sp_cf sp_vdiff_fields[] = {
     {"val_clips", SP_CF_INT, DF(val_clips), 1, 10000, NULL, 0, 0, "validation clips"},
     {"val_steps", SP_CF_INT, DF(val_steps), 1, NN_SCHED_MAX_T, NULL, 0, 0, "DDIM steps of validation sampling"},
     {"guidance", SP_CF_FLOAT, DF(guidance), 0, 100, NULL, 0, 0, "classifier-free guidance of validation sampling"},
+    {"refine_frac", SP_CF_FLOAT, DF(refine_frac), 0, 1, NULL, 0, 0,
+     "with --refine: share of training samples that are refinement pairs (an imagined video as the condition)"},
     {NULL, 0, 0, 0, 0, NULL, 0, 0, NULL}};
 
 void sp_vdiff_cfg_default(sp_vdiff_cfg *c) {
   *c = (sp_vdiff_cfg){.pred = NN_PRED_V, .sched = NN_SCHED_COSINE, .T = 100, .min_snr = 5.f, .cond_drop = 0.1f,
                       .random_start = 1, .use_fine = 0, .holdout = 1, .val_clips = 16, .val_steps = 20,
-                      .guidance = 0.f};
+                      .guidance = 0.f, .refine_frac = 0.5f};
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -101,15 +105,32 @@ struct sp_video_job {
   float *work;                      // sampler work (5 per)
   sp_ssim_ws *ssim;
   uint8_t *ga, *gb;                 // grey frames (R x R)
+  size_t cper;                      // a sample's condition: 3 R R, or 3 F R R (video_cond)
+  /* VideoAgent's refinement pairs (sp_video_job_set_refine): imagined videos of training clips */
+  sp_goalset gs;
+  int has_gs;
+  long drawn, refined;              // training samples drawn, and those conditioned on a video
+  char refine_path[1024], init_path[1024], data_path[1024];
 };
 
-/* (3, F+1, R, R) clip -> condition (3, R, R) and target frames (3, F, R, R) */
-static void split_clip(const float *clip, int F, int R, float *cond, float *x0) {
+/* (3, F+1, R, R) clip -> condition (3, R, R), or (3, F, R, R) the first frame repeated for a
+ * video_cond model (rep = F), and target frames (3, F, R, R) */
+static void split_clip(const float *clip, int F, int R, int rep, float *cond, float *x0) {
   size_t px = (size_t)R * R;
   for (int c = 0; c < 3; c++) {
     const float *src = clip + (size_t)c * (F + 1) * px;
-    memcpy(cond + c * px, src, px * sizeof(float));
+    for (int f = 0; f < rep; f++) memcpy(cond + ((size_t)c * rep + f) * px, src, px * sizeof(float));
     memcpy(x0 + (size_t)c * F * px, src + px, (size_t)F * px * sizeof(float));
+  }
+}
+
+/* video v of the refinement set as a condition (3, F, R, R) in [-1, 1]: its imagined frames */
+static void refine_cond(const sp_goalset *g, int v, float *cond) {
+  const size_t px = (size_t)g->R * g->R;
+  for (int f = 0; f < g->F; f++) {
+    const uint8_t *src = sp_goalset_frame(g, v, f + 1);
+    for (size_t i = 0; i < px; i++)
+      for (int c = 0; c < 3; c++) cond[((size_t)c * g->F + f) * px + i] = src[3 * i + c] / 127.5f - 1.f;
   }
 }
 
@@ -253,10 +274,23 @@ static int job_step(void *self, long step, float *loss, char *err) {
   int ts[256], idx[SP_CLIP_MAX];
   if (cache_check(j, err)) return -1;
   cache_sync(j);
+  const int rep = j->mc.video_cond ? F : 1;
   for (int b = 0; b < B; b++) {
     int ep;
-    if (sp_sampler_clip(j->train, j->clip, &ep, idx, err)) return -1;
-    split_clip(j->clip, F, R, j->cond + (size_t)b * 3 * R * R, j->x0 + b * per);
+    float *cond = j->cond + (size_t)b * j->cper;
+    j->drawn++;
+    if (j->has_gs && sp_mt_double(&r) < j->dc.refine_frac) {  // an imagined video -> the true frames
+      int v = (int)(sp_mt_u32(&r) % (uint32_t)j->gs.n);
+      ep = j->gs.episode[v];
+      for (int f = 0; f <= F; f++) idx[f] = j->gs.idx[(size_t)v * (F + 1) + f];
+      if (sp_sampler_frames(j->train, ep, idx, F + 1, j->clip, err)) return -1;
+      split_clip(j->clip, F, R, rep, cond, j->x0 + b * per);
+      refine_cond(&j->gs, v, cond);
+      j->refined++;
+    } else {
+      if (sp_sampler_clip(j->train, j->clip, &ep, idx, err)) return -1;
+      split_clip(j->clip, F, R, rep, cond, j->x0 + b * per);
+    }
     if (clip_cond(j, j->train, ep, idx[0], b, err)) return -1;
     if (sp_mt_double(&r) < j->dc.cond_drop) {  // the null condition, as the sampler's guidance uses
       j->null[b] = 1;
@@ -314,17 +348,18 @@ static int job_validate(void *self, long step, char *json, size_t cap, double *m
     for (int b = 0; b < nb; b++) {
       int ep, k = (int)((long)(k0 + b) * nep / K);  // spread over the held-out episodes
       if (sp_sampler_clip_at(j->val, k % nep, 0, j->clip, &ep, idx, err)) return -1;
-      split_clip(j->clip, F, R, j->cond + b * 3 * px, j->x0 + b * per);
+      split_clip(j->clip, F, R, j->mc.video_cond ? F : 1, j->cond + b * j->cper, j->x0 + b * per);
       if (clip_cond(j, j->val, ep, idx[0], b, err)) return -1;
     }
     sp_video_sample(&j->model, &j->ws, &j->sched, j->dc.pred, j->dc.val_steps, j->dc.guidance, j->out, j->cond,
                     &j->vc, nb, sp_train_seed(j->tc.seed, 0, 1000 + k0), j->work);
     for (int b = 0; b < nb; b++) {
-      const float *gen = j->out + b * per, *truth = j->x0 + b * per, *c0 = j->cond + b * 3 * px;
+      const float *gen = j->out + b * per, *truth = j->x0 + b * per, *c0 = j->cond + b * j->cper;
+      const size_t cst = j->cper / 3;  // a condition plane: px, or F px (video_cond, the first frame repeated)
       p_sum += psnr(gen, truth, per);
       /* the copy baseline: every frame = the first */
       for (int c = 0; c < 3; c++)
-        for (int f = 0; f < F; f++) memcpy(j->noise + ((size_t)c * F + f) * px, c0 + c * px, px * sizeof(float));
+        for (int f = 0; f < F; f++) memcpy(j->noise + ((size_t)c * F + f) * px, c0 + c * cst, px * sizeof(float));
       pc_sum += psnr(j->noise, truth, per);
       for (int f = 0; f < F; f++) {
         to_grey(truth, F, f, R, j->gb);
@@ -372,6 +407,35 @@ static char *model_json(const sp_vunet_cfg *mc) {
 
 static float *falloc(size_t n) { return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64); }
 
+/* the job config JSON: refine_frac only for a run with refinement pairs, so the runs before it
+ * existed read and resume as before */
+static char *job_json(const sp_video_job *j) {
+  char *js = sp_cf_to_json(sp_vdiff_fields, &j->dc);
+  if (j->has_gs) return js;
+  cJSON *o = cJSON_Parse(js);
+  free(js);
+  cJSON_DeleteItemFromObjectCaseSensitive(o, "refine_frac");
+  js = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return js;
+}
+
+/* the data provenance: the dataset, its splits and collect settings, and where set the
+ * refinement set and the checkpoint the run started from */
+static char *provenance(const sp_video_job *j, const char *data) {
+  const char *dcfg = sp_dataset_config_json(sp_sampler_dataset(j->train));
+  cJSON *o = cJSON_CreateObject(), *cc = cJSON_Parse(dcfg ? dcfg : "");
+  cJSON_AddStringToObject(o, "dataset", data);
+  cJSON_AddNumberToObject(o, "train_episodes", sp_sampler_count(j->train));
+  cJSON_AddNumberToObject(o, "val_episodes", sp_sampler_count(j->val));
+  cJSON_AddItemToObject(o, "collect", cc ? cc : cJSON_CreateNull());
+  if (j->init_path[0]) cJSON_AddStringToObject(o, "init", j->init_path);
+  if (j->refine_path[0]) cJSON_AddStringToObject(o, "refine", j->refine_path);
+  char *js = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return js;
+}
+
 sp_video_job *sp_video_job_open(const char *data, const sp_vunet_cfg *mc, const char *preset,
                                 const sp_vdiff_cfg *dc, const sp_train_cfg *tc, char *err) {
   return sp_video_job_open_clip(data, mc, preset, dc, tc, NULL, err);
@@ -405,6 +469,7 @@ sp_video_job *sp_video_job_open_clip(const char *data, const sp_vunet_cfg *mc, c
   j->F = mc->frames;
   j->R = mc->res;
   j->per = (size_t)3 * j->F * j->R * j->R;
+  snprintf(j->data_path, sizeof j->data_path, "%s", data);
   if (j->B > 64) {
     sp_errf(err, "batch %d: the video job takes at most 64", j->B);
     goto fail;
@@ -440,7 +505,8 @@ sp_video_job *sp_video_job_open_clip(const char *data, const sp_vunet_cfg *mc, c
   const size_t Bp = (size_t)j->B * j->per;
   j->clip = falloc((size_t)3 * (j->F + 1) * j->R * j->R);
   j->x0 = falloc(Bp);
-  j->cond = falloc((size_t)j->B * 3 * j->R * j->R);
+  j->cper = (size_t)3 * (mc->video_cond ? j->F : 1) * j->R * j->R;
+  j->cond = falloc((size_t)j->B * j->cper);
   j->xt = falloc(Bp);
   j->noise = falloc(Bp);
   j->target = falloc(Bp);
@@ -471,15 +537,8 @@ sp_video_job *sp_video_job_open_clip(const char *data, const sp_vunet_cfg *mc, c
   t->model = "vunet";
   t->preset = preset ? preset : "";
   t->config = model_json(&j->mc);
-  t->job_config = sp_cf_to_json(sp_vdiff_fields, dc);
-  const char *dcfg = sp_dataset_config_json(sp_sampler_dataset(j->train));
-  cJSON *o = cJSON_CreateObject(), *cc = cJSON_Parse(dcfg ? dcfg : "");
-  cJSON_AddStringToObject(o, "dataset", data);
-  cJSON_AddNumberToObject(o, "train_episodes", sp_sampler_count(j->train));
-  cJSON_AddNumberToObject(o, "val_episodes", sp_sampler_count(j->val));
-  cJSON_AddItemToObject(o, "collect", cc ? cc : cJSON_CreateNull());
-  t->data = cJSON_PrintUnformatted(o);
-  cJSON_Delete(o);
+  t->job_config = job_json(j);
+  t->data = provenance(j, data);
   t->ps = &j->model.ps;
   t->self = j;
   t->step = job_step;
@@ -515,7 +574,7 @@ int sp_video_job_strip(sp_video_job *j, const char *png, int nclips, char *err) 
   for (int b = 0; b < nclips; b++) {
     int ep, k = (int)((long)b * nep / K);  // validation's first clips
     if (sp_sampler_clip_at(j->val, k % nep, 0, j->clip, &ep, idx, err)) return -1;
-    split_clip(j->clip, F, R, j->cond + b * 3 * px, j->x0 + b * j->per);
+    split_clip(j->clip, F, R, j->mc.video_cond ? F : 1, j->cond + b * j->cper, j->x0 + b * j->per);
     if (clip_cond(j, j->val, ep, idx[0], b, err)) return -1;
   }
   sp_video_sample(&j->model, &j->ws, &j->sched, j->dc.pred, j->dc.val_steps, j->dc.guidance, j->out, j->cond, &j->vc,
@@ -525,9 +584,9 @@ int sp_video_job_strip(sp_video_job *j, const char *png, int nclips, char *err) 
   memset(img, 255, (size_t)w * h * 3);
   for (int b = 0; b < nclips; b++) {
     int y0 = b * (2 * R + 3 * gap);
-    const float *c0 = j->cond + b * 3 * px, *truth = j->x0 + b * j->per, *gen = j->out + b * j->per;
-    put_frame(img, w, 0, y0, c0, px, R);
-    put_frame(img, w, 0, y0 + R + gap, c0, px, R);
+    const float *c0 = j->cond + b * j->cper, *truth = j->x0 + b * j->per, *gen = j->out + b * j->per;
+    put_frame(img, w, 0, y0, c0, j->cper / 3, R);
+    put_frame(img, w, 0, y0 + R + gap, c0, j->cper / 3, R);
     for (int f = 0; f < F; f++) {
       put_frame(img, w, (f + 1) * (R + gap), y0, truth + f * px, (size_t)F * px, R);
       put_frame(img, w, (f + 1) * (R + gap), y0 + R + gap, gen + f * px, (size_t)F * px, R);
@@ -544,12 +603,120 @@ int sp_video_job_load(sp_video_job *j, const char *ckpt, char *err) {
   sp_vunet_cfg have = j->mc;
   have.text_enc = SP_VUNET_TEXT_WORDS;  // absent from a words model's JSON
   have.clip_n = 0;
+  have.video_cond = 0;                  // absent unless 1
   int rc = sp_vunet_cfg_from_json(&have, info.config, err);
   if (!rc) rc = sp_vunet_cfg_diff(&have, &j->mc, ckpt, err);
   sp_ckpt_info_free(&info);
   if (rc) return -1;
   j->cache_ok = 0;
   return sp_model_load(ckpt, &j->model.ps, "vunet", NULL, err);
+}
+
+/* the trainable's JSON texts after a change of the job's files */
+static void retext(sp_video_job *j) {
+  free(j->tr.job_config);
+  free(j->tr.data);
+  j->tr.job_config = job_json(j);
+  j->tr.data = provenance(j, j->data_path);
+}
+
+int sp_video_job_set_refine(sp_video_job *j, const char *path, char *err) {
+  if (!j->mc.video_cond)
+    return sp_errf(err, "--refine %s: the model is not conditioned on a video (--video-cond 1)", path);
+  if (j->has_gs) return sp_errf(err, "--refine %s: the job already has a refinement set", path);
+  if (sp_goalset_open(&j->gs, path, err)) return -1;
+  j->has_gs = 1;
+  const int nds = sp_dataset_count(sp_sampler_dataset(j->train));
+  int rc = 0;
+  if (j->gs.F != j->F || j->gs.R != j->R)
+    rc = sp_errf(err, "%s: videos of %d frames at %d px, the model makes %d at %d px", path, j->gs.F, j->gs.R, j->F, j->R);
+  else if (j->gs.episodes != nds)
+    rc = sp_errf(err, "%s was made from a dataset of %d episodes, %s holds %d", path, j->gs.episodes, j->data_path, nds);
+  for (int v = 0; !rc && v < j->gs.n; v++)
+    if (sp_sampler_index_of(j->train, j->gs.episode[v]) < 0)
+      rc = sp_errf(err, "%s: video %d is of episode %d, not a training episode of this job's split", path, v,
+                   j->gs.episode[v]);
+  if (rc) {
+    sp_goalset_close(&j->gs);
+    j->has_gs = 0;
+    return -1;
+  }
+  snprintf(j->refine_path, sizeof j->refine_path, "%s", path);
+  retext(j);
+  sp_log(SP_LOG_INFO, "video job: %d refinement pairs from %s, %.0f%% of the samples", j->gs.n, path,
+         100.0 * j->dc.refine_frac);
+  return 0;
+}
+
+int sp_video_job_init_from(sp_video_job *j, const char *ckpt, char *err) {
+  sp_ckpt_info info;
+  if (sp_ckpt_info_read(ckpt, &info, err)) return -1;
+  sp_vunet_cfg bc;
+  sp_vunet_cfg_preset(&bc, SP_PRESET_TINY);  // fields a checkpoint predates keep a preset's value
+  int rc = 0;
+  if (strcmp(info.model, "vunet")) rc = sp_errf(err, "--init %s holds a '%s' model, not a video model", ckpt, info.model);
+  if (!rc && sp_vunet_cfg_from_json(&bc, info.config, err)) rc = -1;
+  sp_ckpt_info_free(&info);
+  if (rc) return -1;
+  sp_vunet_cfg same = bc;
+  same.video_cond = j->mc.video_cond;
+  same.winograd = j->mc.winograd;
+  if (sp_vunet_cfg_diff(&same, &j->mc, ckpt, err)) return -1;
+  sp_vunet base;
+  if (sp_vunet_init(&base, &bc, 0, err)) return -1;
+  if (sp_model_load(ckpt, &base.ps, "vunet", NULL, err)) {
+    sp_vunet_free(&base);
+    return -1;
+  }
+  const nn_params *bp = &base.ps;
+  nn_params *ps = &j->model.ps;
+  const int F = j->F, spread = !bc.video_cond && j->mc.video_cond && j->mc.layout == SP_VUNET_STACKED;
+  for (int i = 0; i < ps->n && !rc; i++) {
+    const nn_param *p = &ps->p[i];
+    int k = nn_params_find(bp, p->name);
+    if (k < 0) {
+      rc = sp_errf(err, "--init %s lacks the tensor %s", ckpt, p->name);
+    } else if (bp->p[k].numel == p->numel) {
+      memcpy(ps->data + p->offset, bp->data + bp->p[k].offset, p->numel * sizeof(float));
+    } else if (spread && !strcmp(p->name, "inc.weight")) {  // (cout, 3F+3, 3, 3) -> (cout, 6F, 3, 3)
+      const int cin0 = 3 * F + 3, cin = 6 * F, cout = (int)(p->numel / ((size_t)cin * 9));
+      const float *src = bp->data + bp->p[k].offset;
+      float *dst = ps->data + p->offset;
+      for (int o = 0; o < cout; o++) {
+        for (int ci = 0; ci < 3 * F; ci++) memcpy(dst + ((size_t)o * cin + ci) * 9, src + ((size_t)o * cin0 + ci) * 9, 9 * sizeof(float));
+        for (int c = 0; c < 3; c++)
+          for (int f = 0; f < F; f++)
+            for (int q = 0; q < 9; q++)
+              dst[((size_t)o * cin + 3 * F + c * F + f) * 9 + q] = src[((size_t)o * cin0 + 3 * F + c) * 9 + q] / (float)F;
+      }
+    } else {
+      rc = sp_errf(err, "--init %s: tensor %s holds %zu values, the model's %zu", ckpt, p->name, bp->p[k].numel, p->numel);
+    }
+  }
+  sp_vunet_free(&base);
+  if (rc) return -1;
+  j->cache_ok = 0;
+  snprintf(j->init_path, sizeof j->init_path, "%s", ckpt);
+  retext(j);
+  return 0;
+}
+
+void sp_video_job_note_init(sp_video_job *j, const char *ckpt) {
+  snprintf(j->init_path, sizeof j->init_path, "%s", ckpt ? ckpt : "");
+  retext(j);
+}
+
+int sp_video_run_files(const char *ckpt, char *init, size_t icap, char *refine, size_t rcap, char *err) {
+  sp_ckpt_info info;
+  if (sp_ckpt_info_read(ckpt, &info, err)) return -1;
+  cJSON *dj = cJSON_Parse(info.data ? info.data : "");
+  const cJSON *r = dj ? cJSON_GetObjectItemCaseSensitive(dj, "refine") : NULL;
+  const cJSON *i = dj ? cJSON_GetObjectItemCaseSensitive(dj, "init") : NULL;
+  snprintf(refine, rcap, "%s", cJSON_IsString(r) ? r->valuestring : "");
+  snprintf(init, icap, "%s", cJSON_IsString(i) ? i->valuestring : "");
+  cJSON_Delete(dj);
+  sp_ckpt_info_free(&info);
+  return 0;
 }
 
 sp_trainable *sp_video_job_trainable(sp_video_job *j) { return &j->tr; }
@@ -562,6 +729,12 @@ void sp_video_job_close(sp_video_job *j) {
   sp_vunet_ws_free(&j->ws);
   sp_vunet_free(&j->model);
   sp_ssim_ws_free(j->ssim);
+  if (j->has_gs) {
+    if (j->drawn)
+      sp_log(SP_LOG_INFO, "video job: %ld of %ld training samples were refinement pairs (%.1f%%)", j->refined, j->drawn,
+             100.0 * j->refined / j->drawn);
+    sp_goalset_close(&j->gs);
+  }
   free(j->clip);
   free(j->x0);
   free(j->cond);

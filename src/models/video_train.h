@@ -34,6 +34,7 @@ typedef struct {
   int val_clips;     // validation clips
   int val_steps;     // DDIM steps of validation sampling
   float guidance;    // classifier-free guidance w of validation sampling (0: none)
+  float refine_frac; // with refinement pairs (sp_video_job_set_refine): their share of the samples
 } sp_vdiff_cfg;
 
 extern const sp_cf sp_vdiff_fields[];
@@ -80,6 +81,23 @@ sp_trainable *sp_video_job_trainable(sp_video_job *j);
 const sp_vunet *sp_video_job_model(const sp_video_job *j);
 void sp_video_job_close(sp_video_job *j);
 
+/* VideoAgent's self-conditioning refinement (the model's video_cond must be 1): a share
+ * dc.refine_frac of the training samples become pairs (an imagined video of a training clip ->
+ * that clip's true frames): the condition is the video the base model imagined (an `sp imagine`
+ * goal set of this dataset: models/goalset.h), the target the dataset frames its frames stand
+ * for; the other samples condition on the clip's first frame repeated, as a first generation
+ * does. Every video must come from a training episode of the job's split. Call before training
+ * (a resumed run calls it again with the same file). 0 or -1 with err. */
+int sp_video_job_set_refine(sp_video_job *j, const char *goalset, char *err);
+/* start from the weights of a video checkpoint of the same network (config equal but for
+ * video_cond): every tensor copied; a stacked base without video_cond into a video_cond model has
+ * its first conv's condition weights spread over the F condition frames (each / F), so that the
+ * new model given the first frame repeated computes what the base computed. Recorded in the
+ * provenance. 0 or -1 with err. */
+int sp_video_job_init_from(sp_video_job *j, const char *ckpt, char *err);
+/* a resumed run: record the checkpoint it started from (no weights read) */
+void sp_video_job_note_init(sp_video_job *j, const char *ckpt);
+
 /* a picture of held-out generations with the current weights: per clip (the first `nclips` of
  * validation), the demonstration's 8 frames above the condition and the 7 generated frames
  * (validation's DDIM settings, fixed noise); PNG written atomically. 0 or -1 with err. */
@@ -93,5 +111,8 @@ int sp_video_job_load(sp_video_job *j, const char *ckpt, char *err);
  * other option. -1 with err on a missing, foreign or unreadable checkpoint. */
 int sp_video_run_settings(const char *ckpt, sp_vunet_cfg *mc, sp_vdiff_cfg *dc, sp_train_cfg *tc, char *preset,
                           size_t pcap, char *data, size_t dcap, char *err);
+/* the checkpoint a run started from and its refinement set (the provenance's "init" and
+ * "refine"; "" when none); 0 or -1 with err */
+int sp_video_run_files(const char *ckpt, char *init, size_t icap, char *refine, size_t rcap, char *err);
 
 #endif
