@@ -9,6 +9,7 @@
 #define SP_CKPT_VIDEO "video-plan-cpu.safetensors"  // the committed video model (docs/training.md)
 #define SP_CKPT_VIDEO_TEXT "video-text-cpu.safetensors"  // the text-only one: AVDC's conditioning
 #define SP_CKPT_VIDEO_REFINE "video-refine-cpu.safetensors"  // VideoAgent's refinement model, from the text one
+#define SP_CKPT_VIDEO_ONLINE "video-va-online-cpu.safetensors"  // it fine-tuned on videoagent's successes (va-or)
 
 /* the time an agent's begin spent (the first plan and video), added to the first act's: records
  * report time per step, and begin has none of its own */

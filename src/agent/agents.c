@@ -61,6 +61,11 @@ static const sp_agent_api g_agents[] = {
      "VideoAgent: avdc with its refinement model, a rejected video re-generated conditioned on itself (up to 4 times)",
      SP_CKPT_VIDEO_REFINE, NULL, 0, sp_va_load, sp_avdc_unload, sp_avdc_create, sp_avdc_destroy, sp_avdc_begin,
      sp_avdc_act, sp_avdc_end, 0, 1, sp_avdc_goal},
+    {"va-or",
+     "VideoAgent-Online-Replan: videoagent with AVDC's replanning, on the model fine-tuned on its own successes "
+     "(scripts/va-online.sh)",
+     SP_CKPT_VIDEO_ONLINE, NULL, 0, sp_va_load, sp_avdc_unload, sp_avdcr_create, sp_avdc_destroy, sp_avdc_begin,
+     sp_avdc_act, sp_avdc_end, 5, 1, sp_avdc_goal},
 };
 #define NAGENT (int)(sizeof g_agents / sizeof g_agents[0])
 
