@@ -74,6 +74,22 @@ static char *records_of(const char *dir, const char *sub) {
   return records(p);
 }
 
+/* sp eval ARGS into DIR/NAME_j2 with --jobs 2 and, when both, into DIR/NAME_j1 with --jobs 1
+ * (logging to DIR.log); *r1 and *r2 the records of the first run and of the --jobs 2 one (both
+ * the --jobs 2 run's when !both); the caller frees them */
+static void eval_jobs(const char *dir, const char *name, const char *args, int both, char **r1, char **r2) {
+  char cmd[3072], sub[2][128];
+  for (int j = both ? 1 : 2; j <= 2; j++) {
+    snprintf(sub[j - 1], sizeof sub[0], "%s_j%d", name, j);
+    snprintf(cmd, sizeof cmd, "%s eval %s --jobs %d --out %s/%s >> %s.log 2>&1", sp_test_bin(), args, j, dir,
+             sub[j - 1], dir);
+    cr_assert_eq(sp_test_run(cmd), 0, "sp eval %s --jobs %d failed (%s.log)", name, j, dir);
+  }
+  *r1 = records_of(dir, sub[both ? 0 : 1]);
+  *r2 = records_of(dir, sub[1]);
+  cr_assert(*r1 && *r2, "%s: no records", name);
+}
+
 /* DIR/ds.h5 (button-press, corner, 2 seeds of 24 steps at 32 px: the frame matcher's smallest
  * frame), DIR/pol (a tiny policy, 4 steps) and with a video condition DIR/vid (a tiny video model
  * of that variant, 3 steps; NULL: none); the log in DIR.log */
@@ -98,18 +114,12 @@ Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 60
   char dir[256], cmd[2048];
   snprintf(dir, sizeof dir, "/tmp/sp_test_agent_%d", (int)getpid());
   tiny_models(dir, NULL);
-  for (int j = 1; j <= 2; j++) {
-    snprintf(cmd, sizeof cmd,
-             "%s eval --agent oracle-policy --checkpoint %s/pol/model.safetensors --tasks button-press "
-             "--cameras corner --seeds 1000,3 --jobs %d --out %s/j%d > %s.log 2>&1",
-             sp_test_bin(), dir, j, dir, j, dir);
-    cr_assert_eq(sp_test_run(cmd), 0, "sp eval --agent oracle-policy --jobs %d failed (%s.log)", j, dir);
-  }
-  char a[300], b[300];
-  snprintf(a, sizeof a, "%s/j1", dir);
-  snprintf(b, sizeof b, "%s/j2", dir);
-  char *ra = records(a), *rb = records(b);
-  cr_assert(ra && rb);
+  char args[1024], *ra, *rb;
+  snprintf(args, sizeof args,
+           "--agent oracle-policy --checkpoint %s/pol/model.safetensors --tasks button-press --cameras corner "
+           "--seeds 1000,3",
+           dir);
+  eval_jobs(dir, "or", args, 1, &ra, &rb);
   cr_expect_str_eq(ra, rb, "records differ between --jobs 1 and --jobs 2");
   /* every record carries the agent's events: chunks predicted, goals left by match or by force */
   int n = 0;
@@ -354,17 +364,12 @@ Test(agent_sp, variants_run_count_and_are_identical_across_jobs, .timeout = 900)
   tiny_models(dir, "plan");
   const char *agents[3] = {"sp-nr", "sp", "sp-r"};
   for (int a = 0; a < 3; a++) {
-    for (int j = a == 2 ? 1 : 2; j <= 2; j++) {  // sp-r with --jobs 1 and 2, the others with 2
-      snprintf(cmd, sizeof cmd,
-               "%s eval --agent %s --checkpoint %s/vid/model.safetensors --policy-checkpoint %s/pol/model.safetensors "
-               "--tasks button-press --cameras corner --seeds 0,1 --jobs %d --out %s/%s_j%d >> %s.log 2>&1",
-               sp_test_bin(), agents[a], dir, dir, j, dir, agents[a], j, dir);
-      cr_assert_eq(sp_test_run(cmd), 0, "sp eval --agent %s --jobs %d failed (%s.log)", agents[a], j, dir);
-    }
-    char p1[300], p2[300];
-    snprintf(p1, sizeof p1, "%s/%s_j%d", dir, agents[a], a == 2 ? 1 : 2);
-    snprintf(p2, sizeof p2, "%s/%s_j2", dir, agents[a]);
-    char *r1 = records(p1), *r2 = records(p2);
+    char args[1024], *r1, *r2;  // sp-r with --jobs 1 and 2, the others with 2
+    snprintf(args, sizeof args,
+             "--agent %s --checkpoint %s/vid/model.safetensors --policy-checkpoint %s/pol/model.safetensors "
+             "--tasks button-press --cameras corner --seeds 0,1",
+             agents[a], dir, dir);
+    eval_jobs(dir, agents[a], args, a == 2, &r1, &r2);
     cr_expect_str_eq(r1, r2, "%s: records differ between --jobs 1 and --jobs 2", agents[a]);
     int n = 0;
     for (const char *p = strstr(r1, "\"events\":"); p; p = strstr(p + 1, "\"events\":")) {
@@ -492,19 +497,16 @@ Test(agent_sp, a_dead_vlm_falls_back_and_is_counted, .timeout = 600) {
 /* avdc and avdc-r on a tiny text-only video model: they run, count one video per plan and one
  * plan per replan within the budget, and avdc-r's records do not depend on --jobs */
 Test(agent_avdc, variants_run_count_and_are_identical_across_jobs, .timeout = 900) {
-  char dir[256], cmd[3072];
+  char dir[256];
   snprintf(dir, sizeof dir, "/tmp/sp_test_agentavdc_%d", (int)getpid());
   tiny_models(dir, "text");
   const char *agents[2] = {"avdc", "avdc-r"};
   for (int a = 0; a < 2; a++) {
-    for (int j = a == 1 ? 1 : 2; j <= 2; j++) {
-      snprintf(cmd, sizeof cmd,
-               "%s eval --agent %s --checkpoint %s/vid/model.safetensors --tasks button-press --cameras corner "
-               "--seeds 0,1 --jobs %d --out %s/%s_j%d >> %s.log 2>&1",
-               sp_test_bin(), agents[a], dir, j, dir, agents[a], j, dir);
-      cr_assert_eq(sp_test_run(cmd), 0, "sp eval --agent %s --jobs %d failed (%s.log)", agents[a], j, dir);
-    }
-    char *r1 = records_of(dir, a == 1 ? "avdc-r_j1" : "avdc_j2"), *r2 = records_of(dir, a == 1 ? "avdc-r_j2" : "avdc_j2");
+    char args[1024], *r1, *r2;  // avdc-r with --jobs 1 and 2, avdc with 2
+    snprintf(args, sizeof args,
+             "--agent %s --checkpoint %s/vid/model.safetensors --tasks button-press --cameras corner --seeds 0,1",
+             agents[a], dir);
+    eval_jobs(dir, agents[a], args, a == 1, &r1, &r2);
     cr_expect_str_eq(r1, r2, "%s: records differ between --jobs 1 and --jobs 2", agents[a]);
     int n = 0;
     for (const char *p = strstr(r1, "\"events\":"); p; p = strstr(p + 1, "\"events\":")) {
@@ -535,14 +537,11 @@ Test(agent_va, refines_rejected_videos_and_is_identical_across_jobs, .timeout = 
            "%s/gs.safetensors --steps 3 --batch 2 --val-every 0 --threads 1 --out %s/ref >> %s.log 2>&1",
            sp_test_bin(), dir, dir, dir, dir, sp_test_bin(), dir, dir, dir, dir, dir);
   cr_assert_eq(sp_test_run(cmd), 0, "the tiny refinement model failed (%s.log)", dir);
-  for (int j = 1; j <= 2; j++) {
-    snprintf(cmd, sizeof cmd,
-             "%s eval --agent videoagent --checkpoint %s/ref/model.safetensors --tasks button-press --cameras corner "
-             "--seeds 0,1 --jobs %d --out %s/va_j%d >> %s.log 2>&1",
-             sp_test_bin(), dir, j, dir, j, dir);
-    cr_assert_eq(sp_test_run(cmd), 0, "sp eval --agent videoagent --jobs %d failed (%s.log)", j, dir);
-  }
-  char *r1 = records_of(dir, "va_j1"), *r2 = records_of(dir, "va_j2");
+  char args[1024], *r1, *r2;
+  snprintf(args, sizeof args,
+           "--agent videoagent --checkpoint %s/ref/model.safetensors --tasks button-press --cameras corner --seeds 0,1",
+           dir);
+  eval_jobs(dir, "va", args, 1, &r1, &r2);
   cr_expect_str_eq(r1, r2, "videoagent: records differ between --jobs 1 and --jobs 2");
   int n = 0;
   for (const char *p = strstr(r1, "\"events\":"); p; p = strstr(p + 1, "\"events\":")) {

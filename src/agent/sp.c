@@ -138,26 +138,23 @@ void *sp_spnr_create(const void *model, char *err) { return create(model, MODE_N
 void *sp_sp_create(const void *model, char *err) { return create(model, MODE_GR, err); }
 void *sp_spr_create(const void *model, char *err) { return create(model, MODE_GR_ER, err); }
 
-/* the offline validator (validate.h) on the current video */
-static int validate_offline(sp_agent *a) { return sp_validator_judge(&a->val, a->frames, a->nframes); }
-
 static sp_image frame_image(const sp_agent *a, int f) {
   const int R = a->m->vm.m.cfg.res;
   sp_image im = {R, R, 3, a->frames + (size_t)R * R * 3 * f};
   return im;
 }
 
-/* the VLM's verdict on the imagined video (frames[0] the current view), else the offline one */
+/* the VLM's verdict on the imagined video (frames[0] the current view); offline, or when the VLM
+ * fails, the built-in validator's (validate.h) */
 static int validate(sp_agent *a) {
-  if (!a->vlm) return validate_offline(a);
-  sp_image fr[SP_FOLLOW_MAX_GOALS];
-  for (int f = 0; f < a->nframes; f++) fr[f] = frame_image(a, f);
-  int accept = 1;
-  if (sp_vlm_validate(a->vlm, a->task, fr, a->nframes, &accept) == 1) {
+  if (a->vlm) {
+    sp_image fr[SP_FOLLOW_MAX_GOALS];
+    for (int f = 0; f < a->nframes; f++) fr[f] = frame_image(a, f);
+    int accept = 1;
+    if (sp_vlm_validate(a->vlm, a->task, fr, a->nframes, &accept) != 1) return accept;
     a->ev.vlm_failures++;
-    return validate_offline(a);
   }
-  return accept;
+  return sp_validator_judge(&a->val, a->frames, a->nframes);
 }
 
 /* the plan table: the VLM's for the current view, else (offline, or the VLM failed) the rule

@@ -186,8 +186,35 @@ static void to_chw(const uint8_t *src, int sz, float *dst, size_t plane_stride) 
 int sp_sampler_count(const sp_sampler *s) { return s->neps; }
 void sp_sampler_reseed(sp_sampler *s, uint32_t seed) { sp_mt_seed(&s->rng, seed); }
 
+/* frames idx[0..k) of dataset episode ei into out as (3, k, sz, sz) planes */
+static int frames_read(sp_sampler *s, int ei, const int *idx, int k, float *out, char *err) {
+  if (sp_dataset_read_frames(s->ds, ei, idx, k, s->rgb, NULL, NULL, err)) return -1;
+  int sz = sp_dataset_size(s->ds);
+  size_t px = (size_t)sz * sz;
+  for (int t = 0; t < k; t++) to_chw(s->rgb + px * 3 * t, sz, out + px * t, px * k);
+  return 0;
+}
+
+/* one clip of dataset episode ei: random start (drawn here) or the given one, clamped */
 static int clip_read(sp_sampler *s, int ei, int start, int random_start, float *out, int *episode, int *idx,
-                     char *err);
+                     char *err) {
+  const sp_dataset_ep *e = sp_dataset_episode(s->ds, ei);
+  const int k = s->cfg.clip_frames;
+  const int32_t *cand = NULL;
+  int len = e->n;
+  if (s->cfg.use_fine && e->nfine >= 2) {
+    cand = e->fine_idx;
+    len = e->nfine;
+  }
+  /* a start that leaves k candidates when there are enough (no repeated frames) */
+  int smax = len - k > 0 ? len - k : 0;
+  if (random_start) start = uniform_int(&s->rng, 0, smax);
+  else if (start > smax) start = smax;
+  sp_clip_indices(cand, len, start, k, idx);
+  if (frames_read(s, ei, idx, k, out, err)) return -1;
+  if (episode) *episode = ei;
+  return 0;
+}
 
 int sp_sampler_clip(sp_sampler *s, float *out, int *episode, int *idx, char *err) {
   int ei = s->eps[uniform_int(&s->rng, 0, s->neps - 1)];
@@ -212,35 +239,7 @@ int sp_sampler_frames(sp_sampler *s, int episode, const int *idx, int k, float *
   const sp_dataset_ep *e = sp_dataset_episode(s->ds, episode);
   for (int t = 0; t < k; t++)
     if (idx[t] < 0 || idx[t] >= e->n) return sp_errf(err, "episode %d: frame %d of %d", episode, idx[t], e->n);
-  if (sp_dataset_read_frames(s->ds, episode, idx, k, s->rgb, NULL, NULL, err)) return -1;
-  int sz = sp_dataset_size(s->ds);
-  size_t px = (size_t)sz * sz;
-  for (int t = 0; t < k; t++) to_chw(s->rgb + px * 3 * t, sz, out + px * t, px * k);
-  return 0;
-}
-
-/* one clip of dataset episode ei: random start (drawn here) or the given one, clamped */
-static int clip_read(sp_sampler *s, int ei, int start, int random_start, float *out, int *episode, int *idx,
-                     char *err) {
-  const sp_dataset_ep *e = sp_dataset_episode(s->ds, ei);
-  const int k = s->cfg.clip_frames;
-  const int32_t *cand = NULL;
-  int len = e->n;
-  if (s->cfg.use_fine && e->nfine >= 2) {
-    cand = e->fine_idx;
-    len = e->nfine;
-  }
-  /* a start that leaves k candidates when there are enough (no repeated frames) */
-  int smax = len - k > 0 ? len - k : 0;
-  if (random_start) start = uniform_int(&s->rng, 0, smax);
-  else if (start > smax) start = smax;
-  sp_clip_indices(cand, len, start, k, idx);
-  if (sp_dataset_read_frames(s->ds, ei, idx, k, s->rgb, NULL, NULL, err)) return -1;
-  int sz = sp_dataset_size(s->ds);
-  size_t px = (size_t)sz * sz;
-  for (int t = 0; t < k; t++) to_chw(s->rgb + px * 3 * t, sz, out + px * t, px * k);
-  if (episode) *episode = ei;
-  return 0;
+  return frames_read(s, episode, idx, k, out, err);
 }
 
 int sp_sampler_policy(sp_sampler *s, sp_policy_sample *o, char *err) {
