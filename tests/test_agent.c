@@ -554,6 +554,28 @@ Test(agent_va, refines_rejected_videos_and_is_identical_across_jobs, .timeout = 
     n++;
   }
   cr_expect_eq(n, 2, "2 records with events, saw %d", n);
+  /* with a VLM that is down every verdict falls back to the offline validator and is counted:
+   * the same episodes but for vlm_failures, one per validation (min(rejected + 1, 4) a plan) */
+  char *d1, *d2;
+  snprintf(args, sizeof args,
+           "--agent videoagent --checkpoint %s/ref/model.safetensors --tasks button-press --cameras corner --seeds 0,1 "
+           "--vlm --vlm-url http://127.0.0.1:9/v1 --vlm-model m --vlm-retries 0 --vlm-timeout 2",
+           dir);
+  eval_jobs(dir, "vad", args, 0, &d1, &d2);
+  n = 0;
+  for (const char *p = strstr(d1, "\"events\":"); p; p = strstr(p + 1, "\"events\":")) {
+    sp_agent_events ev;
+    cr_assert_eq(parse_events(p, &ev), 8, "%.160s", p);
+    int want = ev.rejected + 1 < 4 ? ev.rejected + 1 : 4;
+    cr_expect_eq(ev.vlm_failures, want, "vlm_failures %d, rejected %d", ev.vlm_failures, ev.rejected);
+    n++;
+  }
+  cr_expect_eq(n, 2, "2 records with a dead VLM, saw %d", n);
+  snprintf(cmd, sizeof cmd, "sed 's/\"vlm_failures\":[0-9]*//' %s/vad_j2.records > %s/vad.nf && "
+           "sed 's/\"vlm_failures\":[0-9]*//' %s/va_j2.records | cmp -s - %s/vad.nf", dir, dir, dir, dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "with a dead VLM the episodes differ from the offline ones");
+  free(d1);
+  free(d2);
   free(r1);
   free(r2);
   snprintf(cmd, sizeof cmd,

@@ -310,19 +310,6 @@ static void object_mask(avdc *a, int task) {
     }
 }
 
-/* videoagent: the VLM's verdict on the video (frames[0] the current view), else the offline one */
-static int validate(avdc *a, int task) {
-  const int n = a->m->nframes, R = a->m->R;
-  if (a->vlm) {
-    sp_image fr[AVDC_MAX_FRAMES];
-    for (int f = 0; f < n; f++) fr[f] = (sp_image){R, R, 3, a->frames + (size_t)R * R * 3 * f};
-    int accept = 1;
-    if (sp_vlm_validate(a->vlm, task, fr, n, &accept) != 1) return accept;
-    a->ev.vlm_failures++;
-  }
-  return sp_validator_judge(&a->val, a->frames, n);
-}
-
 /* the video: the expert's frames (avdc-oracle) or the model's from frames[0] */
 static int video(avdc *a, const sp_agent_sense *s, char *err) {
   const size_t fb = (size_t)a->m->R * a->m->R * 3;
@@ -351,7 +338,8 @@ static int video(avdc *a, const sp_agent_sense *s, char *err) {
     sp_imagine(&a->im, &a->m->vm, task, &plan, tcp, obs, AVDC_DDIM_STEPS, a->m->guidance, ns, a->frames);
     if (a->m->refines) {  // VideoAgent: refine while rejected, conditioned on the last video
       sp_validator_plan(&a->val, s, &a->m->view, tcp, &plan);
-      for (int k = 0; k < a->m->refines && !validate(a, task); k++) {
+      for (int k = 0;
+           k < a->m->refines && !sp_validator_verdict(&a->val, a->vlm, task, a->frames, n, &a->ev.vlm_failures); k++) {
         a->ev.rejected++;
         a->ev.videos++;
         ns = a->seed ^ (0x85EBCA6Bu * (uint32_t)(a->ev.videos + 1));

@@ -144,19 +144,6 @@ static sp_image frame_image(const sp_agent *a, int f) {
   return im;
 }
 
-/* the VLM's verdict on the imagined video (frames[0] the current view); offline, or when the VLM
- * fails, the built-in validator's (validate.h) */
-static int validate(sp_agent *a) {
-  if (a->vlm) {
-    sp_image fr[SP_FOLLOW_MAX_GOALS];
-    for (int f = 0; f < a->nframes; f++) fr[f] = frame_image(a, f);
-    int accept = 1;
-    if (sp_vlm_validate(a->vlm, a->task, fr, a->nframes, &accept) != 1) return accept;
-    a->ev.vlm_failures++;
-  }
-  return sp_validator_judge(&a->val, a->frames, a->nframes);
-}
-
 /* the plan table: the VLM's for the current view, else (offline, or the VLM failed) the rule
  * planner's */
 static int make_plan(sp_agent *a, int task, const double tcp[3], const double obs[SP_OBS_DIM], sp_plan *plan,
@@ -193,7 +180,9 @@ static int replan(sp_agent *a, const sp_agent_sense *s, sp_agent_timing *tm, cha
     uint32_t ns = a->seed ^ (0x85EBCA6Bu * (uint32_t)(a->ev.videos + 1));
     sp_imagine(&a->im, &a->m->vm, s->task, &plan, tcp, obs, SP_DDIM_STEPS, a->m->guidance, ns, a->frames);
     a->ev.videos++;
-    if (a->mode == MODE_NR || validate(a)) break;
+    if (a->mode == MODE_NR ||
+        sp_validator_verdict(&a->val, a->vlm, a->task, a->frames, a->nframes, &a->ev.vlm_failures))
+      break;
     a->ev.rejected++;  // the last try is followed even when rejected
   }
   tm->video += sp_time_now() - t2;

@@ -88,3 +88,16 @@ int sp_validator_judge(sp_validator *v, const uint8_t *frames, int nframes) {
   for (size_t i = 0; i < n; i++) diff += abs((int)first[i] - (int)last[i]);
   return diff / (double)n >= SP_VALID_MIN_DIFF && flow_agrees(v, frames, nframes);
 }
+
+int sp_validator_verdict(sp_validator *v, sp_vlm *vlm, int task, const uint8_t *frames, int nframes,
+                         int *vlm_failures) {
+  if (vlm) {
+    sp_image fr[SP_VALID_MAX_FRAMES];
+    const int n = nframes < SP_VALID_MAX_FRAMES ? nframes : SP_VALID_MAX_FRAMES;
+    for (int f = 0; f < n; f++) fr[f] = (sp_image){v->R, v->R, 3, (uint8_t *)frames + (size_t)v->R * v->R * 3 * f};
+    int accept = 1;
+    if (sp_vlm_validate(vlm, task, fr, n, &accept) != 1) return accept;
+    (*vlm_failures)++;
+  }
+  return sp_validator_judge(v, frames, nframes);
+}

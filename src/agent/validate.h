@@ -16,12 +16,14 @@
 #include "data/collect.h"
 #include "match/match.h"
 #include "plan/plan.h"
+#include "plan/vlm.h"
 
 #define SP_VALID_MIN_DIFF 2.0
 #define SP_VALID_FLOW_FRAME 2
 #define SP_VALID_RADIUS 8
 #define SP_VALID_PROBE 0.05
 #define SP_VALID_MIN_PX 0.5
+#define SP_VALID_MAX_FRAMES 65  // the current view and at most 64 generated (vunet_cfg's bound)
 
 /* one worker's validator for R x R videos */
 typedef struct {
@@ -42,5 +44,9 @@ void sp_validator_plan(sp_validator *v, const sp_agent_sense *s, const sp_collec
                        const sp_plan *plan);
 /* 1 accept, 0 reject: frames (nframes x R x R x 3), frames[0] the current view */
 int sp_validator_judge(sp_validator *v, const uint8_t *frames, int nframes);
+/* the video's verdict: the VLM's Accept/Reject when vlm is not NULL and answers, else (offline, or
+ * the VLM failed: *vlm_failures counts it) sp_validator_judge's */
+int sp_validator_verdict(sp_validator *v, sp_vlm *vlm, int task, const uint8_t *frames, int nframes,
+                         int *vlm_failures);
 
 #endif
