@@ -19,9 +19,12 @@
 #include "sim/env.h"
 #include "sim/render.h"
 
-/* where an episode's wall time went (seconds) */
+/* where an episode's wall time went (seconds), in the order records list it */
+#define SP_AGENT_TIMES(X) X(physics) X(render) X(planning) X(video) X(policy) X(matching) X(other) X(total)
 typedef struct {
-  double physics, render, planning, video, policy, matching, other, total;
+#define SP_AGENT_TIME_FIELD(name) double name;
+  SP_AGENT_TIMES(SP_AGENT_TIME_FIELD)
+#undef SP_AGENT_TIME_FIELD
 } sp_agent_timing;
 
 /* events an agent counts over one episode (the record's "events", written for agents with an `end`):

@@ -10,6 +10,12 @@
 char *sp_episode_to_json(const sp_episode *ep, const char *agent, const sp_env_model *em,
                          const char *checkpoint_hash);
 int sp_episode_from_json(const char *line, sp_episode *ep);
+/* the parts of a record that results.json repeats: the episode (task .. goal) and its health
+ * (nan_count, mujoco_warnings, error), added to o */
+void sp_episode_json_head(cJSON *o, const sp_episode *ep);
+void sp_episode_json_health(cJSON *o, const sp_episode *ep);
+/* every field of tm (SP_AGENT_TIMES) added to o */
+void sp_timing_json(cJSON *o, const sp_agent_timing *tm);
 int sp_episodes_load(const char *path, sp_episode **out, int repair, char *err);
 
 /* write a JSON object, pretty-printed with a final newline, atomically to DIR/NAME */

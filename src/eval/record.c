@@ -9,9 +9,7 @@
 
 static cJSON *vec(const double *v, int n) { return cJSON_CreateDoubleArray(v, n); }
 
-char *sp_episode_to_json(const sp_episode *ep, const char *agent, const sp_env_model *em,
-                         const char *checkpoint_hash) {
-  cJSON *o = cJSON_CreateObject();
+void sp_episode_json_head(cJSON *o, const sp_episode *ep) {
   cJSON_AddStringToObject(o, "task", sp_task_name(ep->task));
   cJSON_AddStringToObject(o, "camera", sp_camera_name(ep->cam));
   cJSON_AddNumberToObject(o, "seed", (double)ep->seed);
@@ -21,6 +19,25 @@ char *sp_episode_to_json(const sp_episode *ep, const char *agent, const sp_env_m
   cJSON_AddItemToObject(o, "hand_init", vec(ep->hand_init, 3));
   cJSON_AddItemToObject(o, "obj_init", vec(ep->obj_init, 3));
   cJSON_AddItemToObject(o, "goal", vec(ep->goal, 3));
+}
+
+void sp_episode_json_health(cJSON *o, const sp_episode *ep) {
+  cJSON_AddNumberToObject(o, "nan_count", ep->nan_count);
+  cJSON_AddNumberToObject(o, "mujoco_warnings", ep->warn_count);
+  if (ep->error[0]) cJSON_AddStringToObject(o, "error", ep->error);
+  else cJSON_AddNullToObject(o, "error");
+}
+
+void sp_timing_json(cJSON *o, const sp_agent_timing *tm) {
+#define TM(name) cJSON_AddNumberToObject(o, #name, tm->name);
+  SP_AGENT_TIMES(TM)
+#undef TM
+}
+
+char *sp_episode_to_json(const sp_episode *ep, const char *agent, const sp_env_model *em,
+                         const char *checkpoint_hash) {
+  cJSON *o = cJSON_CreateObject();
+  sp_episode_json_head(o, ep);
   cJSON_AddItemToObject(o, "rand_vec", vec(ep->rand_vec, ep->rand_vec_len));
   cJSON_AddStringToObject(o, "agent", agent);
   cJSON_AddStringToObject(o, "checkpoint_hash", checkpoint_hash ? checkpoint_hash : "none");
@@ -28,10 +45,7 @@ char *sp_episode_to_json(const sp_episode *ep, const char *agent, const sp_env_m
   char h[32];
   snprintf(h, sizeof h, "%016llx", (unsigned long long)em->scene_hash);
   cJSON_AddStringToObject(o, "scene_hash", h);
-  cJSON_AddNumberToObject(o, "nan_count", ep->nan_count);
-  cJSON_AddNumberToObject(o, "mujoco_warnings", ep->warn_count);
-  if (ep->error[0]) cJSON_AddStringToObject(o, "error", ep->error);
-  else cJSON_AddNullToObject(o, "error");
+  sp_episode_json_health(o, ep);
   const sp_agent_api *ag = sp_agent_find(agent);
   if (ag && ag->end) {
     const sp_agent_events *ev = &ep->events;
@@ -41,16 +55,7 @@ char *sp_episode_to_json(const sp_episode *ep, const char *agent, const sp_env_m
 #undef EV
   }
   /* timing last, so tools can strip it: sed 's/,"time":{[^}]*}//' */
-  cJSON *t = cJSON_AddObjectToObject(o, "time");
-  const sp_agent_timing *tm = &ep->time;
-  cJSON_AddNumberToObject(t, "physics", tm->physics);
-  cJSON_AddNumberToObject(t, "render", tm->render);
-  cJSON_AddNumberToObject(t, "planning", tm->planning);
-  cJSON_AddNumberToObject(t, "video", tm->video);
-  cJSON_AddNumberToObject(t, "policy", tm->policy);
-  cJSON_AddNumberToObject(t, "matching", tm->matching);
-  cJSON_AddNumberToObject(t, "other", tm->other);
-  cJSON_AddNumberToObject(t, "total", tm->total);
+  sp_timing_json(cJSON_AddObjectToObject(o, "time"), &ep->time);
   char *s = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   return s;
@@ -113,14 +118,9 @@ int sp_episode_from_json(const char *line, sp_episode *ep) {
   const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "time");
   if (cJSON_IsObject(t)) {
     int b2 = 0;
-    ep->time.physics = num(t, "physics", &b2);
-    ep->time.render = num(t, "render", &b2);
-    ep->time.planning = num(t, "planning", &b2);
-    ep->time.video = num(t, "video", &b2);
-    ep->time.policy = num(t, "policy", &b2);
-    ep->time.matching = num(t, "matching", &b2);
-    ep->time.other = num(t, "other", &b2);
-    ep->time.total = num(t, "total", &b2);
+#define TM(name) ep->time.name = num(t, #name, &b2);
+    SP_AGENT_TIMES(TM)
+#undef TM
   }
   cJSON_Delete(o);
   return bad ? -1 : 0;

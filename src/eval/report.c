@@ -67,9 +67,9 @@ int sp_eval_write_results(const char *dir, const cJSON *config, sp_episode *eps,
     per_cam[e->cam].n++; per_cam[e->cam].k += e->success;
     all.n++; all.k += e->success;
     nan_total += e->nan_count; warn_total += e->warn_count; errors += e->error[0] != 0;
-    sum.physics += e->time.physics; sum.render += e->time.render; sum.planning += e->time.planning;
-    sum.video += e->time.video; sum.policy += e->time.policy; sum.matching += e->time.matching;
-    sum.other += e->time.other; sum.total += e->time.total;
+#define TM(name) sum.name += e->time.name;
+    SP_AGENT_TIMES(TM)
+#undef TM
   }
   const cJSON *agent = cJSON_GetObjectItemCaseSensitive(config, "agent");
   const cJSON *rule = cJSON_GetObjectItemCaseSensitive(config, "success_rule");
@@ -111,32 +111,14 @@ int sp_eval_write_results(const char *dir, const cJSON *config, sp_episode *eps,
   for (int i = 0; i < n; i++) {
     cJSON *r = cJSON_CreateObject();
     const sp_episode *e = &eps[i];
-    cJSON_AddStringToObject(r, "task", sp_task_name(e->task));
-    cJSON_AddStringToObject(r, "camera", sp_camera_name(e->cam));
-    cJSON_AddNumberToObject(r, "seed", (double)e->seed);
-    cJSON_AddBoolToObject(r, "success", e->success);
-    cJSON_AddNumberToObject(r, "steps", e->steps);
-    cJSON_AddNumberToObject(r, "frames", e->frames);
-    cJSON_AddItemToObject(r, "hand_init", cJSON_CreateDoubleArray(e->hand_init, 3));
-    cJSON_AddItemToObject(r, "obj_init", cJSON_CreateDoubleArray(e->obj_init, 3));
-    cJSON_AddItemToObject(r, "goal", cJSON_CreateDoubleArray(e->goal, 3));
-    cJSON_AddNumberToObject(r, "nan_count", e->nan_count);
-    cJSON_AddNumberToObject(r, "mujoco_warnings", e->warn_count);
-    if (e->error[0]) cJSON_AddStringToObject(r, "error", e->error);
-    else cJSON_AddNullToObject(r, "error");
+    sp_episode_json_head(r, e);
+    sp_episode_json_health(r, e);
     cJSON_AddItemToArray(ea, r);
   }
   /* the timing summary is the only part that differs between identical runs; it goes last */
   cJSON *ts = cJSON_AddObjectToObject(o, "timing_seconds");
   cJSON_AddStringToObject(ts, "gl_renderer", gl_renderer ? gl_renderer : "none (no frames rendered)");
-  cJSON_AddNumberToObject(ts, "physics", sum.physics);
-  cJSON_AddNumberToObject(ts, "render", sum.render);
-  cJSON_AddNumberToObject(ts, "planning", sum.planning);
-  cJSON_AddNumberToObject(ts, "video", sum.video);
-  cJSON_AddNumberToObject(ts, "policy", sum.policy);
-  cJSON_AddNumberToObject(ts, "matching", sum.matching);
-  cJSON_AddNumberToObject(ts, "other", sum.other);
-  cJSON_AddNumberToObject(ts, "total", sum.total);
+  sp_timing_json(ts, &sum);
   int rc = sp_json_write(dir, "results.json", o, err);
   cJSON_Delete(o);
   char path[4096];
