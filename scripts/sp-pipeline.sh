@@ -12,7 +12,7 @@
 #
 # Writes OUT_DIR/checkpoints/{video-plan-cpu,policy-cpu,policy-imagined-cpu}.safetensors (float16),
 # what `sp eval --agent sp-r --checkpoint ... --policy-checkpoint ...` takes; the logs beside them.
-set -euo pipefail
+set -Eeuo pipefail
 OUT=${1:-runs/pipeline}
 SP=${SP:-build/sp}
 JOBS=${JOBS:-2}
@@ -33,12 +33,15 @@ mkdir -p "$OUT/checkpoints"
 CK=$OUT/checkpoints
 VIEW=(--cameras corner,corner2,corner3 --scenes builtin --jobs "$JOBS" --size 64)
 
+LOG=""
 step() { echo "$(date +%T) $*" >&2; }
+trap 'echo "sp-pipeline: a step failed (exit $?); its log: ${LOG:-none}" >&2' ERR
 
 # collect OUT.h5 FLAGS...: a new dataset, or the missing episodes of an interrupted one
 collect() {
   local out=$1; shift
   local resume=""
+  LOG=$out.log
   [ -f "$out" ] && resume="--resume"
   "$SP" collect "$@" "${VIEW[@]}" --out "$out" $resume >> "$out.log" 2>&1
 }
@@ -47,6 +50,7 @@ collect() {
 # one resumed, else a new one started
 train() {
   local kind=$1 dir=$2 steps=$3; shift 3
+  LOG=$dir.log
   if [ -f "$dir/model.safetensors" ] && grep -q "\"step\":$steps," "$dir/train.jsonl" 2>/dev/null; then
     return 0
   fi
@@ -85,6 +89,7 @@ train policy "$OUT/policy_ft" "$FT_STEPS" --data "$OUT/demos64x.h5" --init "$OUT
 
 step "6/7 imagined goals ($OUT/imagined64x.safetensors)"
 if [ ! -f "$OUT/imagined64x.safetensors" ]; then
+  LOG=$OUT/imagined64x.log
   "$SP" imagine --ckpt "$CK/video-plan-cpu.safetensors" --data "$OUT/demos64x.h5" \
     --out "$OUT/imagined64x.safetensors" --per-demo "$PER_DEMO" --jobs "$JOBS" > "$OUT/imagined64x.log" 2>&1
 fi
