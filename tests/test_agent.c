@@ -131,6 +131,13 @@ Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 60
     n++;
   }
   cr_expect_eq(n, 2, "2 episodes with events, saw %d", n);
+  /* it renders through the sense API only, and results.json still names the GL renderer */
+  snprintf(cmd, sizeof cmd, "%s/or_j2/results.json", dir);
+  char *res = slurp(cmd);
+  cr_assert(res, "no %s", cmd);
+  cr_expect(strstr(res, "\"gl_renderer\"") && !strstr(res, "none (no frames rendered)"), "gl_renderer: %s",
+            strstr(res, "gl_renderer") ? strstr(res, "gl_renderer") : "missing");
+  free(res);
   /* the policy predicts again after --action-steps of its H = 4 actions: 2 by default, 4 here */
   snprintf(cmd, sizeof cmd,
            "%s eval --agent oracle-policy --checkpoint %s/pol/model.safetensors --tasks button-press "

@@ -181,6 +181,16 @@ static int gif_frame(sp_gif *gif, gif_side *s, const sp_agent_api *ag, void *sta
   return sp_gif_add(gif, s->comp, err);
 }
 
+/* the GL renderer's name for results.json, from the first renderer any worker made */
+static void note_gl_name(run_state *rs, const sp_renderer *r) {
+  pthread_mutex_lock(&rs->io_lock);
+  if (!rs->gl_name[0]) {
+    snprintf(rs->gl_name, sizeof rs->gl_name, "%s", sp_renderer_gl_name(r));
+    sp_log(SP_LOG_INFO, "rendering with %s", rs->gl_name);
+  }
+  pthread_mutex_unlock(&rs->io_lock);
+}
+
 static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, sp_sense_renderers *srend,
                        void *agent_state, const job *jb, sp_episode *ep, uint8_t *rgb, char *err) {
   const sp_eval_config *cfg = rs->cfg;
@@ -211,12 +221,7 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
     *rend = sp_renderer_create(env->em, w, h, err);
     if (!*rend) return -1;
     sp_renderer_set_quality(*rend, cfg->render_fast ? SP_RENDER_FAST : SP_RENDER_FULL);
-    pthread_mutex_lock(&rs->io_lock);
-    if (!rs->gl_name[0]) {
-      snprintf(rs->gl_name, sizeof rs->gl_name, "%s", sp_renderer_gl_name(*rend));
-      sp_log(SP_LOG_INFO, "rendering with %s", rs->gl_name);
-    }
-    pthread_mutex_unlock(&rs->io_lock);
+    note_gl_name(rs, *rend);
   }
   sp_gif *gif = NULL;
   char gif_path[4096];
@@ -280,6 +285,7 @@ static int run_episode(run_state *rs, int wid, sp_env *env, sp_renderer **rend, 
   }
 #undef RENDER_FRAME
   if (ag->end) ag->end(agent_state, &ep->events);
+  if (srend->n) note_gl_name(rs, srend->r[0]);  // agents that render their own views
   ep->steps = steps;
   ep->frames = rule.frames;
   ep->success = !ep->error[0] && sp_episode_rule_success(&rule);
