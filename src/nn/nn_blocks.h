@@ -3,7 +3,7 @@
  *   nn_resblock   video U-Net ResBlock: GN+SiLU, conv3x3, + Linear(temb), GN+SiLU, conv3x3, skip
  *   nn_attnblock  U-Net attention: GN, 1x1 qkv conv, multi-head attention, 1x1 out conv, residual
  *   nn_crb1d      Diffusion Policy ConditionalResidualBlock1D (conv1d GN Mish, FiLM, conv1d GN Mish)
- *   nn_basicblock ResNet-18 BasicBlock with BatchNorm (training mode) and ReLU
+ *   nn_bblock     ResNet-18 BasicBlock with GroupNorm or BatchNorm (nn_norm2d) and ReLU
  * A block struct holds the config and parameter offsets (const during forward/backward); its
  * activations for one batch shape live in an _act struct carved from an nn_arena. backward takes
  * a shared `work` buffer (transient gradients, sized by _work()) and a `scratch` buffer for the
@@ -100,33 +100,6 @@ void nn_crb1d_forward(const nn_crb1d *r, const nn_params *ps, nn_crb1d_act *a, c
 void nn_crb1d_backward(const nn_crb1d *r, nn_params *ps, const nn_crb1d_act *a, float *dx,
                        float *dcond, const float *dout, const float *x, const float *cond,
                        float *work, float *scratch);
-
-/* ---------------------------------------------------------------------------------------------
- * ResNet BasicBlock (BatchNorm, training mode): x (B, cin, H, W) -> out (B, cout, H/s, W/s) */
-typedef struct {
-  int cin, cout, stride;
-  size_t c1w, b1w, b1b, c2w, b2w, b2b, scw, sbw, sbb;  // scw == NN_NONE: identity shortcut
-} nn_basicblock;
-
-typedef struct {
-  int B, H, W, Ho, Wo;
-  float *h1, *m1, *r1, *a1;  // conv1 out, BN1 stats, relu(bn1)
-  float *h2, *m2, *r2;       // conv2 out, BN2 stats
-  float *hs, *ms, *rs, *zs;  // shortcut conv out, its BN stats, BN(shortcut)
-  float *out;                // relu(bn2(h2) + shortcut)
-} nn_basicblock_act;
-
-void nn_basicblock_init(nn_basicblock *b, nn_params *ps, const char *prefix, int cin, int cout,
-                        int stride);
-void nn_basicblock_act_alloc(nn_basicblock_act *a, const nn_basicblock *b, nn_arena *ar, int B,
-                             int H, int W);
-size_t nn_basicblock_scratch(const nn_basicblock *b, int B, int H, int W);
-size_t nn_basicblock_work(const nn_basicblock *b, int B, int H, int W);
-void nn_basicblock_forward(const nn_basicblock *b, const nn_params *ps, nn_basicblock_act *a,
-                           const float *x, float *scratch);
-void nn_basicblock_backward(const nn_basicblock *b, nn_params *ps, const nn_basicblock_act *a,
-                            float *dx, const float *dout, const float *x, float *work,
-                            float *scratch);
 
 /* fill registered parameters like PyTorch's default init (kaiming-uniform-style bounds
  * 1/sqrt(fan_in) for weights and biases; norm weights 1, biases 0), deterministic from seed */
