@@ -18,37 +18,13 @@
 #include "data/collect.h"
 #include "models/policy.h"
 #include "train_helpers.h"
+#include "twin_helpers.h"
 
 #define TOL 1e-4
 
 static void init_nn(void) { nn_init(2); }
 
 TestSuite(models_policy, .init = init_nn);
-
-static void st_open(nn_safetensors *st, const char *name) {
-  char path[256], err[SP_ERRLEN];
-  snprintf(path, sizeof path, "tests/fixtures/models/%s", name);
-  cr_assert_eq(nn_st_open(st, path, err), 0, "%s (regenerate with /usr/bin/python3 tools/twin_policy.py)", err);
-}
-
-static const float *fx(const nn_safetensors *st, const char *key, size_t want) {
-  size_t n = 0;
-  const float *p = nn_st_f32(st, key, &n);
-  cr_assert(p != NULL, "fixture tensor %s missing", key);
-  cr_assert_eq(n, want, "fixture %s has %zu elements, want %zu", key, n, want);
-  return p;
-}
-
-/* max|a - b| / (max|b| + tiny) */
-static double relerr(const float *a, const float *b, size_t n) {
-  double e = 0, mb = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = fabs((double)a[i] - b[i]);
-    if (!(d <= e)) e = d;  // NaN sticks
-    if (fabs(b[i]) > mb) mb = fabs(b[i]);
-  }
-  return e / (mb + 1e-30);
-}
 
 static double g_worst[4];  // forward, gradients, AdamW, inference (printed)
 

@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "models/vunet.h"
 #include "sim/env.h"
+#include "twin_helpers.h"
 
 /* ---------------------------------------------------------------------------------------------
  * allocation counter: malloc and friends interposed for the whole test binary, forwarding to
@@ -85,24 +86,6 @@ __attribute__((noinline)) int posix_memalign(void **p, size_t a, size_t n) {
 
 /* ---------------------------------------------------------------------------------------------
  * helpers */
-
-static double relerr(const float *got, const float *want, size_t n) {
-  double m = 0, b = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = fabs((double)got[i] - want[i]);
-    if (!(d <= m)) m = d;  // NaN propagates
-    if (fabs(want[i]) > b) b = fabs(want[i]);
-  }
-  return m / (b + 1e-30);
-}
-
-static const float *fx(const nn_safetensors *st, const char *key, size_t want) {
-  size_t n = 0;
-  const float *p = nn_st_f32(st, key, &n);
-  cr_assert(p != NULL, "fixture tensor %s missing", key);
-  cr_assert_eq(n, want, "fixture %s has %zu elements, want %zu", key, n, want);
-  return p;
-}
 
 static void fill(float *x, size_t n, unsigned seed, float scale) {
   unsigned s = seed * 2654435761u + 1;
