@@ -8,7 +8,8 @@
 #   SP=build/sp JOBS=2 THREADS=2 (the defaults) and the budgets below, the committed run's by
 #   default: DEMOS=20 RECOVERY=4 SEEDS=1000-1049 (stage-1 data), GRASP_DEMOS=60 GRASP_RECOVERY=8
 #   GRASP_SEEDS=1000-1199 (stage-2 data), VIDEO_STEPS=8000, POLICY_STEPS=36000, FT_STEPS=12000,
-#   IM_STEPS=8000, PER_DEMO=2
+#   IM_STEPS=8000, PER_DEMO=2. FT_STEPS=0 leaves out the second stage (steps 4 and 5): the stage-1
+#   policy and data go on to steps 6 and 7.
 #
 # Writes OUT_DIR/checkpoints/{video-plan-cpu,policy-cpu,policy-imagined-cpu}.safetensors (float16),
 # what `sp eval --agent sp-r --checkpoint ... --policy-checkpoint ...` takes; the logs beside them.
@@ -74,29 +75,37 @@ step "3/7 the policy, stage 1 ($OUT/policy_cpu)"
 train policy "$OUT/policy_cpu" "$POLICY_STEPS" --data "$OUT/demos64.h5" --preset cpu --target x0 \
   --recovery 1 --lr 3e-4 --warmup 500 --val-every 4000 --log-every 200 --ckpt-minutes 5
 
-step "4/7 more grasping demonstrations ($OUT/demos64x.h5)"
-if [ ! -f "$OUT/demos64x.h5" ]; then
-  cp "$OUT/demos64.h5" "$OUT/demos64x.h5.part"
-  mv "$OUT/demos64x.h5.part" "$OUT/demos64x.h5"
+if [ "$FT_STEPS" -gt 0 ]; then
+  step "4/7 more grasping demonstrations ($OUT/demos64x.h5)"
+  if [ ! -f "$OUT/demos64x.h5" ]; then
+    cp "$OUT/demos64.h5" "$OUT/demos64x.h5.part"
+    mv "$OUT/demos64x.h5.part" "$OUT/demos64x.h5"
+  fi
+  collect "$OUT/demos64x.h5" --tasks basketball,shelf-place,hammer,assembly,faucet-open --seeds "$GRASP_SEEDS" \
+    --demos "$GRASP_DEMOS" --recovery "$GRASP_RECOVERY"
+
+  step "5/7 the policy, stage 2 ($OUT/policy_ft)"
+  train policy "$OUT/policy_ft" "$FT_STEPS" --data "$OUT/demos64x.h5" --init "$OUT/policy_cpu/model.safetensors" \
+    --recovery 1 --lr 1e-4 --warmup 200 --val-every 2000 --log-every 200 --ckpt-minutes 5
+  "$SP" export --ckpt "$OUT/policy_ft/model.safetensors" --out "$CK/policy-cpu.safetensors" > /dev/null
+  DATA=$OUT/demos64x.h5
+else  # FT_STEPS=0: no second stage; the stage-1 policy and data go on
+  step "4-5/7 skipped (FT_STEPS=0)"
+  "$SP" export --ckpt "$OUT/policy_cpu/model.safetensors" --out "$CK/policy-cpu.safetensors" > /dev/null
+  DATA=$OUT/demos64.h5
 fi
-collect "$OUT/demos64x.h5" --tasks basketball,shelf-place,hammer,assembly,faucet-open --seeds "$GRASP_SEEDS" \
-  --demos "$GRASP_DEMOS" --recovery "$GRASP_RECOVERY"
+IMAGINED=${DATA%.h5}-imagined.safetensors
 
-step "5/7 the policy, stage 2 ($OUT/policy_ft)"
-train policy "$OUT/policy_ft" "$FT_STEPS" --data "$OUT/demos64x.h5" --init "$OUT/policy_cpu/model.safetensors" \
-  --recovery 1 --lr 1e-4 --warmup 200 --val-every 2000 --log-every 200 --ckpt-minutes 5
-"$SP" export --ckpt "$OUT/policy_ft/model.safetensors" --out "$CK/policy-cpu.safetensors" > /dev/null
-
-step "6/7 imagined goals ($OUT/imagined64x.safetensors)"
-if [ ! -f "$OUT/imagined64x.safetensors" ]; then
-  LOG=$OUT/imagined64x.log
-  "$SP" imagine --ckpt "$CK/video-plan-cpu.safetensors" --data "$OUT/demos64x.h5" \
-    --out "$OUT/imagined64x.safetensors" --per-demo "$PER_DEMO" --jobs "$JOBS" > "$OUT/imagined64x.log" 2>&1
+step "6/7 imagined goals ($IMAGINED)"
+if [ ! -f "$IMAGINED" ]; then
+  LOG=${IMAGINED%.safetensors}.log
+  "$SP" imagine --ckpt "$CK/video-plan-cpu.safetensors" --data "$DATA" \
+    --out "$IMAGINED" --per-demo "$PER_DEMO" --jobs "$JOBS" > "$LOG" 2>&1
 fi
 
 step "7/7 the policy on imagined goals ($OUT/policy_im)"
-train policy "$OUT/policy_im" "$IM_STEPS" --data "$OUT/demos64x.h5" --init "$CK/policy-cpu.safetensors" \
-  --imagined "$OUT/imagined64x.safetensors" --imagined-frac 0.5 --recovery 1 --lr 1e-4 --warmup 200 \
+train policy "$OUT/policy_im" "$IM_STEPS" --data "$DATA" --init "$CK/policy-cpu.safetensors" \
+  --imagined "$IMAGINED" --imagined-frac 0.5 --recovery 1 --lr 1e-4 --warmup 200 \
   --val-every 2000 --log-every 200 --ckpt-minutes 5
 "$SP" export --ckpt "$OUT/policy_im/model.safetensors" --out "$CK/policy-imagined-cpu.safetensors" > /dev/null
 
