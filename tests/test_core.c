@@ -9,6 +9,7 @@
 #include "core/fileio.h"
 #include "core/image.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "core/rng.h"
 
 Test(core_rng, numpy_seed0_random_sample) {
@@ -214,4 +215,19 @@ Test(core_fileio, atomic_write_and_mkdir) {
   cr_expect_str_eq(s, "hello");
   free(s);
   cr_expect_eq(sp_mkdir_p("/proc/sp_cannot", err), -1);
+}
+
+/* a resumed job's ETA comes from this run's rate: 50 of 100 done before, 10 more in 10 s -> 40 s
+ * left (counting the earlier 50 as this run's work gave 6.7 s) */
+Test(core_progress, resumed_eta_uses_this_runs_rate) {
+  sp_progress p;
+  sp_progress_start(&p, "t", 100);
+  cr_expect_eq(sp_progress_eta(&p, 5.0), 0.0);
+  sp_progress_resume(&p, 50);
+  cr_expect_eq(sp_progress_eta(&p, 5.0), 0.0, "no work of this run yet");
+  sp_progress_add(&p, 10);
+  cr_expect_float_eq(sp_progress_eta(&p, 10.0), 40.0, 1e-9);
+  sp_progress_start(&p, "t", 100);
+  sp_progress_add(&p, 25);
+  cr_expect_float_eq(sp_progress_eta(&p, 10.0), 30.0, 1e-9);
 }

@@ -20,14 +20,19 @@ static void fmt_dur(char *buf, size_t n, double s) {
   else snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
 }
 
+double sp_progress_eta(const sp_progress *p, double el) {
+  long n = p->done - p->done0;
+  return n > 0 ? el * (double)(p->total - p->done) / (double)n : 0;
+}
+
 /* a log line (stderr not a terminal: a job run under nohup or in CI), at most once a minute */
 static void log_line(sp_progress *p) {
   double el = sp_time_now() - p->t0;
   char eta[32], ela[32];
   fmt_dur(ela, sizeof ela, el);
-  fmt_dur(eta, sizeof eta, p->done > 0 ? el * (double)(p->total - p->done) / (double)p->done : 0);
+  fmt_dur(eta, sizeof eta, sp_progress_eta(p, el));
   fprintf(stderr, "%s: %ld/%ld %.0f%% %s elapsed, ETA %s\n", p->label, p->done, p->total,
-          p->total > 0 ? 100.0 * (double)p->done / (double)p->total : 100.0, ela, p->done > 0 ? eta : "?");
+          p->total > 0 ? 100.0 * (double)p->done / (double)p->total : 100.0, ela, p->done > p->done0 ? eta : "?");
   fflush(stderr);
 }
 
@@ -39,9 +44,9 @@ static void draw(sp_progress *p, int final) {
   for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
   bar[width] = 0;
   fmt_dur(ela, sizeof ela, el);
-  fmt_dur(eta, sizeof eta, p->done > 0 ? el * (double)(p->total - p->done) / (double)p->done : 0);
+  fmt_dur(eta, sizeof eta, sp_progress_eta(p, el));
   fprintf(stderr, "\r%s [%s] %ld/%ld %3.0f%% %s elapsed, ETA %s ", p->label, bar, p->done, p->total,
-          100.0 * frac, ela, p->done > 0 ? eta : "?");
+          100.0 * frac, ela, p->done > p->done0 ? eta : "?");
   if (final) fputc('\n', stderr);
   fflush(stderr);
 }
@@ -49,11 +54,15 @@ static void draw(sp_progress *p, int final) {
 void sp_progress_start(sp_progress *p, const char *label, long total) {
   p->label = label;
   p->total = total;
-  p->done = 0;
+  p->done = p->done0 = 0;
   p->t0 = sp_time_now();
   p->enabled = isatty(2);
   p->last_draw = p->enabled ? 0 : p->t0;
   if (p->enabled) draw(p, 0);
+}
+
+void sp_progress_resume(sp_progress *p, long done) {
+  p->done = p->done0 = done;
 }
 
 void sp_progress_add(sp_progress *p, long n) {

@@ -334,7 +334,7 @@ int sp_train_run(const sp_train_cfg *c, sp_trainable *t, const sp_train_io *io, 
   sp_progress prog;
   char label[160] = "train";
   sp_progress_start(&prog, label, c->steps);
-  prog.done = step;
+  sp_progress_resume(&prog, step);
   while (step < c->steps) {
     if (io->stop && *io->stop) {
       if (save_last(&r, step, err)) goto done_err;
