@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
     double obs[SP_OBS_DIM], a[SP_ACT_DIM], phys = 0;
     for (int k = 0; k < nsteps; k++) {
       if (k % 200 == 0) sp_env_reset(e, k / 200, obs);
-      sp_expert_act(t, obs, a);
+      sp_expert_act(t, SP_GRASP_METAWORLD, obs, a);
       double t0 = sp_time_now();
       sp_env_step(e, a, obs);
       phys += sp_time_now() - t0;

@@ -131,7 +131,7 @@ Test(data_collect, every_field_of_a_real_episode, .timeout = 120) {
     sp_env_tcp(e, tcp);
     for (int j = 0; j < 3; j++) cr_expect_float_eq(d.ee_pos[3 * t + j], tcp[j], 1e-12);
     if (t == d.n - 1) break;
-    sp_expert_act(SP_TASK_SHELF_PLACE, obs, act);
+    sp_expert_act(SP_TASK_SHELF_PLACE, SP_GRASP_METAWORLD, obs, act);
     for (int j = 0; j < SP_ACT_DIM; j++) cr_expect_float_eq(d.actions[4 * t + j], act[j], 1e-12);
     cr_expect_eq(d.expert[t], 1);
     sp_env_step(e, act, obs);
@@ -523,4 +523,18 @@ Test(data_collect, recovery_perturbations_are_seeded_and_flagged, .timeout = 120
   sp_demo_free(&base);
   sp_env_free(e);
   sp_env_model_free(em);
+}
+
+/* a model's dataset settings carry the expert's grasp to the agents (oracle-policy rolls out its
+ * goals with it); absent means Meta-World's, an unknown one is refused */
+Test(data_collect, view_settings_carry_the_grasp) {
+  char err[SP_ERRLEN];
+  sp_collect_config v;
+  cr_assert_eq(sp_collect_view_from_json("{\"collect\":{\"compat\":{\"size\":64,\"grasp\":\"late\"}}}", 64, "m", &v, err), 1,
+               "%s", err);
+  cr_expect_eq(v.grasp, SP_GRASP_LATE);
+  cr_assert_eq(sp_collect_view_from_json("{\"collect\":{\"compat\":{\"size\":64}}}", 64, "m", &v, err), 1, "%s", err);
+  cr_expect_eq(v.grasp, SP_GRASP_METAWORLD);
+  cr_expect_eq(sp_collect_view_from_json("{\"collect\":{\"compat\":{\"size\":64,\"grasp\":\"soft\"}}}", 64, "m.st", &v, err), -1);
+  cr_expect(strstr(err, "m.st") && strstr(err, "grasp"), "%s", err);
 }

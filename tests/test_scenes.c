@@ -310,7 +310,7 @@ Test(scenes_builtin, experts_succeed, .timeout = 60) {
       sp_env_reset(e, seed, obs);
       int frames = 1, first = -1, run = 0;
       for (int k = 0; k < SP_MAX_PATH + 1; k++) {
-        sp_expert_act(t, obs, a);
+        sp_expert_act(t, SP_GRASP_METAWORLD, obs, a);
         int s = sp_env_step(e, a, obs);
         frames++;
         if (first < 0 && s) first = k;

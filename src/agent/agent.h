@@ -86,6 +86,7 @@ typedef struct {
                                   // videos (< 0: the agent's own default)
   int action_steps;               // agents with a policy: actions executed of each predicted chunk
                                   // (0: half the horizon, Diffusion Policy's n_action_steps)
+  sp_grasp grasp;                 // the expert agent: how it grasps (sim/env.h)
 } sp_agent_opts;
 
 typedef struct {

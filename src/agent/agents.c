@@ -10,16 +10,17 @@
 #include "core/rng.h"
 #include "nn/nn.h"
 
-/* the scripted expert: reads the state observation only */
-static int g_expert;  // the expert has no state: a non-NULL handle
+/* the scripted expert: reads the state observation only; its model and state are its grasp */
 static void *expert_load(const sp_agent_opts *o, char *err) {
-  (void)o; (void)err;
-  return &g_expert;
+  sp_grasp *g = malloc(sizeof *g);
+  if (!g) { sp_errf(err, "out of memory"); return NULL; }
+  *g = o->grasp;
+  return g;
 }
-static void expert_unload(void *m) { (void)m; }
+static void expert_unload(void *m) { free(m); }
 static void *expert_create(const void *model, char *err) {
-  (void)model; (void)err;
-  return &g_expert;
+  (void)err;
+  return (void *)model;
 }
 static void expert_destroy(void *s) { (void)s; }
 static int expert_begin(void *st, const sp_agent_sense *s, uint32_t seed, char *err) {
@@ -28,8 +29,8 @@ static int expert_begin(void *st, const sp_agent_sense *s, uint32_t seed, char *
 }
 static int expert_act(void *st, const sp_agent_sense *s, const uint8_t *rgb, int w, int h, double action[SP_ACT_DIM],
                       sp_agent_timing *tm, char *err) {
-  (void)st; (void)rgb; (void)w; (void)h; (void)tm; (void)err;
-  sp_expert_act(s->task, s->obs, action);
+  (void)rgb; (void)w; (void)h; (void)tm; (void)err;
+  sp_expert_act(s->task, *(const sp_grasp *)st, s->obs, action);
   return 0;
 }
 

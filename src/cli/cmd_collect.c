@@ -30,7 +30,7 @@ int sp_cmd_collect(int argc, char **argv) {
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   cfg.jobs = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
   const char *scenes = NULL, *assets = NULL, *crops = NULL;
-  const char *agent = NULL, *agent_ckpt = NULL, *policy_ckpt = NULL;
+  const char *agent = NULL, *agent_ckpt = NULL, *policy_ckpt = NULL, *grasp = "metaworld";
   char agent_help[320];
   snprintf(agent_help, sizeof agent_help, "record this agent's rollouts instead of the scripted expert's: %s "
            "(with --demos 0; successes kept unless --keep-failures)", sp_agent_names());
@@ -59,6 +59,7 @@ int sp_cmd_collect(int argc, char **argv) {
       {"max-steps", SP_ARG_INT, &cfg.max_steps, "cap on env steps per episode (0: AVDC's 500-frame rule)"},
       {"keep-failures", SP_ARG_FLAG, &cfg.keep_failures, "keep expert episodes that failed (success 0)"},
       {"allow-eval-seeds", SP_ARG_FLAG, &cfg.allow_eval_seeds, "permit seeds 0-24 (contaminates evaluation)"},
+      {"grasp", SP_ARG_STR, &grasp, "the experts' grasp: metaworld (Meta-World's scripts: the grip closes while descending) or late (closes at the object, holds until the fingers settle)"},
       {"agent", SP_ARG_STR, &agent, agent_help},
       {"agent-checkpoint", SP_ARG_STR, &agent_ckpt, "--agent: its checkpoint (default: its committed one)"},
       {"policy-checkpoint", SP_ARG_STR, &policy_ckpt, "--agent sp*: the policy's checkpoint (default: the committed one)"},
@@ -79,6 +80,10 @@ int sp_cmd_collect(int argc, char **argv) {
   }
   if (full_render) cfg.render_crop = 0;
   if (!cfg.out) { sp_log(SP_LOG_ERROR, "collect: --out FILE.h5 is required"); return 2; }
+  if (sp_grasp_parse(grasp, &cfg.grasp)) {
+    sp_log(SP_LOG_ERROR, "collect: unknown --grasp '%s' (known: metaworld, late)", grasp);
+    return 2;
+  }
   if (sp_cli_parse_tasks("collect", tasks, cfg.tasks, &cfg.ntask)) return 2;
   if (sp_cli_parse_cameras("collect", cameras, cfg.cams, &cfg.ncam)) return 2;
   char err[SP_ERRLEN];
@@ -116,7 +121,7 @@ int sp_cmd_collect(int argc, char **argv) {
   if (ag) {
     static char buf[4096], pbuf[4096];
     const char *ck, *pck;
-    sp_agent_opts ao = {.guidance = -1};
+    sp_agent_opts ao = {.guidance = -1, .grasp = cfg.grasp};
     if (sp_agent_checkpoints(ag, agent_ckpt, policy_ckpt, buf, pbuf, sizeof buf, &ck, &pck, err) ||
         (ao.checkpoint = ck, ao.policy_checkpoint = pck, sp_agent_collect_policy(ag, &ao, &pol, err))) {
       sp_log(SP_LOG_ERROR, "collect: --agent %s: %s", ag->name, err);

@@ -18,7 +18,7 @@ int sp_cmd_eval(int argc, char **argv) {
   int merge = 0, vlm = 0, vlm_retries = 3;
   const char *vlm_url = NULL, *vlm_model = NULL;
   double vlm_timeout = 60;
-  const char *render_q = "full", *gif_seeds = NULL;
+  const char *render_q = "full", *gif_seeds = NULL, *grasp = "metaworld";
   char agent_help[320];
   snprintf(agent_help, sizeof agent_help, "agent to evaluate: %s (docs/agents.md)", sp_agent_names());
   sp_arg rows[] = {
@@ -40,6 +40,7 @@ int sp_cmd_eval(int argc, char **argv) {
       {"render", SP_ARG_STR, &render_q, "render quality: full (shadows, reflections) or fast"},
       {"render-timeout", SP_ARG_DOUBLE, &cfg.render_timeout, "seconds before a stuck render stops the run"},
       {"guidance", SP_ARG_DOUBLE, &cfg.guidance, "sp and avdc agents: classifier-free guidance w of the imagined videos (default: sp the checkpoint's validation value, avdc 0)"},
+      {"grasp", SP_ARG_STR, &grasp, "the expert agent's grasp: metaworld or late (sp collect --grasp; oracle-policy takes its policy dataset's)"},
       {"action-steps", SP_ARG_INT, &cfg.action_steps, "oracle-policy and sp agents: actions executed of each predicted chunk before the next (0: half the policy's horizon, Diffusion Policy's rule)"},
       {"vlm", SP_ARG_FLAG, &vlm, "sp agents: plan and validate with the VLM of SP_VLM_URL / SP_VLM_MODEL (key: SP_VLM_KEY or OPENAI_API_KEY); the offline rule planner and validator are its fallback"},
       {"vlm-url", SP_ARG_STR, &vlm_url, "with --vlm: the OpenAI-compatible endpoint (instead of SP_VLM_URL)"},
@@ -90,6 +91,10 @@ int sp_cmd_eval(int argc, char **argv) {
     return 2;
   }
   cfg.render_fast = rq == SP_RENDER_FAST;
+  if (sp_grasp_parse(grasp, &cfg.grasp)) {
+    sp_log(SP_LOG_ERROR, "eval: unknown --grasp '%s' (known: metaworld, late)", grasp);
+    return 2;
+  }
   if (sp_cli_parse_tasks("eval", tasks, cfg.tasks, &cfg.ntask)) return 2;
   if (sp_cli_parse_cameras("eval", cameras, cfg.cams, &cfg.ncam)) return 2;
   long *sv;

@@ -60,7 +60,7 @@ int sp_cmd_render(int argc, char **argv) {
   double obs[SP_OBS_DIM], act[SP_ACT_DIM];
   sp_env_reset(e, seed, obs);
   for (int k = 0; k < steps; k++) {
-    sp_expert_act(t, obs, act);
+    sp_expert_act(t, SP_GRASP_METAWORLD, obs, act);
     sp_env_step(e, act, obs);
   }
   if (sp_render(r, e, cam, width, height, rgb, depth_out ? depth : NULL, seg_out ? seg : NULL, err))

@@ -262,7 +262,7 @@ int sp_collect_episode_by(const sp_collect_config *cfg, sp_env *e, struct sp_ren
       if (pol->act(pstate, e, obs, act, err)) return -1;
       expert = pol->expert;
     } else {
-      sp_expert_act(task, obs, act);
+      sp_expert_act(task, cfg->grasp, obs, act);
     }
     int done = sp_env_step(e, act, obs);
     if (!sp_episode_rule_step(&rule, done)) break;
@@ -667,6 +667,8 @@ static char *config_json(const sp_collect_config *cfg, sp_env_model **models) {
   cJSON_AddNumberToObject(c, "msaa", cfg->msaa);
   cJSON_AddNumberToObject(c, "max_steps", cfg->max_steps);
   cJSON_AddNumberToObject(c, "keep_failures", cfg->keep_failures);
+  if (cfg->grasp != SP_GRASP_METAWORLD)  // absent for Meta-World's: older datasets stay compatible
+    cJSON_AddStringToObject(c, "grasp", sp_grasp_name(cfg->grasp));
   char fine[512];
   sp_fine_cfg_format(&cfg->fine, fine, sizeof fine);
   cJSON_AddStringToObject(c, "fine", fine);
@@ -1053,7 +1055,10 @@ int sp_collect_view_from_json(const char *data_json, int frame, const char *what
     GETI("size", size);
 #undef GETI
     const cJSON *ov = cJSON_GetObjectItemCaseSensitive(c, "crop_overrides");
-    if (size != frame)
+    const cJSON *gr = cJSON_GetObjectItemCaseSensitive(c, "grasp");
+    if (gr && (!cJSON_IsString(gr) || sp_grasp_parse(gr->valuestring, &v->grasp)))
+      rc = sp_errf(err, "%s: unknown expert grasp in its dataset settings", what);
+    else if (size != frame)
       rc = sp_errf(err, "%s: the model takes %d px frames but its dataset holds %d px", what, frame, size);
     else if (!v->render_crop)
       rc = sp_errf(err, "%s: trained on frames cropped from a full render (--full-render); agents render "

@@ -102,6 +102,8 @@ typedef struct {
   int max_steps;                 // cap on env steps per episode (0: AVDC's 500-frame rule)
   int keep_failures;             // keep expert episodes that failed (flagged success 0)
   int allow_eval_seeds;          // permit seeds 0..24 (with a warning)
+  sp_grasp grasp;                // the expert's grasp (sim/env.h; stored in the dataset's provenance,
+                                 // so oracle-policy rolls out its goals with the same expert)
   sp_fine_cfg fine;
   const sp_collect_policy *policy;  // NULL: the scripted expert. Else every (task, camera, seed) is
                                     // rolled out once, rendered (no dry run: the outcome depends on
@@ -130,9 +132,9 @@ typedef struct {
 /* run the collection; 0, or -1 with err (finished episodes are kept: see above) */
 int sp_collect_run(const sp_collect_config *cfg, sp_collect_stats *st, char *err);
 
-/* the view a model was trained on: the render settings of its dataset from a checkpoint's data
- * provenance JSON ("collect": {"compat": ...}), into v (collect's defaults elsewhere, size =
- * frame). 1 found, 0 absent (defaults, with a warning naming `what`), -1 with err when the model
+/* the view a model was trained on: the render settings (and the expert's grasp) of its dataset
+ * from a checkpoint's data provenance JSON ("collect": {"compat": ...}), into v (collect's
+ * defaults elsewhere, size = frame). 1 found, 0 absent (defaults, with a warning naming `what`), -1 with err when the model
  * cannot be served by rendering the crop window directly (--full-render or --crop data) or the
  * frame size differs. */
 int sp_collect_view_from_json(const char *data_json, int frame, const char *what, sp_collect_config *v, char *err);

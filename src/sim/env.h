@@ -135,7 +135,17 @@ int sp_episode_rule_success(const sp_episode_rule *r);
 /* tcp_center: midpoint of the two finger pads */
 void sp_env_tcp(const sp_env *e, double tcp[3]);
 
+/* how the experts of the grasping tasks (basketball, shelf-place, hammer, assembly) grasp.
+ * METAWORLD: Meta-World's scripts: the grip closes while the hand still descends (10-15 cm above
+ * the object), a race the full-speed expert wins and a slower learned policy imitating it loses
+ * (docs/agents.md). LATE: the grip closes only within 5-7 cm of the object, at the end of the
+ * descent, and the hand holds still until the fingers have settled, then lifts. The other tasks
+ * are the same under both. */
+typedef enum { SP_GRASP_METAWORLD = 0, SP_GRASP_LATE = 1 } sp_grasp;
+const char *sp_grasp_name(sp_grasp g);          // "metaworld", "late"
+int sp_grasp_parse(const char *s, sp_grasp *g);  // 0, or -1 for an unknown name
+
 /* scripted expert (Meta-World's Sawyer<Task>V2Policy with AVDC's changes): obs -> action */
-void sp_expert_act(int task, const double obs[SP_OBS_DIM], double action[SP_ACT_DIM]);
+void sp_expert_act(int task, sp_grasp grasp, const double obs[SP_OBS_DIM], double action[SP_ACT_DIM]);
 
 #endif

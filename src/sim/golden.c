@@ -36,7 +36,7 @@ int sp_golden_trajectory(const sp_env_model *em, double *obs18, char *err) {
   int k = 0;
   for (int t = 0; k < SP_GOLDEN_NSTEP; t++) {
     if (t == sp_golden_steps[k]) memcpy(obs18 + 18 * k++, obs, 18 * sizeof(double));
-    sp_expert_act(em->task, obs, a);
+    sp_expert_act(em->task, SP_GRASP_METAWORLD, obs, a);
     sp_env_step(e, a, obs);
   }
   sp_env_free(e);
