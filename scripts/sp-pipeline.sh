@@ -9,7 +9,8 @@
 #   default: DEMOS=20 RECOVERY=4 SEEDS=1000-1049 (stage-1 data), GRASP_DEMOS=60 GRASP_RECOVERY=8
 #   GRASP_SEEDS=1000-1199 (stage-2 data), VIDEO_STEPS=8000, POLICY_STEPS=36000, FT_STEPS=12000,
 #   IM_STEPS=8000, PER_DEMO=2. FT_STEPS=0 leaves out the second stage (steps 4 and 5): the stage-1
-#   policy and data go on to steps 6 and 7.
+#   policy and data go on to steps 6 and 7. GRASP=late collects both datasets with the late-grasp
+#   experts (sp collect --grasp; default metaworld, the committed run's).
 #
 # Writes OUT_DIR/checkpoints/{video-plan-cpu,policy-cpu,policy-imagined-cpu}.safetensors (float16),
 # what `sp eval --agent sp-r --checkpoint ... --policy-checkpoint ...` takes; the logs beside them.
@@ -29,10 +30,11 @@ POLICY_STEPS=${POLICY_STEPS:-36000}
 FT_STEPS=${FT_STEPS:-12000}
 IM_STEPS=${IM_STEPS:-8000}
 PER_DEMO=${PER_DEMO:-2}
+GRASP=${GRASP:-metaworld}
 
 mkdir -p "$OUT/checkpoints"
 CK=$OUT/checkpoints
-VIEW=(--cameras corner,corner2,corner3 --scenes builtin --jobs "$JOBS" --size 64)
+VIEW=(--cameras corner,corner2,corner3 --scenes builtin --jobs "$JOBS" --size 64 --grasp "$GRASP")
 
 LOG=""
 step() { echo "$(date +%T) $*" >&2; }
