@@ -134,9 +134,9 @@ int sp_collect_run(const sp_collect_config *cfg, sp_collect_stats *st, char *err
 
 /* the view a model was trained on: the render settings (and the expert's grasp) of its dataset
  * from a checkpoint's data provenance JSON ("collect": {"compat": ...}), into v (collect's
- * defaults elsewhere, size = frame). 1 found, 0 absent (defaults, with a warning naming `what`), -1 with err when the model
- * cannot be served by rendering the crop window directly (--full-render or --crop data) or the
- * frame size differs. */
+ * defaults elsewhere, size = frame). 1 found, 0 absent (defaults, with a warning naming `what`),
+ * -1 with err when the model cannot be served by rendering the crop window directly
+ * (--full-render or --crop data), the frame size differs, or the grasp is unknown. */
 int sp_collect_view_from_json(const char *data_json, int frame, const char *what, sp_collect_config *v, char *err);
 /* render e's camera as a dataset of config v records it: the crop window at v->size (the
  * camera's field narrowed for the call and restored); any of rgb, depth, seg may be NULL (as
