@@ -159,6 +159,31 @@ Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 60
            "--cameras corner --seeds 3 --action-steps 5 --out %s/a5 2>&1 | grep -q 'outside 1..4'",
            sp_test_bin(), dir, dir);
   cr_expect_eq(sp_test_run(cmd), 0, "--action-steps above the horizon was not refused");
+  /* --goal-steps: the hard switch; past the episode's length no goal is ever forced (the default
+   * run forces some: the tiny policy matches few goals) */
+  int forced_default = 0;
+  for (const char *p = strstr(ra, "\"events\":"); p; p = strstr(p + 1, "\"events\":")) {
+    sp_agent_events ev;
+    if (parse_events(p, &ev) == 8) forced_default += ev.goals_forced;
+  }
+  cr_expect(forced_default > 0, "the default run forced no goal: the check below could not fail");
+  snprintf(cmd, sizeof cmd,
+           "%s eval --agent oracle-policy --checkpoint %s/pol/model.safetensors --tasks button-press "
+           "--cameras corner --seeds 1000,3 --goal-steps 1000 --out %s/g1000 > %s.log 2>&1",
+           sp_test_bin(), dir, dir, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "sp eval --goal-steps 1000 failed (%s.log)", dir);
+  char *rg = records_of(dir, "g1000");
+  int ng = 0;
+  for (const char *p = strstr(rg, "\"events\":"); p; p = strstr(p + 1, "\"events\":"), ng++) {
+    sp_agent_events ev;
+    cr_assert_eq(parse_events(p, &ev), 8, "%.120s", p);
+    cr_expect_eq(ev.goals_forced, 0, "a goal was forced with --goal-steps 1000");
+  }
+  cr_expect_eq(ng, 2);
+  free(rg);
+  snprintf(cmd, sizeof cmd, "%s eval --agent oracle-policy --goal-steps -1 --out %s/gneg 2>&1 | grep -q 'goal-steps -1'",
+           sp_test_bin(), dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "a negative --goal-steps was not refused");
   free(r4);
   free(ra);
   free(rb);

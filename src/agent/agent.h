@@ -86,6 +86,8 @@ typedef struct {
                                   // videos (< 0: the agent's own default)
   int action_steps;               // agents with a policy: actions executed of each predicted chunk
                                   // (0: half the horizon, Diffusion Policy's n_action_steps)
+  int goal_steps;                 // agents with a policy: steps on one goal frame before the matcher
+                                  // moves on anyway (0: the matcher's default, 20)
   sp_grasp grasp;                 // the expert agent: how it grasps (sim/env.h)
 } sp_agent_opts;
 

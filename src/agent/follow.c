@@ -8,7 +8,7 @@
 #include "core/progress.h"
 #include "models/model.h"
 
-int sp_follow_model_load(sp_follow_model *m, const char *ckpt, int action_steps, char *err) {
+int sp_follow_model_load(sp_follow_model *m, const char *ckpt, int action_steps, int goal_steps, char *err) {
   memset(m, 0, sizeof *m);
   if (sp_policy_load(&m->pol, ckpt, err)) return -1;
   int H = m->pol.cfg.unet.horizon;
@@ -21,6 +21,7 @@ int sp_follow_model_load(sp_follow_model *m, const char *ckpt, int action_steps,
     return -1;
   }
   m->action_steps = action_steps ? action_steps : (H + 1) / 2;
+  m->goal_steps = goal_steps;
   sp_ckpt_info info;
   int rc = sp_ckpt_info_read(ckpt, &info, err);
   if (!rc) {
@@ -53,6 +54,7 @@ int sp_follower_init(sp_follower *f, const sp_follow_model *m, char *err) {
   if (sp_policy_ws_init(&f->ws, &m->pol, 1, 0, err)) return -1;
   f->ws_ok = 1;
   sp_match_cfg_default(&f->mcfg);
+  if (m->goal_steps > 0) f->mcfg.max_steps = m->goal_steps;
   size_t px = (size_t)f->sz * f->sz;
   f->cur = malloc(px * 3);
   f->gray_cur = malloc(px);

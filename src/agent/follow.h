@@ -26,13 +26,15 @@ typedef struct {
   sp_policy pol;
   sp_collect_config view;  // from the checkpoint's dataset provenance (rgb_only set)
   int action_steps;        // actions executed of each chunk of H before predicting again
+  int goal_steps;          // the matcher's hard switch: steps on one goal before the next (0: 20)
 } sp_follow_model;
 
 /* the policy of a `sp train policy` checkpoint and its dataset's render settings; a policy trained
  * on --full-render or --crop data, or on frames of another size, is refused. action_steps: 1..H
  * actions executed per chunk, 0 for H / 2 (Diffusion Policy executes 8 of its 16: docs/agents.md
- * measures 1, 2 and 4 of 4). 0 or -1 with err. */
-int sp_follow_model_load(sp_follow_model *m, const char *ckpt, int action_steps, char *err);
+ * measures 1, 2 and 4 of 4). goal_steps: the hard switch (paper, Appendix F), 0 for the matcher's
+ * default. 0 or -1 with err. */
+int sp_follow_model_load(sp_follow_model *m, const char *ckpt, int action_steps, int goal_steps, char *err);
 void sp_follow_model_free(sp_follow_model *m);
 
 /* one worker's state */

@@ -27,7 +27,7 @@ typedef struct {
 void *sp_oracle_load(const sp_agent_opts *o, char *err) {
   sp_follow_model *m = calloc(1, sizeof *m);
   if (!m) { sp_errf(err, "out of memory"); return NULL; }
-  if (sp_follow_model_load(m, o->checkpoint, o->action_steps, err)) { free(m); return NULL; }
+  if (sp_follow_model_load(m, o->checkpoint, o->action_steps, o->goal_steps, err)) { free(m); return NULL; }
   return m;
 }
 

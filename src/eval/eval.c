@@ -53,6 +53,7 @@ int sp_eval_config_check(const sp_eval_config *c, char *err) {
     return sp_errf(err, "--guidance %g outside 0..100", c->guidance);
   if (c->action_steps < 0)  // the upper bound, the policy's horizon, is checked when it loads
     return sp_errf(err, "--action-steps %d is negative", c->action_steps);
+  if (c->goal_steps < 0) return sp_errf(err, "--goal-steps %d is negative", c->goal_steps);
   if (!c->out_dir || !*c->out_dir) return sp_errf(err, "no output directory (--out DIR)");
   return 0;
 }
@@ -397,6 +398,7 @@ static cJSON *config_json(const sp_eval_config *cfg, const sp_agent_api *ag, sp_
   }
   if (cfg->guidance >= 0) cJSON_AddNumberToObject(o, "guidance", cfg->guidance);
   if (cfg->action_steps) cJSON_AddNumberToObject(o, "action_steps", cfg->action_steps);
+  if (cfg->goal_steps) cJSON_AddNumberToObject(o, "goal_steps", cfg->goal_steps);
   if (cfg->grasp != SP_GRASP_METAWORLD) cJSON_AddStringToObject(o, "grasp", sp_grasp_name(cfg->grasp));
   cJSON_AddStringToObject(o, "checkpoint_hash", ckpt_hash);
   cJSON *t = cJSON_AddArrayToObject(o, "tasks");
@@ -623,7 +625,7 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
   free(done_eps);
   done_eps = NULL;
 
-  sp_agent_opts ao = {rs->ckpt, rs->pckpt, cfg->vlm, cfg->guidance, cfg->action_steps, cfg->grasp};
+  sp_agent_opts ao = {rs->ckpt, rs->pckpt, cfg->vlm, cfg->guidance, cfg->action_steps, cfg->goal_steps, cfg->grasp};
   if (!(rs->agent_model = ag->load(&ao, err))) goto out;
   int nw = cfg->jobs < rs->njobs ? cfg->jobs : (rs->njobs ? rs->njobs : 1);
   /* networks run on one thread each inside a run, whatever --jobs: their float sums depend on

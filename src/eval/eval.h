@@ -25,6 +25,7 @@ typedef struct {
   const sp_vlm_config *vlm;     // agents that use one: the VLM (NULL: offline)
   double guidance;              // agents with a video model: its classifier-free guidance (< 0: theirs)
   int action_steps;             // agents with a policy: actions executed per chunk (0: theirs, H / 2)
+  int goal_steps;               // agents with a policy: the matcher's hard switch (0: its default, 20)
   sp_grasp grasp;               // the expert agent's grasp (sim/env.h)
   int tasks[SP_NTASK], ntask;
   int cams[SP_NCAMERA], ncam;
