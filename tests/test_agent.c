@@ -110,6 +110,18 @@ static void tiny_models(const char *dir, const char *video) {
   cr_assert_eq(sp_test_run(cmd), 0, "building the tiny models failed (%s.log)", dir);
 }
 
+/* the records of oracle-policy with the tiny policy in DIR over button-press, corner, seeds 1000
+ * and 3, with extra flags, written to DIR/OUT */
+static char *oracle_records(const char *dir, const char *flags, const char *out) {
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "%s eval --agent oracle-policy --checkpoint %s/pol/model.safetensors --tasks button-press "
+           "--cameras corner --seeds 1000,3 %s --out %s/%s > %s.log 2>&1",
+           sp_test_bin(), dir, flags, dir, out, dir);
+  cr_assert_eq(sp_test_run(cmd), 0, "sp eval %s failed (%s.log)", flags, dir);
+  return records_of(dir, out);
+}
+
 Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 600) {
   char dir[256], cmd[2048];
   snprintf(dir, sizeof dir, "/tmp/sp_test_agent_%d", (int)getpid());
@@ -139,12 +151,7 @@ Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 60
             strstr(res, "gl_renderer") ? strstr(res, "gl_renderer") : "missing");
   free(res);
   /* the policy predicts again after --action-steps of its H = 4 actions: 2 by default, 4 here */
-  snprintf(cmd, sizeof cmd,
-           "%s eval --agent oracle-policy --checkpoint %s/pol/model.safetensors --tasks button-press "
-           "--cameras corner --seeds 1000,3 --action-steps 4 --out %s/a4 > %s.log 2>&1",
-           sp_test_bin(), dir, dir, dir);
-  cr_assert_eq(sp_test_run(cmd), 0, "sp eval --action-steps 4 failed (%s.log)", dir);
-  char *r4 = records_of(dir, "a4");
+  char *r4 = oracle_records(dir, "--action-steps 4", "a4");
   const int every[2] = {2, 4};
   const char *recs[2] = {ra, r4};
   for (int k = 0; k < 2; k++)
@@ -167,12 +174,7 @@ Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 60
     if (parse_events(p, &ev) == 8) forced_default += ev.goals_forced;
   }
   cr_expect(forced_default > 0, "the default run forced no goal: the check below could not fail");
-  snprintf(cmd, sizeof cmd,
-           "%s eval --agent oracle-policy --checkpoint %s/pol/model.safetensors --tasks button-press "
-           "--cameras corner --seeds 1000,3 --goal-steps 1000 --out %s/g1000 > %s.log 2>&1",
-           sp_test_bin(), dir, dir, dir);
-  cr_assert_eq(sp_test_run(cmd), 0, "sp eval --goal-steps 1000 failed (%s.log)", dir);
-  char *rg = records_of(dir, "g1000");
+  char *rg = oracle_records(dir, "--goal-steps 1000", "g1000");
   int ng = 0;
   for (const char *p = strstr(rg, "\"events\":"); p; p = strstr(p + 1, "\"events\":"), ng++) {
     sp_agent_events ev;
