@@ -324,7 +324,7 @@ static void pol_bwd(void *p) {
 }
 static void pol_infer(void *p) {
   pol_case *v = p;
-  double ee[3] = {0.0, 0.6, 0.2};
+  double ee[SP_POLICY_EE_MAX] = {0.0, 0.6, 0.2, 1.0};
   sp_policy_act(&v->m, &v->iw, v->cur, v->goal, ee, v->seed++, v->acts);
 }
 

@@ -125,12 +125,13 @@ static void check_final(const nn_safetensors *st, const nn_params *ps, float lr,
 }
 
 /* the model of a fixture: its config (must be the tiny preset with the U-Net narrowed to 8, 16,
- * 16, step 8, 4 groups, as twin_policy.py's FIXTURE; head as given), weights "init" */
-static void fixture_model(const nn_safetensors *st, sp_policy *m, int head) {
+ * 16, step 8, 4 groups, as twin_policy.py's FIXTURE; head and ee_grip as given), weights "init" */
+static void fixture_model(const nn_safetensors *st, sp_policy *m, int head, int grip) {
   char err[SP_ERRLEN];
   sp_policy_cfg pre, c;
   sp_policy_cfg_preset(&pre, SP_PRESET_TINY);
   pre.head = head;
+  pre.ee_grip = grip;
   pre.unet.down_dims[0] = 8;
   pre.unet.down_dims[1] = 16;
   pre.unet.down_dims[2] = 16;
@@ -145,18 +146,18 @@ static void fixture_model(const nn_safetensors *st, sp_policy *m, int head) {
   load_table(st, &m->ps, m->ps.data, "init");
 }
 
-static void twin_case(const char *file, int head) {
+static void twin_case(const char *file, int head, int grip) {
   nn_safetensors st;
   st_open(&st, file);
   char err[SP_ERRLEN];
   sp_policy m;
-  fixture_model(&st, &m, head);
+  fixture_model(&st, &m, head, grip);
   const sp_policy_cfg *c = &m.cfg;
   int B = atoi(nn_st_meta(&st, "batch"));
   cr_assert_eq(B, 3);
   size_t per = (size_t)c->unet.horizon * SP_POLICY_ADIM, na = B * per, R = (size_t)c->enc.res;
   const float *x = fx(&st, "x", na), *t = fx(&st, "t", B), *img = fx(&st, "img", B * 6 * R * R),
-              *ee = fx(&st, "ee", (size_t)B * 3), *target = fx(&st, "target", na), *noise = fx(&st, "noise", na);
+              *ee = fx(&st, "ee", (size_t)B * m.nee), *target = fx(&st, "target", na), *noise = fx(&st, "noise", na);
   /* inference with the initial weights, before any step: an inference workspace */
   sp_policy_ws wi;
   cr_assert_eq(sp_policy_ws_init(&wi, &m, B, 0, err), 0, "%s", err);
@@ -204,8 +205,10 @@ static void twin_case(const char *file, int head) {
   nn_st_close(&st);
 }
 
-Test(models_policy, twin_diffusion_head) { twin_case("policy_net.safetensors", SP_POLICY_HEAD_DIFFUSION); }
-Test(models_policy, twin_mlp_head) { twin_case("policy_mlp.safetensors", SP_POLICY_HEAD_MLP); }
+Test(models_policy, twin_diffusion_head) { twin_case("policy_net.safetensors", SP_POLICY_HEAD_DIFFUSION, 0); }
+Test(models_policy, twin_mlp_head) { twin_case("policy_mlp.safetensors", SP_POLICY_HEAD_MLP, 0); }
+/* the gripper opening as a fourth end-effector input (ee_grip 1) */
+Test(models_policy, twin_gripper_input) { twin_case("policy_grip.safetensors", SP_POLICY_HEAD_MLP, 1); }
 
 /* an inference workspace has no gradient buffers; one sample alone gives its row of a batch;
  * act on uint8 frames = predict on their centre crop with act's noise, unnormalised */
@@ -214,7 +217,7 @@ Test(models_policy, inference_and_act) {
   st_open(&st, "policy_net.safetensors");
   char err[SP_ERRLEN];
   sp_policy m;
-  fixture_model(&st, &m, SP_POLICY_HEAD_DIFFUSION);
+  fixture_model(&st, &m, SP_POLICY_HEAD_DIFFUSION, 0);
   const sp_policy_cfg *c = &m.cfg;
   sp_policy_ws wi, wt;
   cr_assert_eq(sp_policy_ws_init(&wi, &m, 3, 0, err), 0, "%s", err);
@@ -242,7 +245,7 @@ Test(models_policy, inference_and_act) {
     cur[i] = (uint8_t)((i * 37) % 251);
     goal[i] = (uint8_t)((i * 91 + 7) % 253);
   }
-  double eem[3] = {0.1, 0.6, 0.2}, acts[64], acts2[64];
+  double eem[SP_POLICY_EE_MAX] = {0.1, 0.6, 0.2, 0.5}, acts[64], acts2[64];
   sp_policy_act(&m, &wi, cur, goal, eem, 99, acts);
   /* by hand: the centre crop as floats, normalised ee, the same noise */
   float *fc = malloc(sizeof(float) * 3 * F * F), *fg = malloc(sizeof(float) * 3 * F * F), *im = malloc(nimg * 4);
@@ -505,7 +508,7 @@ Test(models_policy, train_resume_after_kill_is_bit_identical) {
   cr_assert_eq(sp_policy_ws_init(&w, &m, 1, 0, err), 0, "%s", err);
   uint8_t frame[16 * 16 * 3];
   memset(frame, 128, sizeof frame);
-  double ee[3] = {0, 0.6, 0.2}, acts[16];
+  double ee[SP_POLICY_EE_MAX] = {0, 0.6, 0.2, 1}, acts[16];
   sp_policy_act(&m, &w, frame, frame, ee, 1, acts);
   for (int i = 0; i < 16; i++)
     cr_expect(acts[i] >= m.lim.act_min[i % 4] - 1e-6 && acts[i] <= m.lim.act_max[i % 4] + 1e-6,
@@ -615,6 +618,46 @@ Test(models_policy, fine_tune_starts_from_the_init) {
   cr_assert_eq(sp_ckpt_info_read(pb, &info, err), 0, "%s", err);
   cr_expect(strstr(info.data, "\"init\"") && info.step == 4, "resumed: step %ld, provenance %s", info.step, info.data);
   sp_ckpt_info_free(&info);
+  /* the gripper input added in fine-tuning (--ee-grip 1): ee.0.weight gains a zero column, so the
+   * widened policy acts as its init did whatever the opening; the opening's limits come from the
+   * dataset. A policy without the input cannot start from one with it. */
+  char c[256], pc[512];
+  snprintf(c, sizeof c, "/tmp/sp_test_policy_%d_grip", (int)getpid());
+  sp_test_rm_rf(c);
+  snprintf(cmd, sizeof cmd,
+           "%s train policy --data %s --out %s --init %s --ee-grip 1 --steps 1 --batch 4 --warmup 0 --lr 0 "
+           "--weight-decay 0 --ema none --val-every 0 --val-samples 4 --ckpt-minutes 0 --threads 1 > /dev/null 2>&1",
+           sp_test_bin(), ds, c, pa);
+  cr_assert_eq(sp_test_run(cmd), 0, "widening failed: %s", cmd);
+  snprintf(pc, sizeof pc, "%s/model.safetensors", c);
+  sp_policy mc;
+  cr_assert_eq(sp_policy_load(&ma, pa, err), 0, "%s", err);
+  cr_assert_eq(sp_policy_load(&mc, pc, err), 0, "%s", err);
+  cr_expect(mc.cfg.ee_grip == 1 && mc.nee == 4, "ee_grip %d, %d inputs", mc.cfg.ee_grip, mc.nee);
+  cr_expect(!memcmp(ma.lim.ee_min, mc.lim.ee_min, 3 * sizeof(double)), "the xyz limits did not come from the init");
+  cr_expect(mc.lim.ee_min[3] >= 0 && mc.lim.ee_max[3] <= 1 && mc.lim.ee_max[3] > mc.lim.ee_min[3],
+            "the opening's limits [%g, %g] are not the dataset's", mc.lim.ee_min[3], mc.lim.ee_max[3]);
+  sp_policy_ws wa, wc;
+  cr_assert_eq(sp_policy_ws_init(&wa, &ma, 1, 0, err), 0, "%s", err);
+  cr_assert_eq(sp_policy_ws_init(&wc, &mc, 1, 0, err), 0, "%s", err);
+  uint8_t fr[16 * 16 * 3], fg[16 * 16 * 3];
+  for (int i = 0; i < (int)sizeof fr; i++) fr[i] = (uint8_t)(i * 7), fg[i] = (uint8_t)(i * 13 + 5);
+  double ee0[SP_POLICY_EE_MAX] = {0.05, 0.6, 0.15, 0.1}, ee1[SP_POLICY_EE_MAX] = {0.05, 0.6, 0.15, 0.9};
+  double aa[64], ac0[64], ac1[64];  // tiny: horizon 4
+  sp_policy_act(&ma, &wa, fr, fg, ee0, 5, aa);
+  sp_policy_act(&mc, &wc, fr, fg, ee0, 5, ac0);
+  sp_policy_act(&mc, &wc, fr, fg, ee1, 5, ac1);
+  for (int i = 0; i < ma.cfg.unet.horizon * 4; i++)
+    cr_expect(fabs(aa[i] - ac0[i]) < 1e-6 && fabs(aa[i] - ac1[i]) < 1e-6, "action %d: %g, widened %g / %g", i, aa[i],
+              ac0[i], ac1[i]);
+  sp_policy_ws_free(&wa);
+  sp_policy_ws_free(&wc);
+  sp_policy_free(&ma);
+  sp_policy_free(&mc);
+  snprintf(cmd, sizeof cmd, "%s train policy --data %s --out %s_x --init %s --ee-grip 0 2>&1 | grep -q 'ee-grip 1'",
+           sp_test_bin(), ds, b, pc);
+  cr_expect_eq(sp_test_run(cmd), 0, "narrowing a gripper policy was not refused");
+  sp_test_rm_rf(c);
   /* refusals */
   snprintf(cmd, sizeof cmd, "%s train policy --data %s --out %s_x --init %s --preset tiny 2>&1 | grep -q 'drop --preset'",
            sp_test_bin(), ds, b, pa);

@@ -269,7 +269,8 @@ class Policy(nn.Module):
         s.enc = ResNet(dict(in_ch=6, res=c["crop"], width=c["enc_width"], stages=c["enc_stages"],
                             blocks=c["enc_blocks"], norm="group", gn_size=c["enc_gn_size"]))
         gdim = (c["enc_width"] << (c["enc_stages"] - 1)) + c["ee_dim"]
-        s.ee = nn.Sequential(nn.Linear(3, c["ee_hidden"]), nn.Mish(), nn.Linear(c["ee_hidden"], c["ee_dim"]))
+        s.nee = 3 + c.get("ee_grip", 0)  # tcp xyz, then the gripper opening with ee_grip
+        s.ee = nn.Sequential(nn.Linear(s.nee, c["ee_hidden"]), nn.Mish(), nn.Linear(c["ee_hidden"], c["ee_dim"]))
         if c["head"] == "diffusion":
             s.unet = Unet1D(dict(adim=4, horizon=c["horizon"], down_dims=c["down_dims"], kernel=c["kernel"],
                                  groups=c["groups"], step_dim=c["step_dim"], gdim=gdim))
@@ -286,7 +287,7 @@ class Policy(nn.Module):
         if s.c["head"] == "diffusion": return s.unet(x, t, g)
         return s.head(g).reshape(g.shape[0], s.c["horizon"], 4)
 
-    def forward(s, x, t, img, ee):  # x (B, H, 4), t (B), img (B, 6, R, R), ee (B, 3) -> (B, H, 4)
+    def forward(s, x, t, img, ee):  # x (B, H, 4), t (B), img (B, 6, R, R), ee (B, nee) -> (B, H, 4)
         return s.head_out(x, t, s.cond(img, ee))
 
     @torch.no_grad()
@@ -328,7 +329,7 @@ def policy_case(name, cfg, seed):
     pol = Policy(cfg); perturb_norms(pol); pol.train()
     R, H = cfg["crop"], cfg["horizon"]
     img = torch.rand(PB, 6, R, R) * 2 - 1
-    ee = torch.rand(PB, 3) * 2 - 1
+    ee = torch.rand(PB, pol.nee) * 2 - 1
     x = torch.randn(PB, H, 4)
     t = torch.tensor([3.0, 57.0, 99.0])
     noise = torch.randn(PB, H, 4)
@@ -391,6 +392,7 @@ FIXTURE = dict(POLICY_PRESETS["tiny"], down_dims=[8, 16, 16], groups=4, step_dim
 if MODE == "fixtures":
     policy_case("net", FIXTURE, 31)
     policy_case("mlp", dict(FIXTURE, head="mlp"), 32)
+    policy_case("grip", dict(FIXTURE, head="mlp", ee_grip=1), 33)  # the gripper input (ee_grip), added later
 elif MODE == "check-ckpt":
     sys.exit(check_ckpt(sys.argv[2]))
 elif MODE == "count":

@@ -453,6 +453,20 @@ typedef struct {
   int depth;
 } walk_ctx;
 
+/* the gripper opening of every frame: column SP_OBS_GRIP of the observations */
+static int read_grip(hid_t g, sp_dataset_ep *e, char *err, const char *path) {
+  double *obs = malloc(sizeof(double) * (size_t)e->n * SP_OBS_DIM);
+  if (!obs || !e->grip) {
+    free(obs);
+    return sp_errf(err, "%s: out of memory for the observations", path);
+  }
+  hsize_t dims[2] = {(hsize_t)e->n, SP_OBS_DIM};
+  int rc = read_array(g, "obs", SP_H5_F64, 2, dims, obs, err, path);
+  for (int t = 0; !rc && t < e->n; t++) e->grip[t] = obs[(size_t)t * SP_OBS_DIM + SP_OBS_GRIP];
+  free(obs);
+  return rc;
+}
+
 static int read_ep_index(sp_dataset *ds, hid_t g, const char *path, char *err) {
   if (ds->n == ds->cap) {
     ds->cap = ds->cap ? 2 * ds->cap : 64;
@@ -479,13 +493,14 @@ static int read_ep_index(sp_dataset *ds, hid_t g, const char *path, char *err) {
   H5Dclose(fi);
   e->actions = malloc(sizeof(double) * (size_t)(e->n > 1 ? e->n - 1 : 1) * SP_ACT_DIM);
   e->ee_pos = malloc(sizeof(double) * (size_t)e->n * 3);
+  e->grip = malloc(sizeof(double) * (size_t)e->n);
   e->expert = malloc((size_t)e->n);
   e->fine_idx = malloc(sizeof(int32_t) * (size_t)(e->nfine ? e->nfine : 1));
   ds->n++;
   hsize_t da[2] = {(hsize_t)(e->n - 1), SP_ACT_DIM}, de[2] = {(hsize_t)e->n, 3}, df = (hsize_t)e->nfine;
   if (read_array(g, "actions", SP_H5_F64, 2, da, e->actions, err, path) ||
       read_array(g, "ee_pos", SP_H5_F64, 2, de, e->ee_pos, err, path) ||
-      read_array(g, "expert", SP_H5_U8, 1, da, e->expert, err, path))
+      read_array(g, "expert", SP_H5_U8, 1, da, e->expert, err, path) || read_grip(g, e, err, path))
     return -1;
   hid_t d = H5Dopen2(g, "fine_indices", H5P_DEFAULT);
   int rc = df > 0 && H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, e->fine_idx) < 0;
@@ -572,6 +587,7 @@ void sp_dataset_close(sp_dataset *ds) {
   for (int i = 0; i < ds->n; i++) {
     free(ds->eps[i].actions);
     free(ds->eps[i].ee_pos);
+    free(ds->eps[i].grip);
     free(ds->eps[i].expert);
     free(ds->eps[i].fine_idx);
   }

@@ -107,6 +107,7 @@ typedef struct {
   char path[256];      // "/episodes/<task>/<camera>/<name>"
   double *actions;     // (n - 1 x 4)
   double *ee_pos;      // (n x 3)
+  double *grip;        // (n) the gripper opening, obs[SP_OBS_GRIP]
   uint8_t *expert;     // (n - 1) 1 where the action came from the expert
   int32_t *fine_idx;   // (nfine)
 } sp_dataset_ep;

@@ -158,6 +158,12 @@ void sp_sampler_action_limits(const sp_sampler *s, double amin[SP_ACT_DIM], doub
   memcpy(amax, s->amax, sizeof s->amax);
 }
 
+void sp_sampler_set_action_limits(sp_sampler *s, const double amin[SP_ACT_DIM], const double amax[SP_ACT_DIM]) {
+  memcpy(s->amin, amin, sizeof s->amin);
+  memcpy(s->amax, amax, sizeof s->amax);
+  sp_action_norm_init(&s->norm, s->amin, s->amax);
+}
+
 void sp_action_executed(const double *a, double *out) {
   for (int j = 0; j < SP_ACT_DIM; j++) out[j] = a[j] < -SP_ACT_LIMIT ? -SP_ACT_LIMIT : a[j] > SP_ACT_LIMIT ? SP_ACT_LIMIT : a[j];
 }
@@ -252,6 +258,7 @@ int sp_sampler_policy(sp_sampler *s, sp_policy_sample *o, char *err) {
   o->t = t;
   o->goal = goal;
   for (int j = 0; j < 3; j++) o->ee[j] = (float)e->ee_pos[3 * t + j];
+  o->grip = (float)e->grip[t];
   int nsteps = e->n - 1;
   for (int h = 0; h < s->cfg.horizon; h++) {
     int a = t + h < nsteps ? t + h : nsteps - 1;

@@ -74,6 +74,7 @@ int sp_sampler_frames(sp_sampler *s, int episode, const int *idx, int k, float *
 typedef struct {
   int episode, t, goal;       // frame indices, goal > t
   float ee[3];                // end effector (tcp) at t, metres
+  float grip;                 // gripper opening at t (obs[SP_OBS_GRIP])
   float *cur, *goal_img;      // (3 x sz x sz) each, caller's buffers
   float *actions;             // (H x 4) normalised, caller's buffer
   double raw_actions[SP_HORIZON_MAX * SP_ACT_DIM];  // the same, unnormalised (executed, clipped)
@@ -91,6 +92,9 @@ void sp_action_unnormalize(const sp_action_norm *n, const float *x, double *out)
 const sp_action_norm *sp_sampler_norm(const sp_sampler *s);
 /* the limits it was built from: the dataset's action min/max clipped to the executed range */
 void sp_sampler_action_limits(const sp_sampler *s, double amin[SP_ACT_DIM], double amax[SP_ACT_DIM]);
+/* normalise with other limits from now on (fine-tuning keeps its checkpoint's; they should
+ * contain the dataset's) */
+void sp_sampler_set_action_limits(sp_sampler *s, const double amin[SP_ACT_DIM], const double amax[SP_ACT_DIM]);
 /* an action as the robot executes it: every element clipped to [-SP_ACT_LIMIT, SP_ACT_LIMIT] */
 void sp_action_executed(const double *a, double *out);
 

@@ -30,6 +30,7 @@ const sp_cf sp_policy_fields[] = {
     {"enc_gn_size", SP_CF_INT, PF(enc.gn_size), 1, 512, NULL, 0, 0, "encoder channels per GroupNorm group (16: Diffusion Policy)"},
     {"ee_hidden", SP_CF_INT, PF(ee_hidden), 1, 4096, NULL, 0, 0, "end-effector MLP hidden width"},
     {"ee_dim", SP_CF_INT, PF(ee_dim), 1, 4096, NULL, 0, 0, "end-effector features in the condition"},
+    {"ee_grip", SP_CF_INT, PF(ee_grip), 0, 1, NULL, 0, 0, "1: the gripper opening (obs[3]) joins the end-effector input (a deviation from the paper's xyz)"},
     {"head", SP_CF_ENUM, PF(head), 0, 0, g_head_names, 0, 0, "diffusion (1D U-Net denoiser) or mlp (direct regression, an ablation)"},
     {"horizon", SP_CF_INT, PF(unet.horizon), 1, SP_HORIZON_MAX, NULL, 0, 0, "actions per chunk H (divisible by 2^(levels-1))"},
     {"down_dims", SP_CF_INTLIST, PF(unet.down_dims), 1, 8192, NULL, SP_DP1D_MAX_LEVELS, PF(unet.levels), "U-Net channels per level"},
@@ -144,7 +145,7 @@ static void limits_to(double *scale, double *off, const double *lo, const double
 void sp_policy_set_limits(sp_policy *m, const sp_policy_limits *lim) {
   m->lim = *lim;
   limits_to(m->a_scale, m->a_off, lim->act_min, lim->act_max, SP_POLICY_ADIM);
-  limits_to(m->e_scale, m->e_off, lim->ee_min, lim->ee_max, SP_POLICY_EE);
+  limits_to(m->e_scale, m->e_off, lim->ee_min, lim->ee_max, SP_POLICY_EE_MAX);
 }
 
 int sp_policy_init(sp_policy *m, const sp_policy_cfg *c, unsigned seed, char *err) {
@@ -158,8 +159,9 @@ int sp_policy_init(sp_policy *m, const sp_policy_cfg *c, unsigned seed, char *er
   if (sp_resnet_init(&m->enc, &k->enc, ps, "enc", err)) goto fail;
   m->feat = m->enc.feat;
   m->gdim = m->feat + k->ee_dim;
+  m->nee = 3 + k->ee_grip;
   SP_ASSERT(m->gdim == k->unet.gdim);
-  m->e0w = nn_params_add4(ps, "ee.0.weight", k->ee_hidden, SP_POLICY_EE, 0, 0);
+  m->e0w = nn_params_add4(ps, "ee.0.weight", k->ee_hidden, m->nee, 0, 0);
   m->e0b = nn_params_add4(ps, "ee.0.bias", k->ee_hidden, 0, 0, 0);
   m->e2w = nn_params_add4(ps, "ee.2.weight", k->ee_dim, k->ee_hidden, 0, 0);
   m->e2b = nn_params_add4(ps, "ee.2.bias", k->ee_dim, 0, 0, 0);
@@ -180,7 +182,7 @@ int sp_policy_init(sp_policy *m, const sp_policy_cfg *c, unsigned seed, char *er
   nn_params_init_default(ps, seed);
   sp_policy_limits id;
   for (int j = 0; j < SP_POLICY_ADIM; j++) id.act_min[j] = -1, id.act_max[j] = 1;
-  for (int j = 0; j < SP_POLICY_EE; j++) id.ee_min[j] = -1, id.ee_max[j] = 1;
+  for (int j = 0; j < SP_POLICY_EE_MAX; j++) id.ee_min[j] = -1, id.ee_max[j] = 1;
   sp_policy_set_limits(m, &id);
   return 0;
 fail:
@@ -201,7 +203,7 @@ size_t sp_policy_nparams(const sp_policy *m) {
 
 double sp_policy_act_flops(const sp_policy *m) {
   const sp_policy_cfg *c = &m->cfg;
-  double f = sp_resnet_flops(&m->enc, 1) + 2.0 * (SP_POLICY_EE * c->ee_hidden + c->ee_hidden * c->ee_dim);
+  double f = sp_resnet_flops(&m->enc, 1) + 2.0 * (m->nee * c->ee_hidden + c->ee_hidden * c->ee_dim);
   if (c->head == SP_POLICY_HEAD_DIFFUSION) return f + c->ddim_steps * sp_dp1d_flops(&m->unet, 1);
   int mh = c->mlp_hidden;
   return f + 2.0 * ((double)m->gdim * mh + (double)mh * mh + (double)mh * c->unet.horizon * SP_POLICY_ADIM);
@@ -223,8 +225,8 @@ char *sp_policy_config_json(const sp_policy *m) {
   cJSON *l = cJSON_AddObjectToObject(o, "limits");
   add_array(l, "act_min", m->lim.act_min, SP_POLICY_ADIM);
   add_array(l, "act_max", m->lim.act_max, SP_POLICY_ADIM);
-  add_array(l, "ee_min", m->lim.ee_min, SP_POLICY_EE);
-  add_array(l, "ee_max", m->lim.ee_max, SP_POLICY_EE);
+  add_array(l, "ee_min", m->lim.ee_min, m->nee);
+  add_array(l, "ee_max", m->lim.ee_max, m->nee);
   char *s = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   return s;
@@ -253,13 +255,15 @@ int sp_policy_config_parse(const char *json, sp_policy_cfg *c, sp_policy_limits 
   if (!l) rc = sp_errf(err, "policy config: no limits (the action normaliser; not written by sp train policy?)");
   if (!rc) rc = get_array(l, "act_min", lim->act_min, SP_POLICY_ADIM, err);
   if (!rc) rc = get_array(l, "act_max", lim->act_max, SP_POLICY_ADIM, err);
-  if (!rc) rc = get_array(l, "ee_min", lim->ee_min, SP_POLICY_EE, err);
-  if (!rc) rc = get_array(l, "ee_max", lim->ee_max, SP_POLICY_EE, err);
-  if (!rc) {
+  if (!rc) {  // the fields first: ee_grip says how many end-effector limits there are
     char *rest = cJSON_PrintUnformatted(o);
     rc = sp_cf_from_json(sp_policy_fields, c, rest, err);
     free(rest);
   }
+  for (int j = 3; j < SP_POLICY_EE_MAX; j++) lim->ee_min[j] = lim->ee_max[j] = 0;  // unused without ee_grip
+  int nee = 3 + (c->ee_grip == 1);
+  if (!rc) rc = get_array(l, "ee_min", lim->ee_min, nee, err);
+  if (!rc) rc = get_array(l, "ee_max", lim->ee_max, nee, err);
   cJSON_Delete(l);
   cJSON_Delete(o);
   return rc;
@@ -315,7 +319,7 @@ static void carve(sp_policy_ws *w, const sp_policy *m) {
   w->dhm2 = tr && mlp ? sp_ws_floats(b, B * mh) : NULL;
   w->dhz2 = tr && mlp ? sp_ws_floats(b, B * mh) : NULL;
   w->img = sp_ws_floats(b, B * SP_POLICY_IN_CH * R * R);
-  w->een = sp_ws_floats(b, B * SP_POLICY_EE);
+  w->een = sp_ws_floats(b, B * m->nee);
   w->x = sp_ws_floats(b, B * per);
   w->mo = sp_ws_floats(b, B * per);
   w->x0 = sp_ws_floats(b, B * per);
@@ -356,13 +360,13 @@ void sp_policy_ws_free(sp_policy_ws *w) {
  * forward and backward */
 
 void sp_policy_encode(const sp_policy *m, sp_policy_ws *w, const float *img, const float *ee, int B) {
-  /* img (B, 6, R, R), ee (B, 3) -> g (B, gdim) = [resnet(img) | mlp(ee)] */
+  /* img (B, 6, R, R), ee (B, nee) -> g (B, gdim) = [resnet(img) | mlp(ee)] */
   const sp_policy_cfg *c = &m->cfg;
   SP_ASSERT(B >= 1 && B <= w->base.maxB);
   w->B = B;
   w->ee_in = ee;
   sp_resnet_forward(&m->enc, &m->ps, &w->enc, w->feat, img, B);
-  nn_linear_forward(w->ez, ee, P(m->e0w), P(m->e0b), B, SP_POLICY_EE, c->ee_hidden);
+  nn_linear_forward(w->ez, ee, P(m->e0w), P(m->e0b), B, m->nee, c->ee_hidden);
   nn_act_forward(w->ezm, w->ez, (size_t)B * c->ee_hidden, NN_ACT_MISH);
   nn_linear_forward(w->ee, w->ezm, P(m->e2w), P(m->e2b), B, c->ee_hidden, c->ee_dim);
   nn_concat_forward(w->g, w->feat, w->ee, B, m->feat, c->ee_dim, 1);
@@ -382,7 +386,7 @@ static void mlp_forward(const sp_policy *m, sp_policy_ws *w, float *out, int B) 
 
 void sp_policy_forward(const sp_policy *m, sp_policy_ws *w, float *out, const float *x, const float *t,
                        const float *img, const float *ee, int B) {
-  /* x (B, H, 4), t (B), img (B, 6, R, R), ee (B, 3) -> out (B, H, 4) */
+  /* x (B, H, 4), t (B), img (B, 6, R, R), ee (B, nee) -> out (B, H, 4) */
   sp_policy_encode(m, w, img, ee, B);
   if (m->cfg.head == SP_POLICY_HEAD_DIFFUSION) sp_dp1d_forward(&m->unet, &m->ps, &w->unet, out, x, t, w->g, B);
   else mlp_forward(m, w, out, B);
@@ -421,7 +425,7 @@ void sp_policy_backward(sp_policy *m, sp_policy_ws *w, const float *dout, int B)
   nn_zero(w->dez, Bz * eh);
   nn_linear_backward(w->dezm, G(m->e2w), G(m->e2b), w->dee, w->ezm, P(m->e2w), B, eh, ed);
   nn_act_backward(w->dez, w->dezm, w->ez, Bz * eh, NN_ACT_MISH);
-  nn_linear_backward(NULL, G(m->e0w), G(m->e0b), w->dez, w->ee_in, P(m->e0w), B, SP_POLICY_EE, eh);
+  nn_linear_backward(NULL, G(m->e0w), G(m->e0b), w->dez, w->ee_in, P(m->e0w), B, m->nee, eh);
   sp_resnet_backward(&m->enc, ps, &w->enc, w->dfeat, B);
 }
 
@@ -430,7 +434,7 @@ void sp_policy_backward(sp_policy *m, sp_policy_ws *w, const float *dout, int B)
 
 void sp_policy_predict(const sp_policy *m, sp_policy_ws *w, float *out, const float *img, const float *ee,
                       const float *noise, int B) {
-  /* img (B, 6, R, R), ee (B, 3), noise (B, H, 4) -> out (B, H, 4) normalised */
+  /* img (B, 6, R, R), ee (B, nee), noise (B, H, 4) -> out (B, H, 4) normalised */
   const sp_policy_cfg *c = &m->cfg;
   sp_policy_encode(m, w, img, ee, B);
   if (c->head == SP_POLICY_HEAD_MLP) {
@@ -461,8 +465,8 @@ void sp_policy_stack(const sp_policy *m, const float *cur, const float *goal, in
   }
 }
 
-void sp_policy_norm_ee(const sp_policy *m, const double ee[SP_POLICY_EE], float *out) {
-  for (int j = 0; j < SP_POLICY_EE; j++) out[j] = (float)(ee[j] * m->e_scale[j] + m->e_off[j]);
+void sp_policy_norm_ee(const sp_policy *m, const double ee[SP_POLICY_EE_MAX], float *out) {
+  for (int j = 0; j < m->nee; j++) out[j] = (float)(ee[j] * m->e_scale[j] + m->e_off[j]);
 }
 
 void sp_policy_unnorm_actions(const sp_policy *m, const float *x, double *out) {
@@ -473,7 +477,7 @@ void sp_policy_unnorm_actions(const sp_policy *m, const float *x, double *out) {
 }
 
 void sp_policy_act(const sp_policy *m, sp_policy_ws *w, const uint8_t *cur_rgb, const uint8_t *goal_rgb,
-                   const double ee[SP_POLICY_EE], unsigned seed, double *actions) {
+                   const double ee[SP_POLICY_EE_MAX], unsigned seed, double *actions) {
   /* cur, goal (F, F, 3) uint8 -> actions (H, 4) */
   const int F = m->cfg.frame, R = m->cfg.enc.res, o = (F - R) / 2;
   for (int k = 0; k < SP_POLICY_IN_CH; k++) {

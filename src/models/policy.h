@@ -3,8 +3,9 @@
  *
  *   image    the current frame and the goal frame stacked into 6 channels, (B, 6, crop, crop)
  *            in [-1, 1] -> sp_resnet (GroupNorm) -> feat = enc_width << (enc_stages - 1)
- *   ee       end-effector xyz, normalised to [-1, 1] by the dataset's limits ->
- *            Linear(3, ee_hidden) -> Mish -> Linear(ee_hidden, ee_dim)
+ *   ee       end-effector xyz (and with ee_grip the gripper opening, obs[3]), normalised to
+ *            [-1, 1] by the dataset's limits -> Linear(nee, ee_hidden) -> Mish ->
+ *            Linear(ee_hidden, ee_dim), nee = 3 + ee_grip
  *   g        [feat | ee] (B, gdim = feat + ee_dim), the global condition
  *   head     diffusion: sp_dp1d (ConditionalUnet1D with FiLM) over x (B, H, 4) noisy normalised
  *            actions at step t -> the predicted noise (target eps) or chunk (target x0);
@@ -35,7 +36,7 @@
 
 enum { SP_POLICY_HEAD_DIFFUSION = 0, SP_POLICY_HEAD_MLP };
 enum { SP_POLICY_TARGET_EPS = 0, SP_POLICY_TARGET_X0 };
-#define SP_POLICY_EE 3    // end-effector xyz
+#define SP_POLICY_EE_MAX 4  // end-effector input: tcp xyz, then the gripper opening (ee_grip)
 #define SP_POLICY_ADIM 4  // xyz move + gripper (SP_ACT_DIM)
 #define SP_POLICY_IN_CH 6
 
@@ -45,6 +46,8 @@ typedef struct {
                       // enc_gn_size; in_ch 6 and GroupNorm are fixed
   int ee_hidden;      // end-effector MLP hidden width
   int ee_dim;         // end-effector features
+  int ee_grip;        // 1: the gripper opening (obs[3]) joins the end-effector input (a deviation,
+                      // docs/deviations.md: Diffusion Policy's robomimic policies see the gripper)
   sp_dp1d_cfg unet;   // the diffusion head: horizon, down_dims, kernel, groups, step_dim;
                       // adim 4 and gdim = features + ee_dim are derived
   int head;           // SP_POLICY_HEAD_DIFFUSION or SP_POLICY_HEAD_MLP
@@ -68,7 +71,8 @@ int sp_policy_cfg_check(const sp_policy_cfg *c, char *err);
  * (a range below 1e-4: scale 1, only shifted), Diffusion Policy's "limits" */
 typedef struct {
   double act_min[SP_POLICY_ADIM], act_max[SP_POLICY_ADIM];  // the dataset's actions
-  double ee_min[SP_POLICY_EE], ee_max[SP_POLICY_EE];        // the dataset's end effector (m)
+  double ee_min[SP_POLICY_EE_MAX], ee_max[SP_POLICY_EE_MAX];  // the dataset's end effector (m;
+                                                              // the first nee are used)
 } sp_policy_limits;
 
 typedef struct {
@@ -79,10 +83,11 @@ typedef struct {
   size_t e0w, e0b, e2w, e2b;           // ee MLP
   size_t h0w, h0b, h2w, h2b, h4w, h4b; // mlp head (NN_NONE with the diffusion head)
   int feat, gdim;                      // encoder features, global condition width
+  int nee;                             // end-effector inputs, 3 + ee_grip
   nn_sched sched;
   sp_policy_limits lim;
   double a_scale[SP_POLICY_ADIM], a_off[SP_POLICY_ADIM];  // from lim
-  double e_scale[SP_POLICY_EE], e_off[SP_POLICY_EE];
+  double e_scale[SP_POLICY_EE_MAX], e_off[SP_POLICY_EE_MAX];
 } sp_policy;
 
 /* check the config, register the parameters, allocate the weights only and fill them (PyTorch's
@@ -111,7 +116,7 @@ typedef struct {
   sp_resnet_ws enc;
   sp_dp1d_ws unet;          // diffusion head only
   int B;                    // batch of the last forward
-  const float *ee_in;       // the last forward's end effector (B, 3), by pointer
+  const float *ee_in;       // the last forward's end effector (B, nee), by pointer
   float *feat;              // (B, feat) encoder output
   float *ez, *ezm, *ee;     // ee MLP: (B, ee_hidden) before and after Mish, (B, ee_dim)
   float *g;                 // (B, gdim) global condition [feat | ee]
@@ -121,7 +126,7 @@ typedef struct {
   float *dhm1, *dhz1, *dhm2, *dhz2;
   /* inference (predict, act) */
   float *img;               // (maxB, 6, crop, crop)
-  float *een;               // (maxB, 3) normalised end effector
+  float *een;               // (maxB, nee) normalised end effector
   float *x, *mo, *x0, *eps; // (maxB, H, 4) DDIM state, model output, work
   float *nz, *y;            // (maxB, H, 4) act's noise and normalised chunk
   float *tb;                // (maxB) timesteps
@@ -131,7 +136,7 @@ typedef struct {
 int sp_policy_ws_init(sp_policy_ws *w, const sp_policy *m, int maxB, int train, char *err);
 void sp_policy_ws_free(sp_policy_ws *w);
 
-/* img (B, 6, crop, crop) in [-1, 1] (kept by pointer until backward), ee (B, 3) normalised ->
+/* img (B, 6, crop, crop) in [-1, 1] (kept by pointer until backward), ee (B, nee) normalised ->
  * w->g (B, gdim) */
 void sp_policy_encode(const sp_policy *m, sp_policy_ws *w, const float *img, const float *ee, int B);
 /* the training forward: encode, then the head. diffusion: x (B, H, 4) noisy normalised
@@ -151,16 +156,17 @@ void sp_policy_predict(const sp_policy *m, sp_policy_ws *w, float *out, const fl
 /* frames (3, frame, frame) floats in [-1, 1] -> img (6, crop, crop): the crop window at (y0, x0)
  * of both, current first (training: a random window; inference: the centre) */
 void sp_policy_stack(const sp_policy *m, const float *cur, const float *goal, int y0, int x0, float *img);
-/* end effector in metres -> normalised (3) */
-void sp_policy_norm_ee(const sp_policy *m, const double ee[SP_POLICY_EE], float *out);
+/* end effector (tcp xyz in metres, gripper opening) -> normalised (nee: the opening only with ee_grip) */
+void sp_policy_norm_ee(const sp_policy *m, const double ee[SP_POLICY_EE_MAX], float *out);
 /* normalised chunk (H x 4) -> actions (H x 4) in the dataset's units */
 void sp_policy_unnorm_actions(const sp_policy *m, const float *x, double *out);
 
 /* one action chunk for a robot: cur and goal (frame x frame x 3) uint8 RGB as rendered, ee the
- * end effector in metres; centre crop, encoder, DDIM from noise drawn from seed (MT19937,
- * standard normals), unnormalised: actions (H x 4). Uses row 0 of w (maxB >= 1). */
+ * end effector (tcp xyz in metres, then the gripper opening obs[3], read with ee_grip only);
+ * centre crop, encoder, DDIM from noise drawn from seed (MT19937, standard normals),
+ * unnormalised: actions (H x 4). Uses row 0 of w (maxB >= 1). */
 void sp_policy_act(const sp_policy *m, sp_policy_ws *w, const uint8_t *cur_rgb, const uint8_t *goal_rgb,
-                   const double ee[SP_POLICY_EE], unsigned seed, double *actions);
+                   const double ee[SP_POLICY_EE_MAX], unsigned seed, double *actions);
 
 /* forward FLOPs (2 per multiply-add) of one chunk at B = 1 as sp_policy_act spends them: the
  * encoder once, the head ddim_steps times (mlp: once) */

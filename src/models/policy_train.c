@@ -69,14 +69,14 @@ struct sp_policy_job {
   long drawn, imagined;                 // training samples drawn, and those with an imagined goal
 };
 
-/* end-effector limits over every frame of every episode */
-static void ee_limits(const sp_dataset *ds, double lo[SP_POLICY_EE], double hi[SP_POLICY_EE]) {
-  for (int j = 0; j < SP_POLICY_EE; j++) lo[j] = INFINITY, hi[j] = -INFINITY;
+/* end-effector limits (tcp xyz, gripper opening) over every frame of every episode */
+static void ee_limits(const sp_dataset *ds, double lo[SP_POLICY_EE_MAX], double hi[SP_POLICY_EE_MAX]) {
+  for (int j = 0; j < SP_POLICY_EE_MAX; j++) lo[j] = INFINITY, hi[j] = -INFINITY;
   for (int i = 0; i < sp_dataset_count(ds); i++) {
     const sp_dataset_ep *e = sp_dataset_episode(ds, i);
     for (int t = 0; t < e->n; t++)
-      for (int j = 0; j < SP_POLICY_EE; j++) {
-        double v = e->ee_pos[3 * t + j];
+      for (int j = 0; j < SP_POLICY_EE_MAX; j++) {
+        double v = j < 3 ? e->ee_pos[3 * t + j] : e->grip[t];
         if (v < lo[j]) lo[j] = v;
         if (v > hi[j]) hi[j] = v;
       }
@@ -121,8 +121,8 @@ static int draw(sp_policy_job *j, sp_sampler *s, int b, int random_crop, sp_mt19
     x0 = (int)(sp_mt_u32(r) % (uint32_t)span);
   }
   sp_policy_stack(&j->model, j->cur, j->goal, y0, x0, j->img + b * j->nimg);
-  double ee[3] = {ps.ee[0], ps.ee[1], ps.ee[2]};
-  sp_policy_norm_ee(&j->model, ee, j->ee + 3 * b);
+  double ee[SP_POLICY_EE_MAX] = {ps.ee[0], ps.ee[1], ps.ee[2], ps.grip};
+  sp_policy_norm_ee(&j->model, ee, j->ee + j->model.nee * b);
   if (raw) memcpy(raw, ps.raw_actions, sizeof(double) * j->per);
   return 0;
 }
@@ -206,15 +206,51 @@ static int job_validate(void *self, long step, char *json, size_t cap, double *m
 
 static float *falloc(size_t n) { return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64); }
 
-/* the limits st gives, checked against the dataset's action limits */
-static int start_limits(const sp_policy_start *st, const double amin[SP_ACT_DIM], const double amax[SP_ACT_DIM],
-                        const char *data, sp_policy_limits *lim, char *err) {
+/* the limits st gives; the dataset's actions (amin, amax) must lie within them, and both samplers
+ * normalise with them from now on, so the targets are in the units of the model's output */
+static int start_limits(sp_policy_job *j, const sp_policy_start *st, const double amin[SP_ACT_DIM],
+                        const double amax[SP_ACT_DIM], const char *data, sp_policy_limits *lim, char *err) {
   *lim = *st->lim;
   for (int d = 0; d < SP_POLICY_ADIM; d++)
-    if (fabs(lim->act_min[d] - amin[d]) > 1e-9 || fabs(lim->act_max[d] - amax[d]) > 1e-9)
-      return sp_errf(err, "%s: action %d spans [%g, %g], the %s policy's limits [%g, %g] (fine-tuning needs the same)",
+    if (amin[d] < lim->act_min[d] - 1e-9 || amax[d] > lim->act_max[d] + 1e-9)
+      return sp_errf(err, "%s: action %d spans [%g, %g], outside the %s policy's limits [%g, %g] (fine-tuning keeps them)",
                      data, d, amin[d], amax[d], st->init ? st->init : "run's", lim->act_min[d], lim->act_max[d]);
+  sp_sampler_set_action_limits(j->train, lim->act_min, lim->act_max);
+  sp_sampler_set_action_limits(j->val, lim->act_min, lim->act_max);
   return 0;
+}
+
+/* fine-tuning: the weights of the policy checkpoint `path`. One without the gripper input widens
+ * into a model with it: ee.0.weight's new column starts at zero, so the network computes what the
+ * checkpoint did until training moves it. *grip: the checkpoint's ee_grip. */
+static int init_weights(sp_policy_job *j, const char *path, int *grip, char *err) {
+  sp_policy base;
+  if (sp_policy_load(&base, path, err)) return -1;
+  *grip = base.cfg.ee_grip;
+  nn_params *ps = &j->model.ps;
+  const nn_params *bp = &base.ps;
+  const int nb = base.nee, nm = j->model.nee;
+  int rc = 0;
+  if (nb > nm) rc = sp_errf(err, "--init %s sees the gripper opening (ee_grip 1); set --ee-grip 1", path);
+  for (int i = 0; i < ps->n && !rc; i++) {
+    const nn_param *p = &ps->p[i];
+    int k = nn_params_find(bp, p->name);
+    const float *src = k >= 0 ? bp->data + bp->p[k].offset : NULL;
+    float *dst = ps->data + p->offset;
+    if (k < 0) {
+      rc = sp_errf(err, "--init %s lacks the tensor %s", path, p->name);
+    } else if (bp->p[k].numel == p->numel) {
+      memcpy(dst, src, p->numel * sizeof(float));
+    } else if (!strcmp(p->name, "ee.0.weight") && bp->p[k].numel / nb == p->numel / nm) {
+      for (size_t r = 0; r < p->numel / nm; r++)
+        for (int c = 0; c < nm; c++) dst[r * nm + c] = c < nb ? src[r * nb + c] : 0.f;
+    } else {
+      rc = sp_errf(err, "--init %s: tensor %s holds %zu values, the model's %zu (another model config?)", path, p->name,
+                   bp->p[k].numel, p->numel);
+    }
+  }
+  sp_policy_free(&base);
+  return rc;
 }
 
 /* the imagined goal set of the dataset, indexed by episode */
@@ -282,20 +318,23 @@ sp_policy_job *sp_policy_job_open(const char *data, const sp_policy_cfg *mc, con
     goto fail;
   }
   if (sp_policy_init(&j->model, &j->mc, (unsigned)tc->seed, err)) goto fail;
-  sp_policy_limits lim;
+  sp_policy_limits lim, dlim;
   const sp_dataset *ds = sp_sampler_dataset(j->train);
-  sp_sampler_action_limits(j->train, lim.act_min, lim.act_max);
-  ee_limits(ds, lim.ee_min, lim.ee_max);
-  if (st && st->lim && start_limits(st, lim.act_min, lim.act_max, data, &lim, err)) goto fail;
+  sp_sampler_action_limits(j->train, dlim.act_min, dlim.act_max);
+  ee_limits(ds, dlim.ee_min, dlim.ee_max);
+  lim = dlim;
+  if (st && st->lim && start_limits(j, st, dlim.act_min, dlim.act_max, data, &lim, err)) goto fail;
+  int init_grip = j->mc.ee_grip;
+  if (st && st->load && init_weights(j, st->init, &init_grip, err)) goto fail;
+  if (init_grip < j->mc.ee_grip) lim.ee_min[3] = dlim.ee_min[3], lim.ee_max[3] = dlim.ee_max[3];  // widened
   sp_policy_set_limits(&j->model, &lim);
-  if (st && st->load && sp_model_load(st->init, &j->model.ps, "policy", NULL, err)) goto fail;
   if (st && st->imagined && open_goalset(j, st->imagined, data, ds, err)) goto fail;
   if (sp_policy_ws_init(&j->ws, &j->model, j->B, 1, err)) goto fail;
   const size_t Bn = (size_t)j->B * j->per;
   j->cur = falloc((size_t)3 * j->F * j->F);
   j->goal = falloc((size_t)3 * j->F * j->F);
   j->img = falloc((size_t)j->B * j->nimg);
-  j->ee = falloc((size_t)j->B * 3);
+  j->ee = falloc((size_t)j->B * SP_POLICY_EE_MAX);
   j->a0 = falloc(Bn);
   j->xt = falloc(Bn);
   j->noise = falloc(Bn);
