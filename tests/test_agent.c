@@ -116,7 +116,7 @@ static char *oracle_records(const char *dir, const char *flags, const char *out)
   char cmd[2048];
   snprintf(cmd, sizeof cmd,
            "%s eval --agent oracle-policy --checkpoint %s/pol/model.safetensors --tasks button-press "
-           "--cameras corner --seeds 1000,3 %s --out %s/%s > %s.log 2>&1",
+           "--cameras corner --seeds 1000,3 %s --out %s/%s >> %s.log 2>&1",
            sp_test_bin(), dir, flags, dir, out, dir);
   cr_assert_eq(sp_test_run(cmd), 0, "sp eval %s failed (%s.log)", flags, dir);
   return records_of(dir, out);
@@ -186,6 +186,25 @@ Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 60
   snprintf(cmd, sizeof cmd, "%s eval --agent oracle-policy --goal-steps -1 --out %s/gneg 2>&1 | grep -q 'goal-steps -1'",
            sp_test_bin(), dir);
   cr_expect_eq(sp_test_run(cmd), 0, "a negative --goal-steps was not refused");
+  /* oracle-policy-r: the expert rolls out again from the episode's state when the tiny policy
+   * stalls or runs out of goals, at most 5 times an episode; bit-identical across --jobs */
+  char *rr1, *rr2;
+  snprintf(args, sizeof args,
+           "--agent oracle-policy-r --checkpoint %s/pol/model.safetensors --tasks button-press --cameras corner "
+           "--seeds 1000,3",
+           dir);
+  eval_jobs(dir, "orr", args, 1, &rr1, &rr2);
+  cr_expect_str_eq(rr1, rr2, "oracle-policy-r: records differ between --jobs 1 and --jobs 2");
+  int nr = 0, replans = 0;
+  for (const char *p = strstr(rr1, "\"events\":"); p; p = strstr(p + 1, "\"events\":"), nr++) {
+    sp_agent_events ev;
+    cr_assert_eq(parse_events(p, &ev), 8, "%.120s", p);
+    cr_expect(ev.replans <= 5, "%d replans, the budget is 5", ev.replans);
+    replans += ev.replans;
+  }
+  cr_expect(nr == 2 && replans >= 1, "%d episodes, %d replans", nr, replans);
+  free(rr1);
+  free(rr2);
   free(r4);
   free(ra);
   free(rb);

@@ -525,6 +525,50 @@ Test(data_collect, recovery_perturbations_are_seeded_and_flagged, .timeout = 120
   sp_env_model_free(em);
 }
 
+/* the expert from another env's state mid-episode (oracle-policy-r's replanning): the rest of the
+ * episode the expert would have recorded from the reset, frame for frame, to the same end; the
+ * live env is left as it was */
+Test(data_collect, expert_from_a_state_continues_the_episode, .timeout = 60) {
+  sp_scene_source src;
+  NEED_SCENE(SP_TASK_HAMMER, src);
+  char err[SP_ERRLEN];
+  sp_env_model *em = sp_env_model_load(SP_TASK_HAMMER, src, assets_dir(), err);
+  cr_assert(em, "%s", err);
+  sp_env *e = sp_env_create(em, err), *live = sp_env_create(em, err);
+  cr_assert(e && live, "%s", err);
+  sp_collect_config c;
+  tiny_cfg(&c, SP_TASK_HAMMER, 0, src, "/dev/null");
+  c.size = 8;
+  c.max_steps = 0;
+  sp_demo full, part;
+  cr_assert_eq(sp_demo_alloc(&full, SP_MAX_PATH + 1, 8, err), 0);
+  cr_assert_eq(sp_demo_alloc(&part, SP_MAX_PATH + 1, 8, err), 0);
+  cr_assert_eq(sp_collect_episode(&c, e, NULL, NULL, 0, 0, 1000, -1, &full, NULL, err), 0, "%s", err);
+  double obs[SP_OBS_DIM], a[SP_ACT_DIM];
+  const int k = 40;
+  sp_env_reset(live, 1000, obs);
+  for (int t = 0; t < k; t++) {
+    sp_expert_act(SP_TASK_HAMMER, c.grasp, obs, a);
+    sp_env_step(live, a, obs);
+  }
+  cr_assert_eq(sp_collect_episode_from(&c, e, NULL, 0, live, &part, NULL, err), 0, "%s", err);
+  cr_expect(full.ep_success && full.n > k + 10, "the expert's episode: success %d, %d frames", full.ep_success, full.n);
+  cr_expect_eq(part.n, full.n - k, "%d frames from step %d of %d", part.n, k, full.n);
+  cr_expect_eq(part.ep_success, full.ep_success);
+  cr_expect_eq(part.seed, 1000);
+  int n = part.n < full.n - k ? part.n : full.n - k;
+  cr_expect(!memcmp(part.obs, full.obs + (size_t)k * SP_OBS_DIM, sizeof(double) * SP_OBS_DIM * (size_t)n),
+            "the observations differ from the expert's own");
+  cr_expect(!memcmp(part.actions, full.actions + (size_t)k * SP_ACT_DIM, sizeof(double) * SP_ACT_DIM * (size_t)(n - 1)),
+            "the actions differ from the expert's own");
+  cr_expect(live->t == k && !memcmp(live->obs, obs, sizeof obs), "the live env was changed");
+  sp_demo_free(&full);
+  sp_demo_free(&part);
+  sp_env_free(e);
+  sp_env_free(live);
+  sp_env_model_free(em);
+}
+
 /* a model's dataset settings carry the expert's grasp to the agents (oracle-policy rolls out its
  * goals with it); absent means Meta-World's, an unknown one is refused */
 Test(data_collect, view_settings_carry_the_grasp) {

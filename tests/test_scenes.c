@@ -327,6 +327,42 @@ Test(scenes_builtin, experts_succeed, .timeout = 60) {
   }
 }
 
+/* sp_env_copy_state: an env that took another's state mid-episode (a fresh one, reset with
+ * another seed first, so nothing it kept of its own can hide) steps to the same observations and
+ * success flags; the expert's grasp and transport of hammer and assembly run across the copy */
+Test(scenes_builtin, copied_state_steps_alike) {
+  char err[SP_ERRLEN] = "";
+  const int tasks[] = {SP_TASK_HAMMER, SP_TASK_ASSEMBLY, SP_TASK_DOOR_OPEN};
+  for (int i = 0; i < 3; i++) {
+    sp_env_model *em = load_builtin(tasks[i]);
+    sp_env *a = sp_env_create(em, err), *b = sp_env_create(em, err);
+    cr_assert(a && b, "%s", err);
+    double oa[SP_OBS_DIM], ob[SP_OBS_DIM], act[SP_ACT_DIM];
+    sp_env_reset(a, 4, oa);
+    sp_env_reset(b, 9, ob);
+    for (int k = 0; k < 40; k++) {
+      sp_expert_act(tasks[i], SP_GRASP_METAWORLD, oa, act);
+      sp_env_step(a, act, oa);
+    }
+    sp_env_copy_state(b, a);
+    cr_expect(b->t == a->t && b->seed == 4 && !memcmp(b->obs, a->obs, sizeof oa), "%s: the copy differs",
+              sp_task_name(tasks[i]));
+    memcpy(ob, oa, sizeof ob);
+    int same = 1, sa = 0, sb = 0;
+    for (int k = 0; k < 80; k++) {
+      sp_expert_act(tasks[i], SP_GRASP_METAWORLD, oa, act);
+      sa += sp_env_step(a, act, oa);
+      sp_expert_act(tasks[i], SP_GRASP_METAWORLD, ob, act);
+      sb += sp_env_step(b, act, ob);
+      same &= !memcmp(oa, ob, sizeof oa);
+    }
+    cr_expect(same && sa == sb, "%s: the copy stepped differently (successes %d vs %d)", sp_task_name(tasks[i]), sa, sb);
+    sp_env_free(a);
+    sp_env_free(b);
+    sp_env_model_free(em);
+  }
+}
+
 /* ---- same initial states as the Meta-World scenes ---- */
 
 static const char *metaworld_dir(void) {

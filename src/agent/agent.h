@@ -68,6 +68,8 @@ typedef struct {
 
 void sp_sense_bind(sp_agent_sense *s, const sp_env *e, int cam, const double *obs, sp_sense_renderers *rc);
 void sp_sense_update(sp_agent_sense *s);  // the end effector after a step (obs is read in place)
+/* the harness's env itself, read only: for the oracle agents' privileged replays alone */
+const sp_env *sp_sense_env(const sp_agent_sense *s);
 /* the camera view v of the state now as `sp collect` records frames (the crop window of v's
  * render at v->size x v->size, its shadow and multisampling settings): rgb (size x size x 3),
  * depth (metres) and seg (geom ids, -1 background), each NULL to skip. 0, or -1 with err. */

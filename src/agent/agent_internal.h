@@ -25,6 +25,7 @@ void *sp_oracle_load(const sp_agent_opts *o, char *err);
 const uint8_t *sp_oracle_goal(void *state, int *side, const char **plan_text);
 void sp_oracle_unload(void *model);
 void *sp_oracle_create(const void *model, char *err);
+void *sp_oracler_create(const void *model, char *err);  // oracle-policy-r
 void sp_oracle_destroy(void *state);
 int sp_oracle_begin(void *state, const sp_agent_sense *s, uint32_t seed, char *err);
 int sp_oracle_act(void *state, const sp_agent_sense *s, const uint8_t *rgb, int w, int h, double action[SP_ACT_DIM],

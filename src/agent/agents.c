@@ -41,6 +41,11 @@ static const sp_agent_api g_agents[] = {
      "the diffusion policy towards goal frames of the expert's own rollout, advanced by the frame matcher",
      SP_CKPT_POLICY, NULL, 0, sp_oracle_load, sp_oracle_unload, sp_oracle_create, sp_oracle_destroy,
      sp_oracle_begin, sp_oracle_act, sp_oracle_end, 0, 0, sp_oracle_goal},
+    {"oracle-policy-r",
+     "oracle-policy with sp-r's replanning: the expert rolls out again from the current state when the hand "
+     "stagnates or the goals run out",
+     SP_CKPT_POLICY, NULL, 0, sp_oracle_load, sp_oracle_unload, sp_oracler_create, sp_oracle_destroy,
+     sp_oracle_begin, sp_oracle_act, sp_oracle_end, 5, 0, sp_oracle_goal},
     {"sp-nr", "Spatial Policy without validation or replanning (Table 5's NR)", SP_CKPT_VIDEO,
      SP_CKPT_POLICY_IMAGINED, 0, sp_sp_load, sp_sp_unload, sp_spnr_create, sp_sp_destroy, sp_sp_begin, sp_sp_act,
      sp_sp_end, 0, 1, sp_sp_goal},

@@ -1,6 +1,7 @@
 /* follow.c: the goal follower shared by oracle-policy and the SP agent (contract in follow.h). */
 #include "agent/follow.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,4 +124,17 @@ int sp_follower_step(sp_follower *f, const sp_agent_sense *s, double action[SP_A
   }
   memcpy(action, f->chunk + SP_ACT_DIM * f->chunk_pos++, sizeof(double) * SP_ACT_DIM);
   return 0;
+}
+
+int sp_stall_push(sp_stall *st, const double hand[3]) {
+  memmove(st->hist[1], st->hist[0], sizeof st->hist[0] * SP_STALL_STEPS);
+  memcpy(st->hist[0], hand, sizeof st->hist[0]);
+  if (st->n < SP_STALL_STEPS + 1) st->n++;
+  if (st->n <= SP_STALL_STEPS) return 0;
+  for (int i = 1; i <= SP_STALL_STEPS; i++) {
+    double d = 0;
+    for (int k = 0; k < 3; k++) d += (st->hist[i][k] - st->hist[0][k]) * (st->hist[i][k] - st->hist[0][k]);
+    if (sqrt(d) * 1000.0 >= SP_STALL_MM) return 0;
+  }
+  return 1;
 }

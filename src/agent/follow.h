@@ -69,4 +69,15 @@ const uint8_t *sp_follower_goal(const sp_follower *f);
 /* 1 once the matcher has moved past the last goal */
 int sp_follower_done(const sp_follower *f);
 
+/* AVDC's stagnation rule, the replanning trigger of sp-r and oracle-policy-r: the hand moved less
+ * than SP_STALL_MM from where it is now at every one of the last SP_STALL_STEPS steps */
+#define SP_STALL_STEPS 15
+#define SP_STALL_MM 1.0
+typedef struct {
+  double hist[SP_STALL_STEPS + 1][3];  // hand positions, newest first
+  int n;                               // positions held (0 after a zeroed start)
+} sp_stall;
+/* this step's hand position in; 1 when the hand has stagnated */
+int sp_stall_push(sp_stall *st, const double hand[3]);
+
 #endif

@@ -12,6 +12,8 @@ void sp_sense_bind(sp_agent_sense *s, const sp_env *e, int cam, const double *ob
 
 void sp_sense_update(sp_agent_sense *s) { sp_env_tcp(s->env_, s->tcp); }
 
+const sp_env *sp_sense_env(const sp_agent_sense *s) { return s->env_; }
+
 void sp_sense_renderers_free(sp_sense_renderers *rc) {
   for (int i = 0; i < rc->n; i++) sp_renderer_free(rc->r[i]);
   memset(rc, 0, sizeof *rc);

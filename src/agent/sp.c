@@ -35,8 +35,6 @@
 #define SP_DDIM_STEPS 20
 #define SP_REGEN_BUDGET 3     // regenerations of a rejected video (sp, sp-r)
 #define SP_REPLAN_BUDGET 5    // AVDC's replans
-#define SP_STALL_STEPS 15     // AVDC: stagnation window
-#define SP_STALL_MM 1.0       // AVDC: the hand moved less than this over the window
 /* the offline validator: agent/validate.h */
 
 enum { MODE_NR = 0, MODE_GR, MODE_GR_ER };
@@ -62,8 +60,7 @@ typedef struct {
   int val_ok;
   uint8_t *frames;              // (F + 1) x R x R x 3: the current view and the imagined frames
   int nframes;
-  double hist[SP_STALL_STEPS + 1][3];  // hand positions of the last steps (ring)
-  int nhist;
+  sp_stall stall;                // the hand's last positions (follow.h)
   uint32_t seed;
   int task;
   sp_agent_events ev;
@@ -190,7 +187,7 @@ static int replan(sp_agent *a, const sp_agent_sense *s, sp_agent_timing *tm, cha
   const uint8_t *goals[SP_FOLLOW_MAX_GOALS];
   for (int f = 0; f < a->nframes; f++) goals[f] = a->frames + fb * f;
   sp_follower_start(&a->f, goals, a->nframes, a->seed ^ (0xC2B2AE35u * (uint32_t)a->ev.plans));
-  a->nhist = 0;
+  a->stall.n = 0;
   return 0;
 }
 
@@ -203,27 +200,13 @@ int sp_sp_begin(void *state, const sp_agent_sense *s, uint32_t seed, char *err) 
   return replan(a, s, &a->begin_tm, err);
 }
 
-/* AVDC's stagnation rule over the hand positions of the last SP_STALL_STEPS steps */
-static int stalled(sp_agent *a, const double hand[3]) {
-  memmove(a->hist[1], a->hist[0], sizeof a->hist[0] * SP_STALL_STEPS);
-  memcpy(a->hist[0], hand, sizeof a->hist[0]);
-  if (a->nhist < SP_STALL_STEPS + 1) a->nhist++;
-  if (a->nhist <= SP_STALL_STEPS) return 0;
-  for (int i = 1; i <= SP_STALL_STEPS; i++) {
-    double d = 0;
-    for (int k = 0; k < 3; k++) d += (a->hist[i][k] - a->hist[0][k]) * (a->hist[i][k] - a->hist[0][k]);
-    if (sqrt(d) * 1000.0 >= SP_STALL_MM) return 0;
-  }
-  return 1;
-}
-
 int sp_sp_act(void *state, const sp_agent_sense *s, const uint8_t *rgb, int w, int h, double action[SP_ACT_DIM],
               sp_agent_timing *tm, char *err) {
   (void)rgb; (void)w; (void)h;
   sp_agent *a = state;
   sp_agent_timing_take(tm, &a->begin_tm);
   if (a->mode == MODE_GR_ER && a->ev.replans < SP_REPLAN_BUDGET &&
-      (stalled(a, s->obs + SP_OBS_HAND) || sp_follower_done(&a->f))) {
+      (sp_stall_push(&a->stall, s->obs + SP_OBS_HAND) || sp_follower_done(&a->f))) {
     a->ev.replans++;
     if (replan(a, s, tm, err)) return -1;
   }

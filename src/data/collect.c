@@ -157,6 +157,23 @@ static int record_frame(const sp_collect_config *cfg, sp_env *e, sp_renderer *re
   return 0;
 }
 
+static int episode(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *rend, const int *mask_geoms, int nmask,
+                   int cam, long seed, int attempt, void *pstate, const sp_env *start, sp_demo *d, double *t_render,
+                   char *err);
+
+int sp_collect_episode_by(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *rend,
+                          const int *mask_geoms, int nmask, int cam, long seed, int attempt, void *pstate,
+                          sp_demo *d, double *t_render, char *err) {
+  return episode(cfg, e, rend, mask_geoms, nmask, cam, seed, attempt, pstate, NULL, d, t_render, err);
+}
+
+int sp_collect_episode_from(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *rend, int cam,
+                            const sp_env *start, sp_demo *d, double *t_render, char *err) {
+  sp_collect_config c = *cfg;
+  c.policy = NULL;
+  return episode(&c, e, rend, NULL, 0, cam, start->seed, -1, NULL, start, d, t_render, err);
+}
+
 int sp_collect_episode(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *rend,
                        const int *mask_geoms, int nmask, int cam, long seed, int attempt,
                        sp_demo *d, double *t_render, char *err) {
@@ -165,9 +182,10 @@ int sp_collect_episode(const sp_collect_config *cfg, sp_env *e, struct sp_render
   return sp_collect_episode_by(&c, e, rend, mask_geoms, nmask, cam, seed, attempt, NULL, d, t_render, err);
 }
 
-int sp_collect_episode_by(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *rend,
-                          const int *mask_geoms, int nmask, int cam, long seed, int attempt, void *pstate,
-                          sp_demo *d, double *t_render, char *err) {
+/* one episode from a reset for seed, or (start not NULL) from start's state on */
+static int episode(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *rend, const int *mask_geoms, int nmask,
+                   int cam, long seed, int attempt, void *pstate, const sp_env *start, sp_demo *d, double *t_render,
+                   char *err) {
   const sp_collect_policy *pol = cfg->policy;
   if (pol && attempt >= 0) return sp_errf(err, "recovery episodes are the expert's");
   const int task = e->em->task, sz = cfg->size;
@@ -189,7 +207,12 @@ int sp_collect_episode_by(const sp_collect_config *cfg, sp_env *e, struct sp_ren
   d->render_crop = cfg->render_crop;
   d->perturb[0] = 0;
   double obs[SP_OBS_DIM], act[SP_ACT_DIM];
-  sp_env_reset(e, seed, obs);
+  if (start) {
+    sp_env_copy_state(e, start);
+    memcpy(obs, e->obs, sizeof obs);
+  } else {
+    sp_env_reset(e, seed, obs);
+  }
   const int cid = e->em->cam_id[cam];
   sp_camera_matrix cm;
   if (cfg->render_crop) {
@@ -245,6 +268,8 @@ int sp_collect_episode_by(const sp_collect_config *cfg, sp_env *e, struct sp_ren
     return -1;
   sp_episode_rule rule;
   sp_episode_rule_init(&rule);
+  const int base = start ? start->t : 0;  // frames before the first recorded one
+  rule.frames += base;                    // the episode's frame budget goes on from start's
   int steps = 0;
   while (sp_episode_rule_more(&rule, cfg->max_steps)) {
     if (cfg->stop && *cfg->stop) return sp_errf(err, "interrupted");
@@ -269,11 +294,11 @@ int sp_collect_episode_by(const sp_collect_config *cfg, sp_env *e, struct sp_ren
     memcpy(d->actions + (size_t)steps * SP_ACT_DIM, act, sizeof act);
     d->expert[steps] = (uint8_t)expert;
     steps++;
-    if (record_frame(cfg, e, rend, mask_geoms, nmask, cam, &crop, obs, done, d, rule.frames - 1, &t_r, err))
+    if (record_frame(cfg, e, rend, mask_geoms, nmask, cam, &crop, obs, done, d, rule.frames - 1 - base, &t_r, err))
       return -1;
     if (sp_episode_rule_over(&rule)) break;
   }
-  d->n = rule.frames;
+  d->n = rule.frames - base;
   d->ep_success = sp_episode_rule_success(&rule);
   sp_fine_phases(&cfg->fine, d->fine_distance, d->n, d->fine_flag);
   d->nfine = sp_fine_sample(&cfg->fine, d->fine_flag, d->n, d->fine_idx);

@@ -160,6 +160,12 @@ int sp_collect_episode_by(const sp_collect_config *cfg, sp_env *e, struct sp_ren
                           const int *mask_geoms, int nmask, int cam, long seed, int attempt, void *pstate,
                           sp_demo *d, double *t_render, char *err);
 
+/* the expert from start's current state on (copied into e, an env of the same scene:
+ * sp_env_copy_state) until the episode's end by AVDC's rule, counting start's frames: frame 0 of
+ * d is start's state. The frames oracle-policy-r replans with. */
+int sp_collect_episode_from(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *rend, int cam,
+                            const sp_env *start, sp_demo *d, double *t_render, char *err);
+
 /* the geom ids of the task's mask in this scene (returns count or -1 with err); ids[] holds
  * up to cap */
 int sp_mask_geoms(const sp_env_model *em, int *ids, int cap, char *err);

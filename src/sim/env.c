@@ -279,6 +279,18 @@ void sp_env_free(sp_env *e) {
   free(e);
 }
 
+void sp_env_copy_state(sp_env *dst, const sp_env *src) {
+  SP_ASSERT(dst->em == src->em);
+  mjModel *m = dst->m;
+  mjData *d = dst->d;
+  memcpy(m->body_pos, src->m->body_pos, sizeof(mjtNum) * 3 * m->nbody);  // what a reset edits
+  memcpy(m->site_pos, src->m->site_pos, sizeof(mjtNum) * 3 * m->nsite);
+  mj_copyData(d, m, src->d);
+  *dst = *src;
+  dst->m = m;
+  dst->d = d;
+}
+
 void sp_env_tcp(const sp_env *e, double tcp[3]) {
   const mjtNum *r = e->d->site_xpos + 3 * e->em->site_right_pad;
   const mjtNum *l = e->d->site_xpos + 3 * e->em->site_left_pad;

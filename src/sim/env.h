@@ -104,6 +104,11 @@ void sp_env_free(sp_env *e);
  * MT19937(seed), two resets with the same vector. Writes the reset observation. */
 void sp_env_reset(sp_env *e, long seed, double obs[SP_OBS_DIM]);
 
+/* dst takes src's state (the per-rollout model edits, mjData, seed, step count, target, previous
+ * observation, ...): stepped alike, the two give the same observations. Both of the same scene
+ * (dst made by sp_env_create on src's model). The oracle agents replay the expert from there. */
+void sp_env_copy_state(sp_env *dst, const sp_env *src);
+
 /* one env step; returns the task's success flag for the new state */
 int sp_env_step(sp_env *e, const double action[SP_ACT_DIM], double obs[SP_OBS_DIM]);
 
