@@ -186,6 +186,15 @@ Test(agent_oracle, runs_counts_goals_and_is_identical_across_jobs, .timeout = 60
   snprintf(cmd, sizeof cmd, "%s eval --agent oracle-policy --goal-steps -1 --out %s/gneg 2>&1 | grep -q 'goal-steps -1'",
            sp_test_bin(), dir);
   cr_expect_eq(sp_test_run(cmd), 0, "a negative --goal-steps was not refused");
+  /* --episode-noise: every chunk from the plan's one noise draw, so other chunks than the default
+   * run's, and the run's config says so */
+  char *ren = oracle_records(dir, "--episode-noise", "en");
+  cr_expect(strcmp(ren, ra), "--episode-noise changed no record");
+  free(ren);
+  snprintf(cmd, sizeof cmd, "%s/en/config.json", dir);
+  char *enc = slurp(cmd);
+  cr_expect(enc && strstr(enc, "\"episode_noise\":\ttrue"), "config.json: %s", enc ? enc : "missing");
+  free(enc);
   /* oracle-policy-r: the expert rolls out again from the episode's state when the tiny policy
    * stalls or runs out of goals, at most 5 times an episode; bit-identical across --jobs */
   char *rr1, *rr2;

@@ -90,6 +90,8 @@ typedef struct {
                                   // (0: half the horizon, Diffusion Policy's n_action_steps)
   int goal_steps;                 // agents with a policy: steps on one goal frame before the matcher
                                   // moves on anyway (0: the matcher's default, 20)
+  int episode_noise;              // agents with a policy: every chunk of a plan from one noise draw
+                                  // (0: a new draw per chunk)
   sp_grasp grasp;                 // the expert agent: how it grasps (sim/env.h)
 } sp_agent_opts;
 

@@ -114,7 +114,7 @@ int sp_follower_step(sp_follower *f, const sp_agent_sense *s, double action[SP_A
   double t2 = sp_time_now();
   tm->matching += t2 - t1;
   if (f->chunk_pos == f->chunk_len) {
-    uint32_t ns = f->seed ^ (0x9E3779B9u * (uint32_t)(ev->chunks + 1));
+    uint32_t ns = f->m->episode_noise ? f->seed : f->seed ^ (0x9E3779B9u * (uint32_t)(ev->chunks + 1));
     double ee[SP_POLICY_EE_MAX] = {s->tcp[0], s->tcp[1], s->tcp[2], s->obs[SP_OBS_GRIP]};
     sp_policy_act(&f->m->pol, &f->ws, f->cur, sp_follower_goal(f), ee, ns, f->chunk);
     f->chunk_len = f->m->action_steps;

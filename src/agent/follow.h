@@ -27,6 +27,7 @@ typedef struct {
   sp_collect_config view;  // from the checkpoint's dataset provenance (rgb_only set)
   int action_steps;        // actions executed of each chunk of H before predicting again
   int goal_steps;          // the matcher's hard switch: steps on one goal before the next (0: 20)
+  int episode_noise;       // 1: every chunk from the same noise (the follower's seed), 0: one per chunk
 } sp_follow_model;
 
 /* the policy of a `sp train policy` checkpoint and its dataset's render settings; a policy trained

@@ -35,6 +35,7 @@ void *sp_oracle_load(const sp_agent_opts *o, char *err) {
   sp_follow_model *m = calloc(1, sizeof *m);
   if (!m) { sp_errf(err, "out of memory"); return NULL; }
   if (sp_follow_model_load(m, o->checkpoint, o->action_steps, o->goal_steps, err)) { free(m); return NULL; }
+  m->episode_noise = o->episode_noise;
   return m;
 }
 

@@ -76,6 +76,7 @@ void *sp_sp_load(const sp_agent_opts *o, char *err) {
     m->has_vlm = 1;
   }
   if (sp_follow_model_load(&m->fm, policy_checkpoint, o->action_steps, o->goal_steps, err)) { free(m); return NULL; }
+  m->fm.episode_noise = o->episode_noise;
   if (sp_video_model_load(&m->vm, checkpoint, err)) goto fail;
   m->vm_ok = 1;
   m->guidance = o->guidance >= 0 ? (float)o->guidance : m->vm.dc.guidance;

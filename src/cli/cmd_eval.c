@@ -40,6 +40,7 @@ int sp_cmd_eval(int argc, char **argv) {
       {"render", SP_ARG_STR, &render_q, "render quality: full (shadows, reflections) or fast"},
       {"render-timeout", SP_ARG_DOUBLE, &cfg.render_timeout, "seconds before a stuck render stops the run"},
       {"guidance", SP_ARG_DOUBLE, &cfg.guidance, "sp and avdc agents: classifier-free guidance w of the imagined videos (default: sp the checkpoint's validation value, avdc 0)"},
+      {"episode-noise", SP_ARG_FLAG, &cfg.episode_noise, "oracle-policy and sp agents: the policy's chunks all start from one noise draw per plan (default: a new draw per chunk)"},
       {"goal-steps", SP_ARG_INT, &cfg.goal_steps, "oracle-policy and sp agents: steps on one goal frame before the frame matcher moves on without a match (0: its default, 20; paper Appendix F)"},
       {"grasp", SP_ARG_STR, &grasp, "the expert agent's grasp: metaworld or late (sp collect --grasp; oracle-policy takes its policy dataset's)"},
       {"action-steps", SP_ARG_INT, &cfg.action_steps, "oracle-policy and sp agents: actions executed of each predicted chunk before the next (0: half the policy's horizon, Diffusion Policy's rule)"},

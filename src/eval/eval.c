@@ -399,6 +399,7 @@ static cJSON *config_json(const sp_eval_config *cfg, const sp_agent_api *ag, sp_
   if (cfg->guidance >= 0) cJSON_AddNumberToObject(o, "guidance", cfg->guidance);
   if (cfg->action_steps) cJSON_AddNumberToObject(o, "action_steps", cfg->action_steps);
   if (cfg->goal_steps) cJSON_AddNumberToObject(o, "goal_steps", cfg->goal_steps);
+  if (cfg->episode_noise) cJSON_AddBoolToObject(o, "episode_noise", 1);
   if (cfg->grasp != SP_GRASP_METAWORLD) cJSON_AddStringToObject(o, "grasp", sp_grasp_name(cfg->grasp));
   cJSON_AddStringToObject(o, "checkpoint_hash", ckpt_hash);
   cJSON *t = cJSON_AddArrayToObject(o, "tasks");
@@ -625,7 +626,9 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
   free(done_eps);
   done_eps = NULL;
 
-  sp_agent_opts ao = {rs->ckpt, rs->pckpt, cfg->vlm, cfg->guidance, cfg->action_steps, cfg->goal_steps, cfg->grasp};
+  sp_agent_opts ao = {.checkpoint = rs->ckpt, .policy_checkpoint = rs->pckpt, .vlm = cfg->vlm,
+                      .guidance = cfg->guidance, .action_steps = cfg->action_steps, .goal_steps = cfg->goal_steps,
+                      .episode_noise = cfg->episode_noise, .grasp = cfg->grasp};
   if (!(rs->agent_model = ag->load(&ao, err))) goto out;
   int nw = cfg->jobs < rs->njobs ? cfg->jobs : (rs->njobs ? rs->njobs : 1);
   /* networks run on one thread each inside a run, whatever --jobs: their float sums depend on

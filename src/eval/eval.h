@@ -26,6 +26,7 @@ typedef struct {
   double guidance;              // agents with a video model: its classifier-free guidance (< 0: theirs)
   int action_steps;             // agents with a policy: actions executed per chunk (0: theirs, H / 2)
   int goal_steps;               // agents with a policy: the matcher's hard switch (0: its default, 20)
+  int episode_noise;            // agents with a policy: one DDIM noise draw for every chunk of a plan
   sp_grasp grasp;               // the expert agent's grasp (sim/env.h)
   int tasks[SP_NTASK], ntask;
   int cams[SP_NCAMERA], ncam;
