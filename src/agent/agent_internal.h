@@ -4,8 +4,8 @@
 
 #include "agent/agent.h"
 
-#define SP_CKPT_POLICY "policy-cpu.safetensors"  // the committed policy (docs/training.md): oracle-policy's
-#define SP_CKPT_POLICY_IMAGINED "policy-imagined-cpu.safetensors"  // it fine-tuned on imagined goals: the SP agents'
+#define SP_CKPT_POLICY_IMAGINED "policy-imagined-cpu.safetensors"  // policy-cpu fine-tuned on imagined goals
+                                                                   // (docs/training.md): every policy agent's
 #define SP_CKPT_VIDEO "video-plan-cpu.safetensors"  // the committed video model (docs/training.md)
 #define SP_CKPT_VIDEO_TEXT "video-text-cpu.safetensors"  // the text-only one: AVDC's conditioning
 #define SP_CKPT_VIDEO_REFINE "video-refine-cpu.safetensors"  // VideoAgent's refinement model, from the text one
