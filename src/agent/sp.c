@@ -16,7 +16,6 @@
  * that fell back counts as a vlm_failure.
  * Noise is seeded from the episode's agent seed and the video count, so records do not depend
  * on --jobs. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
