@@ -117,7 +117,7 @@ Test(agent_flowplan, a_translating_patch_gives_translating_subgoals) {
   sp_fp_ws *ws = sp_fp_ws_new(&cfg, err);
   cr_assert(ws, "%s", err);
   sp_fp_plan p, q;
-  cr_assert_eq(sp_fp_run(&cfg, ws, mask, depth, S, S, &cm, flows, NF, 11, &p, err), 0, "%s", err);
+  cr_assert_eq(sp_fp_run(&cfg, ws, mask, depth, S, S, &cm, flows, NULL, NF, 11, &p, err), 0, "%s", err);
   cr_expect_eq(p.nflow, NF);
   cr_expect(!p.mask_empty);
   double u0, v0;
@@ -132,17 +132,83 @@ Test(agent_flowplan, a_translating_patch_gives_translating_subgoals) {
     cr_expect(p.inliers[k - 1] == cfg.samples, "flow %d: %d inliers", k - 1, p.inliers[k - 1]);
   }
   /* seeded: the same call gives the same plan */
-  cr_assert_eq(sp_fp_run(&cfg, ws, mask, depth, S, S, &cm, flows, NF, 11, &q, err), 0);
+  cr_assert_eq(sp_fp_run(&cfg, ws, mask, depth, S, S, &cm, flows, NULL, NF, 11, &q, err), 0);
   cr_expect(!memcmp(&p, &q, sizeof p), "two runs with one seed differ");
   /* an empty mask: AVDC samples the background, and says so */
   memset(mask, 0, S * S);
-  cr_assert_eq(sp_fp_run(&cfg, ws, mask, depth, S, S, &cm, flows, 1, 11, &q, err), 0);
+  cr_assert_eq(sp_fp_run(&cfg, ws, mask, depth, S, S, &cm, flows, NULL, 1, 11, &q, err), 0);
   cr_expect(q.mask_empty);
   /* too many flows are refused */
-  cr_expect_eq(sp_fp_run(&cfg, ws, mask, depth, S, S, &cm, flows, SP_FP_MAX_FLOWS + 1, 11, &q, err), -1);
+  cr_expect_eq(sp_fp_run(&cfg, ws, mask, depth, S, S, &cm, flows, NULL, SP_FP_MAX_FLOWS + 1, 11, &q, err), -1);
   cr_expect(strstr(err, "flows") != NULL, "%s", err);
   sp_fp_ws_free(ws);
   free(mask);
   free(depth);
   free(flow);
+}
+
+/* the occlusion test (fb_px > 0): an "arm" covers 60 % of a still patch in the next frame and
+ * carries those points' forward flow (-6, +4) px, while the backward flow is zero everywhere (the
+ * arm's pixels in the next frame come from the background). Without the test RANSAC keeps the
+ * arm's motion, the majority; with it those points sit out the fit, the patch stays, and they
+ * count again in the next flow, where nothing moves */
+Test(agent_flowplan, the_occlusion_test_keeps_a_passing_arm_out_of_the_fit) {
+  enum { S = 128, NF = 2 };
+  sp_camera_matrix cm;
+  camera(&cm, S);
+  uint8_t *mask = calloc(S * S, 1);
+  float *depth = malloc(sizeof(float) * S * S), *arm = calloc((size_t)S * S * 2, sizeof(float));
+  float *still = calloc((size_t)S * S * 2, sizeof(float));
+  for (int y = 0; y < S; y++)
+    for (int x = 0; x < S; x++) {
+      depth[y * S + x] = 0.5f;
+      mask[y * S + x] = (uint8_t)(x >= 50 && x < 70 && y >= 60 && y < 80);
+      if (x >= 49 && x < 62 && y >= 59 && y < 81) arm[2 * (y * S + x)] = -6.f, arm[2 * (y * S + x) + 1] = 4.f;
+    }
+  const float *flows[NF] = {arm, still}, *back[NF] = {still, still};
+  sp_fp_cfg cfg;
+  sp_fp_cfg_default(&cfg);
+  cfg.restarts = 10;
+  char err[256] = "";
+  sp_fp_ws *ws = sp_fp_ws_new(&cfg, err);
+  cr_assert(ws, "%s", err);
+  sp_fp_plan p, q;
+  double u0, v0, u, v;
+  /* AVDC's: the arm's motion wins */
+  cr_assert_eq(sp_fp_run(&cfg, ws, mask, depth, S, S, &cm, flows, NULL, NF, 5, &p, err), 0, "%s", err);
+  sp_camera_project(&cm, p.grasp, &u0, &v0);
+  sp_camera_project(&cm, p.sub[1], &u, &v);
+  cr_expect(fabs(u - u0 + 6) < 0.1 && fabs(v - v0 - 4) < 0.1, "without the test: subgoal 1 moved (%g, %g) px",
+            u - u0, v - v0);
+  cr_expect_eq(p.hidden[0], 0);
+  /* with the test the patch stays, and the hidden points rejoin */
+  cfg.fb_px = 1;
+  cr_assert_eq(sp_fp_run(&cfg, ws, mask, depth, S, S, &cm, flows, back, NF, 5, &q, err), 0, "%s", err);
+  for (int k = 1; k <= NF; k++) {
+    sp_camera_project(&cm, q.sub[k], &u, &v);
+    cr_expect(fabs(u - u0) < 0.05 && fabs(v - v0) < 0.05, "with the test: subgoal %d moved (%g, %g) px", k, u - u0,
+              v - v0);
+  }
+  cr_expect(q.hidden[0] > cfg.samples / 2 && q.hidden[0] < cfg.samples * 3 / 4, "%d hidden", q.hidden[0]);
+  /* a few visible points at the arm's edge took part of its flow and are RANSAC outliers */
+  cr_expect(q.inliers[0] <= cfg.samples - q.hidden[0] && q.inliers[0] > cfg.samples - q.hidden[0] - 10, "%d fit",
+            q.inliers[0]);
+  cr_expect_eq(q.hidden[1], 0);
+  cr_expect_eq(q.inliers[1], q.inliers[0] + q.hidden[0], "flow 1: %d points fit", q.inliers[1]);
+  /* every point hidden: the object stays, nothing is dropped */
+  const float *all_arm[NF] = {arm, arm};
+  for (int y = 0; y < S; y++)
+    for (int x = 0; x < S; x++) arm[2 * (y * S + x)] = -6.f, arm[2 * (y * S + x) + 1] = 4.f;
+  cr_assert_eq(sp_fp_run(&cfg, ws, mask, depth, S, S, &cm, all_arm, back, NF, 5, &q, err), 0, "%s", err);
+  cr_expect_eq(q.hidden[0], cfg.samples);
+  cr_expect_eq(q.inliers[0], 0);
+  cr_expect(!memcmp(q.sub[2], q.grasp, sizeof q.grasp), "the object moved with every point hidden");
+  /* the test needs the backward flows */
+  cr_expect_eq(sp_fp_run(&cfg, ws, mask, depth, S, S, &cm, flows, NULL, NF, 5, &q, err), -1);
+  cr_expect(strstr(err, "backward") != NULL, "%s", err);
+  sp_fp_ws_free(ws);
+  free(mask);
+  free(depth);
+  free(arm);
+  free(still);
 }

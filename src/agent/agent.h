@@ -93,6 +93,8 @@ typedef struct {
   int episode_noise;              // agents with a policy: every chunk of a plan from one noise draw
                                   // (0: a new draw per chunk)
   sp_grasp grasp;                 // the expert agent: how it grasps (sim/env.h)
+  double flow_check;              // the AVDC agents: the flow plan's occlusion test, px (0: off, AVDC's;
+                                  // agent/flowplan.h)
 } sp_agent_opts;
 
 typedef struct {

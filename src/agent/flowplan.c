@@ -16,11 +16,13 @@ void sp_fp_cfg_default(sp_fp_cfg *c) {
   c->ransac_px = 0.5;
   c->restarts = 50;
   c->restart_loss = 1e-3;
+  c->fb_px = 0;
 }
 
 struct sp_fp_ws {
   int cap;
-  double *uv1, *uv2, *P, *d, *tmp;
+  double *uv1, *uv2, *P, *d;
+  double *hid;  // the occlusion test's hidden points while they are set apart (7 per point)
   int *inl;
 };
 
@@ -30,14 +32,15 @@ void sp_fp_ws_free(sp_fp_ws *ws) {
   free(ws->uv2);
   free(ws->P);
   free(ws->d);
-  free(ws->tmp);
+  free(ws->hid);
   free(ws->inl);
   free(ws);
 }
 
 sp_fp_ws *sp_fp_ws_new(const sp_fp_cfg *cfg, char *err) {
-  if (cfg->samples < 2 || cfg->ransac_tries < 1 || cfg->ransac_px <= 0 || cfg->restarts < 0 || cfg->grasp_r <= 0) {
-    sp_errf(err, "flow plan: samples >= 2, ransac_tries >= 1, ransac_px > 0, restarts >= 0, grasp_r > 0");
+  if (cfg->samples < 2 || cfg->ransac_tries < 1 || cfg->ransac_px <= 0 || cfg->restarts < 0 || cfg->grasp_r <= 0 ||
+      !(cfg->fb_px >= 0)) {
+    sp_errf(err, "flow plan: samples >= 2, ransac_tries >= 1, ransac_px > 0, restarts >= 0, grasp_r > 0, fb_px >= 0");
     return NULL;
   }
   sp_fp_ws *ws = calloc(1, sizeof *ws);
@@ -48,9 +51,9 @@ sp_fp_ws *sp_fp_ws_new(const sp_fp_cfg *cfg, char *err) {
   ws->uv2 = malloc(sizeof(double) * 2 * n);
   ws->P = malloc(sizeof(double) * 3 * n);
   ws->d = malloc(sizeof(double) * n);
-  ws->tmp = malloc(sizeof(double) * 3 * n);
+  ws->hid = malloc(sizeof(double) * 7 * n);
   ws->inl = malloc(sizeof(int) * n);
-  if (!ws->uv1 || !ws->uv2 || !ws->P || !ws->d || !ws->tmp || !ws->inl) {
+  if (!ws->uv1 || !ws->uv2 || !ws->P || !ws->d || !ws->hid || !ws->inl) {
     sp_fp_ws_free(ws);
     sp_errf(err, "out of memory");
     return NULL;
@@ -283,11 +286,42 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* the occlusion test: points whose round trip through the backward flow bflow misses their start
+ * by more than tol px go after the visible ones (both in their order), uv1, uv2 and P alike;
+ * returns the visible count */
+static int split_hidden(sp_fp_ws *ws, int n, const float *bflow, int w, int h, double tol) {
+  int nv = 0, nh = 0;
+  for (int k = 0; k < n; k++) {
+    const double x2 = ws->uv2[2 * k], y2 = ws->uv2[2 * k + 1];
+    const double bx = x2 + bilinear(bflow, w, h, 2, 0, x2, y2), by = y2 + bilinear(bflow, w, h, 2, 1, x2, y2);
+    const int seen = hypot(bx - ws->uv1[2 * k], by - ws->uv1[2 * k + 1]) <= tol;
+    double *dst = seen ? NULL : ws->hid + 7 * nh++;
+    if (seen) {  // nv <= k: a forward copy in place
+      memmove(ws->uv1 + 2 * nv, ws->uv1 + 2 * k, sizeof(double) * 2);
+      memmove(ws->uv2 + 2 * nv, ws->uv2 + 2 * k, sizeof(double) * 2);
+      memmove(ws->P + 3 * nv, ws->P + 3 * k, sizeof(double) * 3);
+      nv++;
+    } else {
+      memcpy(dst, ws->uv1 + 2 * k, sizeof(double) * 2);
+      memcpy(dst + 2, ws->uv2 + 2 * k, sizeof(double) * 2);
+      memcpy(dst + 4, ws->P + 3 * k, sizeof(double) * 3);
+    }
+  }
+  for (int j = 0; j < nh; j++) {
+    const double *src = ws->hid + 7 * j;
+    memcpy(ws->uv1 + 2 * (nv + j), src, sizeof(double) * 2);
+    memcpy(ws->uv2 + 2 * (nv + j), src + 2, sizeof(double) * 2);
+    memcpy(ws->P + 3 * (nv + j), src + 4, sizeof(double) * 3);
+  }
+  return nv;
+}
+
 int sp_fp_run(const sp_fp_cfg *cfg, sp_fp_ws *ws, const uint8_t *mask, const float *depth, int w, int h,
-              const sp_camera_matrix *cm, const float *const *flows, int nflow, uint32_t seed, sp_fp_plan *out,
-              char *err) {
+              const sp_camera_matrix *cm, const float *const *flows, const float *const *bflows, int nflow,
+              uint32_t seed, sp_fp_plan *out, char *err) {
   if (nflow > SP_FP_MAX_FLOWS) return sp_errf(err, "flow plan: %d flows, at most %d", nflow, SP_FP_MAX_FLOWS);
   if (w < 2 || h < 2) return sp_errf(err, "flow plan: a %d x %d view", w, h);
+  if (cfg->fb_px > 0 && !bflows) return sp_errf(err, "flow plan: the occlusion test (fb_px %g) without backward flows", cfg->fb_px);
   memset(out, 0, sizeof *out);
   sp_mt19937 rng;
   sp_mt_seed(&rng, seed);
@@ -335,16 +369,27 @@ int sp_fp_run(const sp_fp_cfg *cfg, sp_fp_ws *ws, const uint8_t *mask, const flo
       ws->uv2[2 * k] = x2 < 0 ? 0 : x2 > w - 2 ? w - 2 : x2;
       ws->uv2[2 * k + 1] = y2 < 0 ? 0 : y2 > h - 2 ? h - 2 : y2;
     }
-    int m = sp_fp_ransac(ws->uv1, ws->uv2, n, cfg->ransac_tries, cfg->ransac_px, &rng, ws->inl);
-    for (int k = 0; k < m; k++) {  // compact to the inliers (inl is increasing)
+    const int nv = cfg->fb_px > 0 ? split_hidden(ws, n, bflows[f], w, h, cfg->fb_px) : n;
+    out->hidden[f] = n - nv;
+    double *x = out->x[f];
+    if (cfg->fb_px > 0 && nv < 2) {  // nothing to fit: the object stays, every point kept
+      memset(x, 0, sizeof(double) * 6);
+      out->inliers[f] = 0;
+      out->loss[f] = 0;
+      memcpy(out->sub[f + 1], center, sizeof center);
+      continue;
+    }
+    int m = sp_fp_ransac(ws->uv1, ws->uv2, nv, cfg->ransac_tries, cfg->ransac_px, &rng, ws->inl);
+    for (int k = 0; k < m; k++) {  // compact to the inliers (inl is increasing), the hidden after them
       int i = ws->inl[k];
       memmove(ws->uv2 + 2 * k, ws->uv2 + 2 * i, sizeof(double) * 2);
       memmove(ws->P + 3 * k, ws->P + 3 * i, sizeof(double) * 3);
     }
-    n = m;
-    out->inliers[f] = n;
-    double *x = out->x[f];
-    out->loss[f] = sp_fp_rigid_fit(ws->P, ws->uv2, n, cm, cfg->restarts, cfg->restart_loss, &rng, x);
+    memmove(ws->uv2 + 2 * m, ws->uv2 + 2 * nv, sizeof(double) * 2 * (size_t)(n - nv));
+    memmove(ws->P + 3 * m, ws->P + 3 * nv, sizeof(double) * 3 * (size_t)(n - nv));
+    n = m + (n - nv);
+    out->inliers[f] = m;
+    out->loss[f] = sp_fp_rigid_fit(ws->P, ws->uv2, m, cm, cfg->restarts, cfg->restart_loss, &rng, x);
     double R[9], q[3];
     sp_fp_rotation(x[3], x[4], x[5], R);
     for (int k = 0; k < n; k++) {

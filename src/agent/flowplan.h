@@ -13,6 +13,13 @@
  *      Jacobian); the inliers' 3D points move by it and are projected again for the next flow;
  *   3. subgoals: the grasp point pushed through the motions one after another (nflow + 1 points).
  *
+ * Optional, not AVDC's (fb_px > 0, with the backward flows): an occlusion test before step 2's
+ * RANSAC. A point whose round trip (forward flow, then the backward flow at where it landed)
+ * misses its start by more than fb_px is taken as hidden in the next frame (the arm passing over
+ * the object, whose flow it would otherwise carry): it sits out that flow's RANSAC and fit and is
+ * moved by the fitted motion like the rest of the rigid object, so it counts again once visible.
+ * With fewer than 2 visible points the object is taken to stay where it is for that flow.
+ *
  * Pixels are those of the view the mask, depth and flows share (w x h, camera cm); AVDC works on
  * the 320 x 240 render, whose 128-pixel crop the agents render directly at 128, so its pixel
  * thresholds carry over unchanged. Deterministic for a seed. */
@@ -33,6 +40,7 @@ typedef struct {
   double ransac_px;     // inlier threshold of the similarity (0.5 px)
   int restarts;         // random starts of the rigid fit (50)
   double restart_loss;  // the fit from zero is kept below this loss (1e-3)
+  double fb_px;         // the occlusion test's round-trip tolerance in px (0: off, AVDC's)
 } sp_fp_cfg;
 
 void sp_fp_cfg_default(sp_fp_cfg *c);
@@ -42,7 +50,8 @@ typedef struct {
   double sub[SP_FP_MAX_FLOWS + 1][3];  // subgoals: sub[0] = grasp, sub[k + 1] = T_k sub[k]
   double x[SP_FP_MAX_FLOWS][6];        // each flow's motion (x, y, z, roll, pitch, yaw)
   double loss[SP_FP_MAX_FLOWS];        // its fit's loss (px^2)
-  int inliers[SP_FP_MAX_FLOWS];        // points left after its RANSAC
+  int inliers[SP_FP_MAX_FLOWS];        // points left after its RANSAC (the fit's points)
+  int hidden[SP_FP_MAX_FLOWS];         // points the occlusion test kept out of it (fb_px > 0)
   int nflow;
   int mask_empty;                      // the mask had no pixel: AVDC samples the background instead
 } sp_fp_plan;
@@ -52,10 +61,12 @@ sp_fp_ws *sp_fp_ws_new(const sp_fp_cfg *cfg, char *err);
 void sp_fp_ws_free(sp_fp_ws *ws);
 
 /* the plan from mask (h x w, nonzero = object), depth (h x w, metres along the camera axis), the
- * view's camera and flows[0..nflow-1] (h x w x 2 each, pixels); 0 or -1 with err */
+ * view's camera and flows[0..nflow-1] (h x w x 2 each, pixels; flows[k]: frame k -> k + 1);
+ * bflows[k] (frame k + 1 -> k) for the occlusion test, required when cfg->fb_px > 0, else
+ * unused (NULL); 0 or -1 with err */
 int sp_fp_run(const sp_fp_cfg *cfg, sp_fp_ws *ws, const uint8_t *mask, const float *depth, int w, int h,
-              const sp_camera_matrix *cm, const float *const *flows, int nflow, uint32_t seed, sp_fp_plan *out,
-              char *err);
+              const sp_camera_matrix *cm, const float *const *flows, const float *const *bflows, int nflow,
+              uint32_t seed, sp_fp_plan *out, char *err);
 
 /* the pieces, for tests */
 /* world point of pixel (u, v) at depth z */

@@ -43,6 +43,7 @@ int sp_cmd_eval(int argc, char **argv) {
       {"episode-noise", SP_ARG_FLAG, &cfg.episode_noise, "oracle-policy and sp agents: the policy's chunks all start from one noise draw per plan (default: a new draw per chunk)"},
       {"goal-steps", SP_ARG_INT, &cfg.goal_steps, "oracle-policy and sp agents: steps on one goal frame before the frame matcher moves on without a match (0: its default, 20; paper Appendix F)"},
       {"grasp", SP_ARG_STR, &grasp, "the expert agent's grasp: metaworld or late (sp collect --grasp; oracle-policy takes its policy dataset's)"},
+      {"flow-check", SP_ARG_DOUBLE, &cfg.flow_check, "avdc agents: drop points hidden in the next frame from each flow's fit, by a forward-backward round trip missing by more than this many px (default 0: off, AVDC's; docs/baselines.md)"},
       {"action-steps", SP_ARG_INT, &cfg.action_steps, "oracle-policy and sp agents: actions executed of each predicted chunk before the next (0: half the policy's horizon, Diffusion Policy's rule)"},
       {"vlm", SP_ARG_FLAG, &vlm, "sp agents: plan and validate with the VLM of SP_VLM_URL / SP_VLM_MODEL (key: SP_VLM_KEY or OPENAI_API_KEY); the offline rule planner and validator are its fallback"},
       {"vlm-url", SP_ARG_STR, &vlm_url, "with --vlm: the OpenAI-compatible endpoint (instead of SP_VLM_URL)"},

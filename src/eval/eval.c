@@ -54,6 +54,8 @@ int sp_eval_config_check(const sp_eval_config *c, char *err) {
   if (c->action_steps < 0)  // the upper bound, the policy's horizon, is checked when it loads
     return sp_errf(err, "--action-steps %d is negative", c->action_steps);
   if (c->goal_steps < 0) return sp_errf(err, "--goal-steps %d is negative", c->goal_steps);
+  if (!(c->flow_check >= 0 && c->flow_check <= 100))
+    return sp_errf(err, "--flow-check %g outside 0..100 px", c->flow_check);
   if (!c->out_dir || !*c->out_dir) return sp_errf(err, "no output directory (--out DIR)");
   return 0;
 }
@@ -400,6 +402,7 @@ static cJSON *config_json(const sp_eval_config *cfg, const sp_agent_api *ag, sp_
   if (cfg->action_steps) cJSON_AddNumberToObject(o, "action_steps", cfg->action_steps);
   if (cfg->goal_steps) cJSON_AddNumberToObject(o, "goal_steps", cfg->goal_steps);
   if (cfg->episode_noise) cJSON_AddBoolToObject(o, "episode_noise", 1);
+  if (cfg->flow_check > 0) cJSON_AddNumberToObject(o, "flow_check", cfg->flow_check);
   if (cfg->grasp != SP_GRASP_METAWORLD) cJSON_AddStringToObject(o, "grasp", sp_grasp_name(cfg->grasp));
   cJSON_AddStringToObject(o, "checkpoint_hash", ckpt_hash);
   cJSON *t = cJSON_AddArrayToObject(o, "tasks");
@@ -628,7 +631,7 @@ int sp_eval_run(const sp_eval_config *cfg, char *err) {
 
   sp_agent_opts ao = {.checkpoint = rs->ckpt, .policy_checkpoint = rs->pckpt, .vlm = cfg->vlm,
                       .guidance = cfg->guidance, .action_steps = cfg->action_steps, .goal_steps = cfg->goal_steps,
-                      .episode_noise = cfg->episode_noise, .grasp = cfg->grasp};
+                      .episode_noise = cfg->episode_noise, .grasp = cfg->grasp, .flow_check = cfg->flow_check};
   if (!(rs->agent_model = ag->load(&ao, err))) goto out;
   int nw = cfg->jobs < rs->njobs ? cfg->jobs : (rs->njobs ? rs->njobs : 1);
   /* networks run on one thread each inside a run, whatever --jobs: their float sums depend on

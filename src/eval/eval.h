@@ -28,6 +28,7 @@ typedef struct {
   int goal_steps;               // agents with a policy: the matcher's hard switch (0: its default, 20)
   int episode_noise;            // agents with a policy: one DDIM noise draw for every chunk of a plan
   sp_grasp grasp;               // the expert agent's grasp (sim/env.h)
+  double flow_check;            // the AVDC agents: the occlusion test's tolerance, px (0: off, AVDC's)
   int tasks[SP_NTASK], ntask;
   int cams[SP_NCAMERA], ncam;
   long *seeds;                  // (nseed)
