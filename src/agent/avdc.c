@@ -414,6 +414,16 @@ static int plan(avdc *a, const sp_agent_sense *s, sp_agent_timing *tm, char *err
       a->grasp[1] -= AVDC_PUSH_BACK * d[1];
     }
   }
+  if (sp_log_get_level() >= SP_LOG_DEBUG) {
+    char line[1024];
+    int o = snprintf(line, sizeof line, "avdc: plan %d (%s%s): grasp (%.3f %.3f %.3f); subgoals", a->ev.plans,
+                     a->push ? "push" : "grasp", fp.mask_empty ? ", empty mask" : "", a->grasp[0], a->grasp[1],
+                     a->grasp[2]);
+    for (int k = 1; k < a->nsub && o < (int)sizeof line - 80; k++)
+      o += snprintf(line + o, sizeof line - (size_t)o, " (%.3f %.3f %.3f; %d fit, %d hidden, loss %.2g)", a->sub[k][0],
+                    a->sub[k][1], a->sub[k][2], fp.inliers[k - 1], fp.hidden[k - 1], fp.loss[k - 1]);
+    sp_log(SP_LOG_DEBUG, "%s", line);
+  }
   a->countdown = AVDC_STALL_STEPS;
   a->plans_left--;
   tm->planning += sp_time_now() - t2;

@@ -1,5 +1,6 @@
 /* main.c: the `sp` command: dispatch to a subcommand. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
@@ -30,9 +31,12 @@ static const sp_command g_commands[] = {
 static void usage(void) {
   printf("sp: Spatial Policy for Meta-World, in C\n\nusage: sp <command> [options]   (sp <command> --help)\n\ncommands:\n");
   for (const sp_command *c = g_commands; c->name; c++) printf("  %-10s %s\n", c->name, c->help);
+  printf("\nenvironment: SP_LOG=debug prints the agents' decisions (e.g. the AVDC agents' subgoals)\n");
 }
 
 int main(int argc, char **argv) {
+  const char *lv = getenv("SP_LOG");
+  if (lv && !strcmp(lv, "debug")) sp_log_set_level(SP_LOG_DEBUG);
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage();
     return argc < 2 ? 2 : 0;
