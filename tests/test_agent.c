@@ -674,8 +674,12 @@ Test(agent_collect, an_agent_records_what_eval_runs, .timeout = 600) {
   char dir[256], cmd[3072], err[512] = "";
   snprintf(dir, sizeof dir, "/tmp/sp_test_agentcol_%d", (int)getpid());
   sp_test_rm_rf(dir);
+  /* the collects on one worker: this short run, with its many EGL contexts (the harness's and
+   * avdc-oracle's private ones, per worker) made and switched between, is where Mesa's software
+   * rasteriser segfaulted twice with two (docs/environment.md); --jobs 2 is the eval's below and
+   * the CI's determinism checks' */
   const char *common = "--tasks handle-press --cameras corner,corner2 --seeds 1000-1001 --demos 0 --size 32 "
-                       "--shadow-size 256 --checkpoint 0 --jobs 2";
+                       "--shadow-size 256 --checkpoint 0 --jobs 1";
   snprintf(cmd, sizeof cmd,
            "mkdir -p %s && %s collect %s --out %s/expert.h5 > %s.log 2>&1 && "
            "%s collect %s --agent expert --out %s/agent.h5 >> %s.log 2>&1 && "
