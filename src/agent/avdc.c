@@ -221,7 +221,8 @@ static void *create(const void *model, int max_replans, char *err) {
   a->mask_raw = malloc(P * P);
   int ok = a->frames && a->gray && a->up[0] && a->up[1] && a->depth && a->seg && a->mask && a->mask_raw;
   for (int f = 0; f < m->nframes - 1; f++) ok = ok && (a->flow[f] = malloc(sizeof(float) * 2 * P * P));
-  for (int f = 0; f < m->nframes - 1 && m->fb_px > 0; f++) ok = ok && (a->bflow[f] = malloc(sizeof(float) * 2 * P * P));
+  for (int f = 0; f < m->nframes - 1 && m->fb_px > 0; f++)
+    ok = ok && (a->bflow[f] = malloc(sizeof(float) * 2 * P * P));
   if (!ok) { sp_errf(err, "out of memory"); goto fail; }
   if (m->has_vm) {
     if (sp_imaginer_init(&a->im, &m->vm, err)) goto fail;

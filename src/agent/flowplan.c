@@ -294,14 +294,13 @@ static int split_hidden(sp_fp_ws *ws, int n, const float *bflow, int w, int h, d
   for (int k = 0; k < n; k++) {
     const double x2 = ws->uv2[2 * k], y2 = ws->uv2[2 * k + 1];
     const double bx = x2 + bilinear(bflow, w, h, 2, 0, x2, y2), by = y2 + bilinear(bflow, w, h, 2, 1, x2, y2);
-    const int seen = hypot(bx - ws->uv1[2 * k], by - ws->uv1[2 * k + 1]) <= tol;
-    double *dst = seen ? NULL : ws->hid + 7 * nh++;
-    if (seen) {  // nv <= k: a forward copy in place
+    if (hypot(bx - ws->uv1[2 * k], by - ws->uv1[2 * k + 1]) <= tol) {  // seen; nv <= k: a forward copy in place
       memmove(ws->uv1 + 2 * nv, ws->uv1 + 2 * k, sizeof(double) * 2);
       memmove(ws->uv2 + 2 * nv, ws->uv2 + 2 * k, sizeof(double) * 2);
       memmove(ws->P + 3 * nv, ws->P + 3 * k, sizeof(double) * 3);
       nv++;
     } else {
+      double *dst = ws->hid + 7 * nh++;
       memcpy(dst, ws->uv1 + 2 * k, sizeof(double) * 2);
       memcpy(dst + 2, ws->uv2 + 2 * k, sizeof(double) * 2);
       memcpy(dst + 4, ws->P + 3 * k, sizeof(double) * 3);
@@ -321,7 +320,8 @@ int sp_fp_run(const sp_fp_cfg *cfg, sp_fp_ws *ws, const uint8_t *mask, const flo
               uint32_t seed, sp_fp_plan *out, char *err) {
   if (nflow > SP_FP_MAX_FLOWS) return sp_errf(err, "flow plan: %d flows, at most %d", nflow, SP_FP_MAX_FLOWS);
   if (w < 2 || h < 2) return sp_errf(err, "flow plan: a %d x %d view", w, h);
-  if (cfg->fb_px > 0 && !bflows) return sp_errf(err, "flow plan: the occlusion test (fb_px %g) without backward flows", cfg->fb_px);
+  if (cfg->fb_px > 0 && !bflows)
+    return sp_errf(err, "flow plan: the occlusion test (fb_px %g) without backward flows", cfg->fb_px);
   memset(out, 0, sizeof *out);
   sp_mt19937 rng;
   sp_mt_seed(&rng, seed);
