@@ -92,6 +92,26 @@ Test(agent_flowplan, ransac_keeps_the_similarity_and_drops_outliers) {
   for (int k = 0; k < m; k++) cr_expect_eq(inl[k], k);
 }
 
+/* the flow tests' scene: a fronto-parallel plane 0.5 m from the camera (S x S depth) and a
+ * 20 x 20 px object patch at x 50-69, y 60-79 (mask) */
+static void patch_scene(int S, uint8_t *mask, float *depth) {
+  for (int y = 0; y < S; y++)
+    for (int x = 0; x < S; x++) {
+      depth[y * S + x] = 0.5f;
+      mask[y * S + x] = (uint8_t)(x >= 50 && x < 70 && y >= 60 && y < 80);
+    }
+}
+
+/* their flow plan: the defaults with 10 restarts */
+static sp_fp_ws *patch_ws(sp_fp_cfg *cfg) {
+  char err[256] = "";
+  sp_fp_cfg_default(cfg);
+  cfg->restarts = 10;
+  sp_fp_ws *ws = sp_fp_ws_new(cfg, err);
+  cr_assert(ws, "%s", err);
+  return ws;
+}
+
 /* a 128 px view of a table plane with a 20 x 20 px object patch; every flow moves the patch 2 px
  * right and nothing else: the grasp point lies on the patch at the plane's depth and each subgoal
  * projects 2 px further right */
@@ -101,21 +121,14 @@ Test(agent_flowplan, a_translating_patch_gives_translating_subgoals) {
   camera(&cm, S);
   uint8_t *mask = calloc(S * S, 1);
   float *depth = malloc(sizeof(float) * S * S), *flow = calloc((size_t)S * S * 2, sizeof(float));
-  for (int y = 0; y < S; y++)
-    for (int x = 0; x < S; x++) {
-      depth[y * S + x] = 0.5f;  // a fronto-parallel plane 0.5 m from the camera
-      int in = x >= 50 && x < 70 && y >= 60 && y < 80;
-      mask[y * S + x] = (uint8_t)in;
-      if (x >= 48 && x < 96 && y >= 58 && y < 82) flow[2 * (y * S + x)] = 2.f;  // the patch, wherever it goes
-    }
+  patch_scene(S, mask, depth);
+  for (int y = 58; y < 82; y++)
+    for (int x = 48; x < 96; x++) flow[2 * (y * S + x)] = 2.f;  // the patch, wherever it goes
   const float *flows[NF];
   for (int f = 0; f < NF; f++) flows[f] = flow;
   sp_fp_cfg cfg;
-  sp_fp_cfg_default(&cfg);
-  cfg.restarts = 10;
   char err[256] = "";
-  sp_fp_ws *ws = sp_fp_ws_new(&cfg, err);
-  cr_assert(ws, "%s", err);
+  sp_fp_ws *ws = patch_ws(&cfg);
   sp_fp_plan p, q;
   cr_assert_eq(sp_fp_run(&cfg, ws, mask, depth, S, S, &cm, flows, NULL, NF, 11, &p, err), 0, "%s", err);
   cr_expect_eq(p.nflow, NF);
@@ -159,19 +172,13 @@ Test(agent_flowplan, the_occlusion_test_keeps_a_passing_arm_out_of_the_fit) {
   uint8_t *mask = calloc(S * S, 1);
   float *depth = malloc(sizeof(float) * S * S), *arm = calloc((size_t)S * S * 2, sizeof(float));
   float *still = calloc((size_t)S * S * 2, sizeof(float));
-  for (int y = 0; y < S; y++)
-    for (int x = 0; x < S; x++) {
-      depth[y * S + x] = 0.5f;
-      mask[y * S + x] = (uint8_t)(x >= 50 && x < 70 && y >= 60 && y < 80);
-      if (x >= 49 && x < 62 && y >= 59 && y < 81) arm[2 * (y * S + x)] = -6.f, arm[2 * (y * S + x) + 1] = 4.f;
-    }
+  patch_scene(S, mask, depth);
+  for (int y = 59; y < 81; y++)
+    for (int x = 49; x < 62; x++) arm[2 * (y * S + x)] = -6.f, arm[2 * (y * S + x) + 1] = 4.f;
   const float *flows[NF] = {arm, still}, *back[NF] = {still, still};
   sp_fp_cfg cfg;
-  sp_fp_cfg_default(&cfg);
-  cfg.restarts = 10;
   char err[256] = "";
-  sp_fp_ws *ws = sp_fp_ws_new(&cfg, err);
-  cr_assert(ws, "%s", err);
+  sp_fp_ws *ws = patch_ws(&cfg);
   sp_fp_plan p, q;
   double u0, v0, u, v;
   /* AVDC's: the arm's motion wins */
