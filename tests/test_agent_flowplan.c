@@ -92,9 +92,12 @@ Test(agent_flowplan, ransac_keeps_the_similarity_and_drops_outliers) {
   for (int k = 0; k < m; k++) cr_expect_eq(inl[k], k);
 }
 
-/* the flow tests' scene: a fronto-parallel plane 0.5 m from the camera (S x S depth) and a
- * 20 x 20 px object patch at x 50-69, y 60-79 (mask) */
-static void patch_scene(int S, uint8_t *mask, float *depth) {
+/* the flow tests' scene, allocated: a fronto-parallel plane 0.5 m from the camera (S x S depth)
+ * and a 20 x 20 px object patch at x 50-69, y 60-79 (mask) */
+static void patch_scene(int S, uint8_t **maskp, float **depthp) {
+  uint8_t *mask = *maskp = calloc((size_t)S * S, 1);
+  float *depth = *depthp = malloc(sizeof(float) * S * S);
+  cr_assert(mask && depth);
   for (int y = 0; y < S; y++)
     for (int x = 0; x < S; x++) {
       depth[y * S + x] = 0.5f;
@@ -119,9 +122,9 @@ Test(agent_flowplan, a_translating_patch_gives_translating_subgoals) {
   enum { S = 128, NF = 7 };
   sp_camera_matrix cm;
   camera(&cm, S);
-  uint8_t *mask = calloc(S * S, 1);
-  float *depth = malloc(sizeof(float) * S * S), *flow = calloc((size_t)S * S * 2, sizeof(float));
-  patch_scene(S, mask, depth);
+  uint8_t *mask;
+  float *depth, *flow = calloc((size_t)S * S * 2, sizeof(float));
+  patch_scene(S, &mask, &depth);
   for (int y = 58; y < 82; y++)
     for (int x = 48; x < 96; x++) flow[2 * (y * S + x)] = 2.f;  // the patch, wherever it goes
   const float *flows[NF];
@@ -169,10 +172,9 @@ Test(agent_flowplan, the_occlusion_test_keeps_a_passing_arm_out_of_the_fit) {
   enum { S = 128, NF = 2 };
   sp_camera_matrix cm;
   camera(&cm, S);
-  uint8_t *mask = calloc(S * S, 1);
-  float *depth = malloc(sizeof(float) * S * S), *arm = calloc((size_t)S * S * 2, sizeof(float));
-  float *still = calloc((size_t)S * S * 2, sizeof(float));
-  patch_scene(S, mask, depth);
+  uint8_t *mask;
+  float *depth, *arm = calloc((size_t)S * S * 2, sizeof(float)), *still = calloc((size_t)S * S * 2, sizeof(float));
+  patch_scene(S, &mask, &depth);
   for (int y = 59; y < 81; y++)
     for (int x = 49; x < 62; x++) arm[2 * (y * S + x)] = -6.f, arm[2 * (y * S + x) + 1] = 4.f;
   const float *flows[NF] = {arm, still}, *back[NF] = {still, still};

@@ -87,7 +87,7 @@ typedef struct {
   int refines;                // videoagent: refinements of a rejected video (0: avdc)
   sp_vlm_config vlm;          // videoagent with --vlm: its Accept/Reject (has_vlm)
   int has_vlm;
-  double fb_px;               // --flow-check: the flow plan's occlusion test (0: off, AVDC's)
+  sp_fp_cfg fpc;              // the flow plan's settings: AVDC's, with --flow-check's occlusion test
 } avdc_model;
 
 typedef struct {
@@ -109,7 +109,6 @@ typedef struct {
   uint8_t *mask, *mask_raw;
   sp_flow_cfg fcfg;
   sp_flow_ws *fws;
-  sp_fp_cfg fpc;
   sp_fp_ws *fpw;
   sp_validator val;           // videoagent
   int val_ok;
@@ -153,7 +152,8 @@ static void *load(const sp_agent_opts *o, int oracle, int refines, char *err) {
   m->view.rgb_only = 1;
   m->guidance = o->guidance > 0 ? (float)o->guidance : 0.f;
   m->refines = refines;
-  m->fb_px = o->flow_check;
+  sp_fp_cfg_default(&m->fpc);
+  m->fpc.fb_px = o->flow_check;
   if (refines && !m->vm.m.cfg.video_cond) {
     sp_errf(err, "%s is not a refinement model (videoagent needs a video-conditioned one: sp train video "
                  "--video-cond 1 --refine, docs/baselines.md)", o->checkpoint);
@@ -221,7 +221,7 @@ static void *create(const void *model, int max_replans, char *err) {
   a->mask_raw = malloc(P * P);
   int ok = a->frames && a->gray && a->up[0] && a->up[1] && a->depth && a->seg && a->mask && a->mask_raw;
   for (int f = 0; f < m->nframes - 1; f++) ok = ok && (a->flow[f] = malloc(sizeof(float) * 2 * P * P));
-  for (int f = 0; f < m->nframes - 1 && m->fb_px > 0; f++)
+  for (int f = 0; f < m->nframes - 1 && m->fpc.fb_px > 0; f++)
     ok = ok && (a->bflow[f] = malloc(sizeof(float) * 2 * P * P));
   if (!ok) { sp_errf(err, "out of memory"); goto fail; }
   if (m->has_vm) {
@@ -233,9 +233,7 @@ static void *create(const void *model, int max_replans, char *err) {
   }
   sp_flow_cfg_default(&a->fcfg);
   if (!(a->fws = sp_flow_ws_new(&a->fcfg, AVDC_PLAN_SIDE, AVDC_PLAN_SIDE, err))) goto fail;
-  sp_fp_cfg_default(&a->fpc);
-  a->fpc.fb_px = m->fb_px;
-  if (!(a->fpw = sp_fp_ws_new(&a->fpc, err))) goto fail;
+  if (!(a->fpw = sp_fp_ws_new(&m->fpc, err))) goto fail;
   if (m->refines) {
     if (sp_validator_init(&a->val, m->R, err)) goto fail;
     a->val_ok = 1;
@@ -386,7 +384,7 @@ static int plan(avdc *a, const sp_agent_sense *s, sp_agent_timing *tm, char *err
   sp_fp_plan fp;
   const float *flows[SP_FP_MAX_FLOWS];
   for (int f = 0; f < nflow; f++) flows[f] = a->flow[f];
-  if (sp_fp_run(&a->fpc, a->fpw, a->mask, a->depth, P, P, &cm, flows, (const float *const *)a->bflow, nflow,
+  if (sp_fp_run(&a->m->fpc, a->fpw, a->mask, a->depth, P, P, &cm, flows, (const float *const *)a->bflow, nflow,
                 a->seed ^ (0x27D4EB2Fu * (uint32_t)(a->ev.plans + 1)), &fp, err))
     return -1;
   const int first = a->ev.plans == 0;
