@@ -671,7 +671,7 @@ Test(agent_avdc, oracle_frames_press_the_handle, .timeout = 300) {
  * collection does (frames and actions), and an agent's rollout is the one sp eval runs for the
  * same (task, camera, seed) */
 Test(agent_collect, an_agent_records_what_eval_runs, .timeout = 600) {
-  char dir[256], cmd[3072], err[512] = "";
+  char dir[256], cmd[4096], err[512] = "";
   snprintf(dir, sizeof dir, "/tmp/sp_test_agentcol_%d", (int)getpid());
   sp_test_rm_rf(dir);
   /* the collects on one worker: this short run, with its many EGL contexts (the harness's and
@@ -684,10 +684,11 @@ Test(agent_collect, an_agent_records_what_eval_runs, .timeout = 600) {
            "mkdir -p %s && %s collect %s --out %s/expert.h5 > %s.log 2>&1 && "
            "%s collect %s --agent expert --out %s/agent.h5 >> %s.log 2>&1 && "
            "%s collect %s --agent avdc-oracle --keep-failures --out %s/avdc.h5 >> %s.log 2>&1 && "
+           "%s collect %s --agent avdc-oracle --takeover 5-15 --keep-failures --out %s/takeover.h5 >> %s.log 2>&1 && "
            "%s eval --agent avdc-oracle --tasks handle-press --cameras corner,corner2 --seeds 1000-1001 --jobs 2 "
            "--out %s/eval >> %s.log 2>&1",
            dir, sp_test_bin(), common, dir, dir, sp_test_bin(), common, dir, dir, sp_test_bin(), common, dir, dir,
-           sp_test_bin(), dir, dir);
+           sp_test_bin(), common, dir, dir, sp_test_bin(), dir, dir);
   cr_assert_eq(sp_test_run(cmd), 0, "collect/eval failed (%s.log)", dir);
   char pa[300], pb[300], pc[300];
   snprintf(pa, sizeof pa, "%s/expert.h5", dir);
@@ -732,10 +733,51 @@ Test(agent_collect, an_agent_records_what_eval_runs, .timeout = 600) {
     for (int k = 0; k < ep->n - 1; k++) cr_expect(!ep->expert[k], "%s: an agent's action flagged as the expert's", ep->path);
   }
   free(r);
+  /* --takeover: the agent's own actions up to the drawn step, then the expert's from the states it
+   * left, flagged as the expert's */
+  char pt[300];
+  snprintf(pt, sizeof pt, "%s/takeover.h5", dir);
+  sp_dataset *t = sp_dataset_open(pt, err);
+  cr_assert(t, "%s", err);
+  cr_assert_eq(sp_dataset_count(t), 4);
+  for (int i = 0; i < 4; i++) {
+    sp_demo x, y;
+    cr_assert_eq(sp_dataset_load(t, i, &x, err), 0, "%s", err);
+    const sp_dataset_ep *et = sp_dataset_episode(t, i);
+    int j = sp_dataset_find(c, et->task, et->cam, strrchr(et->path, '/') + 1);
+    cr_assert(j >= 0, "%s missing from the avdc-oracle dataset", et->path);
+    cr_assert_eq(sp_dataset_load(c, j, &y, err), 0, "%s", err);
+    int p = -1;
+    cr_assert(sscanf(x.perturb, "avdc-oracle acted for steps 0..%d, then the expert", &p) == 1, "%s: perturbation '%s'",
+              et->path, x.perturb);
+    p++;
+    cr_expect(p >= 5 && p <= 15, "%s: the expert took over at step %d, outside 5..15", et->path, p);
+    int steps = x.n - 1;
+    cr_assert(steps >= p && y.n - 1 >= p, "%s: %d and %d steps, takeover at %d", et->path, steps, y.n - 1, p);
+    cr_expect(!memcmp(x.actions, y.actions, sizeof(double) * SP_ACT_DIM * (size_t)p), "%s: the agent's steps differ",
+              et->path);
+    for (int k = 0; k < steps; k++) {
+      cr_expect_eq(x.expert[k], k >= p, "%s: step %d flagged %d, takeover at %d", et->path, k, x.expert[k], p);
+      if (k < p) continue;
+      double a[SP_ACT_DIM];
+      sp_expert_act(et->task, SP_GRASP_METAWORLD, x.obs + (size_t)k * SP_OBS_DIM, a);
+      cr_expect(!memcmp(a, x.actions + (size_t)k * SP_ACT_DIM, sizeof a), "%s: step %d is not the expert's action",
+                et->path, k);
+    }
+    sp_demo_free(&x);
+    sp_demo_free(&y);
+  }
+  sp_dataset_close(t);
   sp_dataset_close(a);
   sp_dataset_close(b);
   sp_dataset_close(c);
   /* bad combinations are refused before anything is written */
+  snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 --takeover 5-15 "
+           "--out %s/x.h5 2>&1 | grep -q 'takeover goes with --agent'", sp_test_bin(), dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "--takeover without --agent was not refused");
+  snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 --demos 0 --agent expert "
+           "--takeover 15-5 --out %s/x.h5 2>&1 | grep -q 'takeover 15-5'", sp_test_bin(), dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "--takeover 15-5 was not refused");
   snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 --agent avdc-oracle "
            "--out %s/x.h5 2>&1 | grep -q 'give --demos 0'", sp_test_bin(), dir);
   cr_expect_eq(sp_test_run(cmd), 0, "--agent without --demos 0 was not refused");

@@ -31,6 +31,7 @@ int sp_cmd_collect(int argc, char **argv) {
   cfg.jobs = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
   const char *scenes = NULL, *assets = NULL, *crops = NULL;
   const char *agent = NULL, *agent_ckpt = NULL, *policy_ckpt = NULL, *grasp = "metaworld";
+  const char *takeover = NULL;
   char agent_help[320];
   snprintf(agent_help, sizeof agent_help, "record this agent's rollouts instead of the scripted expert's: %s "
            "(with --demos 0; successes kept unless --keep-failures)", sp_agent_names());
@@ -63,6 +64,7 @@ int sp_cmd_collect(int argc, char **argv) {
       {"agent", SP_ARG_STR, &agent, agent_help},
       {"agent-checkpoint", SP_ARG_STR, &agent_ckpt, "--agent: its checkpoint (default: its committed one)"},
       {"policy-checkpoint", SP_ARG_STR, &policy_ckpt, "--agent sp*: the policy's checkpoint (default: the committed one)"},
+      {"takeover", SP_ARG_STR, &takeover, "--agent: A-B, the scripted expert takes over at a step drawn per episode in A..B and finishes it; training reads the expert's steps alone (DAgger-style recovery from the agent's own states)"},
       {"fine-interval", SP_ARG_INT, &cfg.fine.interval, "fine sampling: coarse interval (frames)"},
       {"fine-rate", SP_ARG_INT, &cfg.fine.rate, "fine sampling: fine phases this many times denser"},
       {"distance-threshold", SP_ARG_DOUBLE, &cfg.fine.distance_threshold, "fine sampling: close when distance <= this (m)"},
@@ -112,6 +114,14 @@ int sp_cmd_collect(int argc, char **argv) {
     sp_log(SP_LOG_ERROR, "collect: --agent-checkpoint and --policy-checkpoint go with --agent");
     free(sv);
     return 2;
+  }
+  if (takeover) {
+    char tail;
+    if (sscanf(takeover, "%d-%d%c", &cfg.takeover_min, &cfg.takeover_max, &tail) != 2) {
+      sp_log(SP_LOG_ERROR, "collect: --takeover '%s': expected A-B, the steps between which the expert takes over", takeover);
+      free(sv);
+      return 2;
+    }
   }
   if (sp_collect_config_check(&cfg, err)) {
     sp_log(SP_LOG_ERROR, "collect: %s", err);

@@ -261,6 +261,15 @@ static int episode(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *
     }
   }
 
+  /* takeover: the expert finishes what the policy started, from a step drawn per episode */
+  int takeover = -1;
+  if (pol && cfg->takeover_max > 0) {
+    sp_mt19937 trng;
+    sp_mt_seed(&trng, sp_seed_derive(sp_task_name(task), sp_camera_name(cam), seed, "takeover"));
+    takeover = uniform_int(&trng, cfg->takeover_min, cfg->takeover_max);
+    snprintf(d->perturb, sizeof d->perturb, "%s acted for steps 0..%d, then the expert", pol->name, takeover - 1);
+  }
+
   if (pol && pol->begin(pstate, e, cam, seed, err)) return -1;
   double t_r = 0;
   if (record_frame(cfg, e, rend, mask_geoms, nmask, cam, &crop, obs, sp_env_evaluate(e, obs), d, 0,
@@ -283,7 +292,7 @@ static int episode(const sp_collect_config *cfg, sp_env *e, struct sp_renderer *
     if (attempt >= 0 && !displace && steps >= p_start && steps < p_start + p_len) {
       for (int j = 0; j < SP_ACT_DIM; j++) act[j] = sp_mt_uniform(&rng, -1, 1);
       expert = 0;
-    } else if (pol) {
+    } else if (pol && (takeover < 0 || steps < takeover)) {
       if (pol->act(pstate, e, obs, act, err)) return -1;
       expert = pol->expert;
     } else {
@@ -707,6 +716,10 @@ static char *config_json(const sp_collect_config *cfg, sp_env_model **models) {
   }
   cJSON *r = cJSON_AddObjectToObject(o, "run");  // informative
   cJSON_AddStringToObject(r, "policy", cfg->policy ? cfg->policy->name : "expert");
+  if (cfg->takeover_max) {
+    int tk[2] = {cfg->takeover_min, cfg->takeover_max};
+    cJSON_AddItemToObject(r, "takeover", cJSON_CreateIntArray(tk, 2));
+  }
   cJSON *t = cJSON_AddArrayToObject(r, "tasks");
   for (int i = 0; i < cfg->ntask; i++) cJSON_AddItemToArray(t, cJSON_CreateString(sp_task_name(cfg->tasks[i])));
   cJSON *cm = cJSON_AddArrayToObject(r, "cameras");
@@ -929,6 +942,9 @@ int sp_collect_config_check(const sp_collect_config *cfg, char *err) {
   if (cfg->policy && (cfg->demos || cfg->recovery))
     return sp_errf(err, "--agent %s: every seed is rolled out once per camera; give --demos 0 and no --recovery",
                    cfg->policy->name);
+  if (cfg->takeover_max && !cfg->policy) return sp_errf(err, "--takeover goes with --agent (the policy the expert takes over from)");
+  if (cfg->takeover_max && (cfg->takeover_min < 1 || cfg->takeover_max < cfg->takeover_min || cfg->takeover_max > SP_MAX_PATH))
+    return sp_errf(err, "--takeover %d-%d: need 1 <= first <= last <= %d", cfg->takeover_min, cfg->takeover_max, SP_MAX_PATH);
   if (cfg->recovery < 0 || cfg->recovery > 10000) return sp_errf(err, "--recovery %d outside 0..10000", cfg->recovery);
   if (cfg->recovery_tries < 1 || cfg->recovery_tries > 1000)
     return sp_errf(err, "--recovery-tries %d outside 1..1000", cfg->recovery_tries);

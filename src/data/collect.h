@@ -109,6 +109,12 @@ typedef struct {
                                     // rolled out once, rendered (no dry run: the outcome depends on
                                     // the camera), and kept when it succeeds (or --keep-failures);
                                     // --demos must be 0 and --recovery 0
+  int takeover_min, takeover_max;   // with policy, > 0: the scripted expert takes over from the
+                                    // policy at a step drawn per episode uniformly in [min, max]
+                                    // (the episode's own generator) and finishes the episode; the
+                                    // policy's steps are flagged as not the expert's, so training
+                                    // reads the expert's recovery from the states the policy drove
+                                    // into (DAgger's data, HG-DAgger's intervention). 0: never
   volatile sig_atomic_t *stop;   // when set (e.g. by SIGINT): finish running episodes, checkpoint, return
 } sp_collect_config;
 
