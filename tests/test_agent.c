@@ -778,6 +778,9 @@ Test(agent_collect, an_agent_records_what_eval_runs, .timeout = 600) {
   snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 --demos 0 --agent expert "
            "--takeover 15-5 --out %s/x.h5 2>&1 | grep -q 'takeover 15-5'", sp_test_bin(), dir);
   cr_expect_eq(sp_test_run(cmd), 0, "--takeover 15-5 was not refused");
+  snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 --demos 0 --agent expert "
+           "--takeover 0-0 --out %s/x.h5 2>&1 | grep -q \"takeover '0-0'\"", sp_test_bin(), dir);
+  cr_expect_eq(sp_test_run(cmd), 0, "--takeover 0-0 was not refused");
   snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 --agent avdc-oracle "
            "--out %s/x.h5 2>&1 | grep -q 'give --demos 0'", sp_test_bin(), dir);
   cr_expect_eq(sp_test_run(cmd), 0, "--agent without --demos 0 was not refused");

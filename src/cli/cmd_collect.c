@@ -117,8 +117,9 @@ int sp_cmd_collect(int argc, char **argv) {
   }
   if (takeover) {
     char tail;
-    if (sscanf(takeover, "%d-%d%c", &cfg.takeover_min, &cfg.takeover_max, &tail) != 2) {
-      sp_log(SP_LOG_ERROR, "collect: --takeover '%s': expected A-B, the steps between which the expert takes over", takeover);
+    if (sscanf(takeover, "%d-%d%c", &cfg.takeover_min, &cfg.takeover_max, &tail) != 2 || cfg.takeover_min < 1) {
+      sp_log(SP_LOG_ERROR, "collect: --takeover '%s': expected A-B, 1 <= A <= B, the steps between which the expert takes over",
+             takeover);
       free(sv);
       return 2;
     }

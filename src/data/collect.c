@@ -942,8 +942,9 @@ int sp_collect_config_check(const sp_collect_config *cfg, char *err) {
   if (cfg->policy && (cfg->demos || cfg->recovery))
     return sp_errf(err, "--agent %s: every seed is rolled out once per camera; give --demos 0 and no --recovery",
                    cfg->policy->name);
-  if (cfg->takeover_max && !cfg->policy) return sp_errf(err, "--takeover goes with --agent (the policy the expert takes over from)");
-  if (cfg->takeover_max && (cfg->takeover_min < 1 || cfg->takeover_max < cfg->takeover_min || cfg->takeover_max > SP_MAX_PATH))
+  const int takeover = cfg->takeover_min || cfg->takeover_max;
+  if (takeover && !cfg->policy) return sp_errf(err, "--takeover goes with --agent (the policy the expert takes over from)");
+  if (takeover && (cfg->takeover_min < 1 || cfg->takeover_max < cfg->takeover_min || cfg->takeover_max > SP_MAX_PATH))
     return sp_errf(err, "--takeover %d-%d: need 1 <= first <= last <= %d", cfg->takeover_min, cfg->takeover_max, SP_MAX_PATH);
   if (cfg->recovery < 0 || cfg->recovery > 10000) return sp_errf(err, "--recovery %d outside 0..10000", cfg->recovery);
   if (cfg->recovery_tries < 1 || cfg->recovery_tries > 1000)
