@@ -771,21 +771,18 @@ Test(agent_collect, an_agent_records_what_eval_runs, .timeout = 600) {
   sp_dataset_close(a);
   sp_dataset_close(b);
   sp_dataset_close(c);
-  /* bad combinations are refused before anything is written */
-  snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 --takeover 5-15 "
-           "--out %s/x.h5 2>&1 | grep -q 'takeover goes with --agent'", sp_test_bin(), dir);
-  cr_expect_eq(sp_test_run(cmd), 0, "--takeover without --agent was not refused");
-  snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 --demos 0 --agent expert "
-           "--takeover 15-5 --out %s/x.h5 2>&1 | grep -q 'takeover 15-5'", sp_test_bin(), dir);
-  cr_expect_eq(sp_test_run(cmd), 0, "--takeover 15-5 was not refused");
-  snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 --demos 0 --agent expert "
-           "--takeover 0-0 --out %s/x.h5 2>&1 | grep -q \"takeover '0-0'\"", sp_test_bin(), dir);
-  cr_expect_eq(sp_test_run(cmd), 0, "--takeover 0-0 was not refused");
-  snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 --agent avdc-oracle "
-           "--out %s/x.h5 2>&1 | grep -q 'give --demos 0'", sp_test_bin(), dir);
-  cr_expect_eq(sp_test_run(cmd), 0, "--agent without --demos 0 was not refused");
-  snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 --demos 0 --agent nope "
-           "--out %s/x.h5 2>&1 | grep -q \"unknown agent 'nope'\"", sp_test_bin(), dir);
-  cr_expect_eq(sp_test_run(cmd), 0, "an unknown agent was not refused");
+  /* bad combinations are refused before anything is written: the options, then the message */
+  static const char *const bad[][2] = {
+      {"--takeover 5-15", "takeover goes with --agent"},
+      {"--demos 0 --agent expert --takeover 15-5", "takeover 15-5"},
+      {"--demos 0 --agent expert --takeover 0-0", "takeover '0-0'"},
+      {"--agent avdc-oracle", "give --demos 0"},
+      {"--demos 0 --agent nope", "unknown agent 'nope'"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    snprintf(cmd, sizeof cmd, "%s collect --tasks handle-press --cameras corner --seeds 1000 %s --out %s/x.h5 2>&1 | "
+             "grep -qF \"%s\"", sp_test_bin(), bad[i][0], dir, bad[i][1]);
+    cr_expect_eq(sp_test_run(cmd), 0, "collect %s was not refused with \"%s\"", bad[i][0], bad[i][1]);
+  }
   sp_test_rm_rf(dir);
 }
